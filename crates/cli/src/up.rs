@@ -1,0 +1,221 @@
+//! `septa up`: load, build if asked, compile, and serve until interrupted.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use septa_flows::FlowLog;
+use septa_gateway::Gateway;
+use septa_mesh::{DialTimeouts, Mesh};
+use septa_runtime::{ComponentCache, EpochTicker, Host, build_engine};
+
+/// Options of `septa up`.
+#[derive(Args)]
+pub(crate) struct UpArgs {
+    /// The application directory (holding `septa.toml`).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Where the gateway listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the admin listener (health now; metrics and flows later) listens.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// The flow log file (JSON lines), or `-` for standard output. Default: DIR/.septa/flows.jsonl.
+    #[arg(long)]
+    flow_log: Option<PathBuf>,
+    /// Run each function's declared build command before starting.
+    #[arg(long)]
+    build: bool,
+    /// Worker threads, each with its own runtime and listening socket. Default: one per core.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Where compiled components are cached. Default: DIR/.septa/cache.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Instance slots in the pooling allocator, across all functions.
+    #[arg(long, default_value_t = 1000)]
+    instances: u32,
+}
+
+pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let manifest = match septa_manifest::load(&args.dir) {
+        Ok(m) => m,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if args.build {
+        build(&manifest)?;
+    }
+    let policy = match crate::check::load_policy(&args.dir) {
+        Ok(p) => Arc::new(p),
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let state_dir = policy.manifest().dir.join(".septa");
+    let engine = build_engine(args.instances)
+        .map_err(|e| anyhow::anyhow!("cannot configure the wasmtime engine: {e:#}"))?;
+    let _ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch ticker")?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| state_dir.join("cache"));
+    let cache = ComponentCache::new(&cache_dir)
+        .with_context(|| format!("cannot use cache directory `{}`", cache_dir.display()))?;
+    let (host, report) = Host::load(&engine, &policy, &cache)?;
+    let host = Arc::new(host);
+
+    let flows = match args.flow_log.as_deref() {
+        Some(p) if p == Path::new("-") => FlowLog::stdout()?,
+        Some(p) => {
+            FlowLog::open(p).with_context(|| format!("cannot open flow log `{}`", p.display()))?
+        }
+        None => {
+            let p = state_dir.join("flows.jsonl");
+            FlowLog::open(&p).with_context(|| format!("cannot open flow log `{}`", p.display()))?
+        }
+    };
+    let mesh = Mesh::new(
+        policy.clone(),
+        &host,
+        flows.clone(),
+        DialTimeouts::default(),
+    );
+    host.set_outbound(Arc::new(mesh));
+    let gateway = Arc::new(Gateway::new(policy.clone(), host.clone(), flows.clone()));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let listening = septa_gateway::serve(args.listen, workers, gateway)
+        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
+    let admin = match args.admin {
+        Some(addr) => Some(crate::up::admin::serve(addr, policy.clone())?),
+        None => None,
+    };
+
+    let m = policy.manifest();
+    println!(
+        "septa: application `{}`: {} functions in {} segments ({} compiled, {} from cache)",
+        m.application,
+        m.functions.len(),
+        m.segments.len(),
+        report.compiled,
+        report.cache_hits
+    );
+    println!("septa: listening on http://{}", listening.addr);
+    if let Some((addr, _)) = &admin {
+        println!("septa: admin on http://{addr}");
+    }
+    for route in policy.routes() {
+        println!(
+            "septa: route `{}` {} -> function `{}`",
+            route.id,
+            route.pattern,
+            policy.function(route.function).spec.name
+        );
+    }
+
+    wait_for_signal()?;
+    println!("septa: shutting down");
+    listening.shutdown();
+    drop(host);
+    flows.shutdown().context("cannot flush the flow log")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })?;
+    Ok(())
+}
+
+/// Runs each distinct build command once, in its working directory.
+fn build(manifest: &septa_manifest::Manifest) -> anyhow::Result<()> {
+    let commands: BTreeSet<(String, PathBuf)> = manifest
+        .functions
+        .values()
+        .filter_map(|f| {
+            f.build
+                .as_ref()
+                .map(|b| (b.command.clone(), b.workdir.clone()))
+        })
+        .collect();
+    for (command, workdir) in commands {
+        println!("septa: building: {command} (in {})", workdir.display());
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .current_dir(&workdir)
+            .status()
+            .with_context(|| format!("cannot run build command `{command}`"))?;
+        if !status.success() {
+            bail!(
+                "build command `{command}` in `{}` failed: {status}",
+                workdir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+mod admin {
+    //! The admin listener: health for now; metrics, flows and the dashboard arrive with the
+    //! monitoring work. It never shares a port with the gateway.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use septa_policy::Policy;
+
+    /// Serves `/healthz` on `addr` from a thread of its own.
+    pub(crate) fn serve(
+        addr: SocketAddr,
+        policy: Arc<Policy>,
+    ) -> anyhow::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on admin `{addr}`"))?;
+        let bound = listener.local_addr()?;
+        let body = format!(
+            "{{\"status\":\"ok\",\"application\":\"{}\",\"functions\":{}}}",
+            policy.manifest().application,
+            policy.functions().len()
+        );
+        let handle = std::thread::Builder::new().name("septa-admin".to_owned()).spawn(move || {
+            use std::io::{Read, Write};
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let response = if head.starts_with("GET /healthz ") {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+                };
+                let _ = stream.write_all(response.as_bytes());
+            }
+        })?;
+        Ok((bound, handle))
+    }
+}

@@ -1,0 +1,283 @@
+//! The integration-test harness: builds the test components once, starts `septa up` on a
+//! manifest, talks raw HTTP/1.1 to it over loopback, and reads its flow log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Builds the example's and the tests' components (once per test binary; cargo serializes
+/// concurrent builds of the same target directory).
+pub fn build_components() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let status = Command::new(repo().join("scripts/build-components"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build-components");
+        assert!(status.success(), "scripts/build-components failed");
+    });
+}
+
+/// A test case directory under `tests/cases`.
+pub fn case(name: &str) -> PathBuf {
+    repo().join("tests/cases").join(name)
+}
+
+/// A running `septa up`.
+pub struct Septa {
+    child: Child,
+    pub addr: SocketAddr,
+    pub flow_log: PathBuf,
+    /// What septa printed before it started listening.
+    pub startup: Vec<String>,
+    _state: tempfile::TempDir,
+}
+
+impl Septa {
+    /// Starts `septa up DIR` on a free loopback port with its own flow log.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        build_components();
+        let state = tempfile::tempdir().unwrap();
+        let flow_log = state.path().join("flows.jsonl");
+        // One compiled-component cache for every test, so each component compiles once.
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("septa-test-cache");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_septa"))
+            .arg("up")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .arg("--flow-log")
+            .arg(&flow_log)
+            .args(if extra.contains(&"--cache-dir") {
+                Vec::new()
+            } else {
+                vec!["--cache-dir".into(), cache.into_os_string()]
+            })
+            .args(extra)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start septa");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut startup = Vec::new();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait().unwrap();
+                panic!("septa exited before listening: {status}");
+            };
+            if let Some(rest) = line.strip_prefix("septa: listening on http://") {
+                break rest.parse().unwrap();
+            }
+            startup.push(line);
+        };
+        // Keep draining stdout so septa never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr,
+            flow_log,
+            startup,
+            _state: state,
+        }
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Response {
+        self.send(&format!(
+            "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+        ))
+    }
+
+    /// A request with a method, extra header lines and a body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        let mut raw =
+            format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+        self.send(&raw)
+    }
+
+    /// Sends raw bytes and reads the response until the server closes.
+    pub fn send(&self, raw: &str) -> Response {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).unwrap();
+        Response::parse(&bytes)
+    }
+
+    /// The flow log so far (every complete line).
+    pub fn flows(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.flow_log).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Waits until a flow record satisfies `pred` (the log is written in batches off the request
+    /// path), and returns it.
+    pub fn wait_flow(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = self.flows().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("no flow record {what}; log:\n{:#?}", self.flows());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops septa with SIGTERM and waits, so the flow log is complete.
+    pub fn stop(mut self) -> Vec<Value> {
+        self.terminate();
+        self.flows()
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Septa {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    fn parse(bytes: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(bytes);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Runs `septa` with `args`, returning (exit success, stdout, stderr).
+pub fn septa(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_septa"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

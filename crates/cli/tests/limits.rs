@@ -1,0 +1,113 @@
+//! Guests that trap, loop forever or grow past their memory: each gets a clear 5xx for that
+//! request, its neighbours are unaffected, and the next request succeeds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Septa, case};
+
+#[test]
+fn a_trapping_guest_fails_that_request_only() {
+    let septa = Septa::start(&case("limits"));
+    let r = septa.get("/trap");
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(septa.get("/ok/trapper").status, 200);
+    let flow = septa.wait_flow("for /trap", |f| f["path"] == "/trap");
+    assert_eq!(flow["status"], 500);
+    assert!(
+        flow["reason"]
+            .as_str()
+            .unwrap()
+            .contains("function `trapper` failed"),
+        "{flow}"
+    );
+}
+
+#[test]
+fn a_guest_past_its_memory_limit_fails_that_request_only() {
+    let septa = Septa::start(&case("limits"));
+    let r = septa.get("/grow?mb=64");
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(
+        r.body.contains("exceeded its memory limit of 16 MiB"),
+        "{}",
+        r.body
+    );
+    let small = septa.get("/grow?mb=2");
+    assert_eq!(small.status, 200, "{small:?}");
+    assert_eq!(septa.get("/ok/memhog").status, 200);
+}
+
+#[test]
+fn a_looping_guest_times_out_without_hurting_its_neighbours() {
+    let septa = Septa::start(&case("limits"));
+    let addr = septa.addr;
+    // Two loopers, one per worker thread, so every thread has a guest spinning on it.
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                use std::io::{Read, Write};
+                stream
+                    .write_all(b"GET /spin HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .unwrap();
+                let mut out = String::new();
+                stream.read_to_string(&mut out).unwrap();
+                (out, start.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    // While they spin, the neighbour answers, well inside the loopers' 500 ms timeout.
+    for _ in 0..5 {
+        let start = Instant::now();
+        let r = septa.get("/echo/hello");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "neighbour took {:?}",
+            start.elapsed()
+        );
+    }
+    for s in spinners {
+        let (out, took) = s.join().unwrap();
+        assert!(out.starts_with("HTTP/1.1 504"), "{out}");
+        assert!(out.contains("exceeded its timeout of 500 ms"), "{out}");
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+    assert_eq!(septa.get("/ok/looper").status, 200);
+}
+
+#[test]
+fn a_second_start_loads_compiled_components_from_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let first = Septa::start_with(&case("limits"), &["--cache-dir", cache_dir]);
+    let line = |s: &Septa| {
+        s.startup
+            .iter()
+            .find(|l| l.contains("compiled"))
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        line(&first).contains("(4 compiled, 0 from cache)"),
+        "{}",
+        line(&first)
+    );
+    drop(first);
+    let second = Septa::start_with(&case("limits"), &["--cache-dir", cache_dir]);
+    assert!(
+        line(&second).contains("(0 compiled, 4 from cache)"),
+        "{}",
+        line(&second)
+    );
+    assert_eq!(second.get("/echo/x").status, 200);
+}

@@ -1,0 +1,239 @@
+//! The example shop end to end: real HTTP to `septa up examples/shop`, real components, and the
+//! flow log it writes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Septa, encode, repo};
+
+fn shop() -> Septa {
+    Septa::start(&repo().join("examples/shop"))
+}
+
+#[test]
+fn ingress_routes_and_refuses_what_is_not_routed() {
+    let septa = shop();
+    let home = septa.get("/");
+    assert_eq!(home.status, 200, "{home:?}");
+
+    let missing = septa.get("/admin");
+    assert_eq!(missing.status, 404);
+    let wrong_method = septa.request("DELETE", "/", &[], "");
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header("allow"), Some("GET"));
+
+    let flows = septa.stop();
+    let home_flow = flows
+        .iter()
+        .find(|f| f["kind"] == "ingress" && f["path"] == "/")
+        .unwrap();
+    assert_eq!(home_flow["verdict"], "allow");
+    assert_eq!(home_flow["rule"], "home");
+    assert_eq!(home_flow["dst"], "function:storefront");
+    assert_eq!(home_flow["status"], 200);
+    let missing_flow = flows.iter().find(|f| f["path"] == "/admin").unwrap();
+    assert_eq!(missing_flow["verdict"], "deny");
+    assert_eq!(missing_flow["status"], 404);
+    assert!(
+        missing_flow["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no route")
+    );
+}
+
+#[test]
+fn ambiguous_paths_are_refused_not_guessed() {
+    let septa = shop();
+    for path in [
+        "/api/%2e%2e/x",
+        "/api/a%2Fb",
+        "//api/products",
+        "/api/./products",
+        "/api/../relay/",
+        "/api\\products",
+    ] {
+        let r = septa.get(path);
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+    }
+    // An encoded unreserved character is the same path as its literal form.
+    assert_eq!(septa.get("/api/product%73").status, 200);
+}
+
+#[test]
+fn allowed_mesh_calls_go_through_and_name_their_rule() {
+    let septa = shop();
+    let products = septa.get("/api/products");
+    assert_eq!(products.status, 200, "{products:?}");
+    assert!(products.body.contains("products"), "{}", products.body);
+
+    let checkout = septa.request(
+        "POST",
+        "/api/checkout",
+        &[("content-type", "application/json")],
+        r#"{"amount_cents":1250}"#,
+    );
+    assert_eq!(checkout.status, 200, "{checkout:?}");
+    let json = checkout.json();
+    assert_eq!(json["result"]["charged"], true, "{json}");
+    assert_eq!(json["result"]["caller"], "function:storefront", "{json}");
+
+    let flows = septa.stop();
+    let mesh = |src: &str, dst: &str| {
+        flows
+            .iter()
+            .find(|f| f["kind"] == "mesh" && f["src"] == src && f["dst"] == dst)
+            .unwrap_or_else(|| panic!("no mesh flow {src} -> {dst} in {flows:#?}"))
+    };
+    assert_eq!(
+        mesh("function:storefront", "function:catalog")["rule"],
+        "storefront-to-catalog"
+    );
+    assert_eq!(
+        mesh("function:storefront", "function:checkout")["rule"],
+        "storefront-to-checkout"
+    );
+    assert_eq!(
+        mesh("function:checkout", "function:ledger")["rule"],
+        "checkout-to-ledger"
+    );
+    for f in flows.iter().filter(|f| f["verdict"] == "allow") {
+        assert!(f["rule"].is_string(), "an allow without its rule: {f}");
+    }
+}
+
+#[test]
+fn a_call_no_rule_allows_is_denied_visibly_and_logged() {
+    let septa = shop();
+    let r = septa.get("/api/ledger");
+    assert_eq!(r.status, 200, "{r:?}");
+    let json = r.json();
+    assert_eq!(json["denied"], true, "{json}");
+    assert_eq!(json["status"], 403, "{json}");
+
+    let flow = septa.wait_flow("storefront -> ledger", |f| {
+        f["kind"] == "mesh" && f["dst"] == "function:ledger"
+    });
+    assert_eq!(flow["verdict"], "deny");
+    assert_eq!(flow["src"], "function:storefront");
+    assert!(flow["rule"].is_null());
+    assert_eq!(
+        flow["reason"],
+        "no allow rule from `function:storefront` to `function:ledger`"
+    );
+}
+
+#[test]
+fn denial_holds_for_every_spelling_of_the_destination() {
+    let septa = shop();
+    for url in [
+        "http://ledger.internal/entries",
+        "http://LEDGER.internal/entries",
+        "http://ledger.INTERNAL./entries",
+        "http://ledger.internal:8080/entries",
+        "https://ledger.internal/entries",
+    ] {
+        let r = septa.get(&format!("/relay/?to={}", encode(url)));
+        let json = r.json();
+        assert_eq!(json["denied"], true, "{url}: {json}");
+    }
+}
+
+#[test]
+fn rules_bind_methods_and_paths() {
+    let septa = shop();
+    // relay-to-catalog admits GET /whoami and /products only.
+    let post = septa.get(&format!(
+        "/relay/?to={}&method=POST",
+        encode("http://catalog.internal/whoami")
+    ));
+    assert_eq!(post.json()["denied"], true, "{}", post.body);
+    let other_path = septa.get(&format!(
+        "/relay/?to={}",
+        encode("http://catalog.internal/admin")
+    ));
+    assert_eq!(other_path.json()["denied"], true, "{}", other_path.body);
+    let allowed = septa.get(&format!(
+        "/relay/?to={}",
+        encode("http://catalog.internal/products")
+    ));
+    assert_eq!(allowed.json()["status"], 200, "{}", allowed.body);
+
+    let flows = septa.stop();
+    let reasons: Vec<&str> = flows
+        .iter()
+        .filter(|f| f["kind"] == "mesh" && f["verdict"] == "deny")
+        .map(|f| f["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("method `POST` is not admitted by rule `relay-to-catalog`")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("path `/admin` is not admitted by rule `relay-to-catalog`")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn the_host_sets_identity_and_drops_spoofed_headers() {
+    let septa = shop();
+    // A client claiming to be a PCI function is still the gateway to the function it reaches.
+    let r = septa.request(
+        "GET",
+        "/relay/whoami",
+        &[("septa-caller", "function:checkout")],
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["caller"], "gateway", "{}", r.body);
+
+    // A guest claiming another identity on a mesh call is still itself.
+    let url = encode("http://catalog.internal/whoami");
+    let spoof = encode("septa-caller:function:checkout");
+    let r = septa.get(&format!("/relay/?to={url}&header={spoof}"));
+    let json = r.json();
+    assert_eq!(json["status"], 200, "{json}");
+    let seen: serde_json::Value = serde_json::from_str(json["body"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["caller"], "function:relay", "{seen}");
+}
+
+#[test]
+fn the_flow_log_has_one_record_per_decision() {
+    let septa = shop();
+    let n = 5;
+    for _ in 0..n {
+        assert_eq!(septa.get("/api/products").status, 200);
+    }
+    let flows = septa.stop();
+    let ingress = flows
+        .iter()
+        .filter(|f| f["kind"] == "ingress" && f["path"] == "/api/products")
+        .count();
+    let mesh = flows
+        .iter()
+        .filter(|f| f["kind"] == "mesh" && f["dst"] == "function:catalog")
+        .count();
+    assert_eq!(ingress, n, "{flows:#?}");
+    assert_eq!(mesh, n, "{flows:#?}");
+    for f in &flows {
+        for field in [
+            "time",
+            "kind",
+            "src",
+            "dst",
+            "verdict",
+            "reason",
+            "bytes_in",
+            "bytes_out",
+            "latency_us",
+        ] {
+            assert!(!f[field].is_null(), "record without `{field}`: {f}");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The flow log handle: where enforcers hand their records over.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::guard::FlowGuard;
+use crate::record::{FlowKind, FlowRecord};
+use crate::writer::{self, Command, Sink, Stats};
+
+/// How a file or stdout flow log buffers and syncs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowLogOptions {
+    /// Records that may wait for the writer before [`FlowLog::record`] blocks (at least 1).
+    pub capacity: usize,
+    /// Longest time written records may wait before the file is `fdatasync`ed.
+    pub sync_interval: Duration,
+}
+
+impl Default for FlowLogOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 8192,
+            sync_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// An error opening, writing or closing a flow log.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowLogError {
+    /// The directory that should hold the flow log could not be created.
+    #[error("cannot create the directory `{path}` for the flow log")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The flow log file could not be opened.
+    #[error("cannot open the flow log `{path}`")]
+    Open {
+        /// The flow log file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Another flow log (in this or another process) is appending to the same file.
+    #[error("the flow log `{path}` is already being written by another flow log")]
+    InUse {
+        /// The flow log file.
+        path: PathBuf,
+    },
+    /// The torn last line of the flow log could not be cut off.
+    #[error("cannot cut the torn last line off the flow log `{path}`")]
+    Repair {
+        /// The flow log file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the flow log writer thread")]
+    Spawn(#[source] io::Error),
+    /// Records could not be written or synced; the writer also logged and counted them.
+    #[error("cannot write the flow log to {destination}")]
+    Write {
+        /// `` `path` `` or `stdout`.
+        destination: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The writer thread ended without being asked to.
+    #[error("the flow log writer for {destination} stopped unexpectedly")]
+    WriterGone {
+        /// `` `path` `` or `stdout`.
+        destination: String,
+    },
+}
+
+/// A cheap-to-clone handle to a flow log, shared by every enforcer.
+///
+/// Records sent to a file or stdout log go over a bounded channel to one writer thread, which
+/// appends them as JSON lines in batches. When the channel is full, [`record`](Self::record)
+/// waits rather than dropping the record; [`backpressure_events`](Self::backpressure_events)
+/// counts how often that happened. When the last handle is dropped, the writer writes and syncs
+/// everything queued and its thread is joined; [`shutdown`](Self::shutdown) does the same and
+/// reports write errors.
+#[derive(Clone, Default)]
+pub struct FlowLog {
+    sink: LogSink,
+}
+
+#[derive(Clone, Default)]
+enum LogSink {
+    #[default]
+    Disabled,
+    Memory(Arc<Mutex<Vec<FlowRecord>>>),
+    Writer(Arc<WriterHandle>),
+}
+
+impl FlowLog {
+    /// Opens `path` for appending, creating it and its parent directories if needed, with the
+    /// default [`FlowLogOptions`].
+    ///
+    /// If the file ends in a torn line (a crash mid-write), the line is cut off first, so every
+    /// line of the log parses and new records start on a clean line.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, FlowLogError> {
+        Self::open_with(path, FlowLogOptions::default())
+    }
+
+    /// Like [`open`](Self::open), with the given options.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: FlowLogOptions,
+    ) -> Result<Self, FlowLogError> {
+        let path = path.as_ref();
+        let mut file = open_file(path)?;
+        let len = writer::cut_torn_tail(&mut file).map_err(|source| FlowLogError::Repair {
+            path: path.to_owned(),
+            source,
+        })?;
+        let destination = format!("`{}`", path.display());
+        WriterHandle::spawn(Sink::file(file, len), destination, &options)
+    }
+
+    /// A flow log written to standard output, one JSON line per record.
+    pub fn stdout() -> Result<Self, FlowLogError> {
+        WriterHandle::spawn(
+            Sink::stdout(),
+            "stdout".to_owned(),
+            &FlowLogOptions::default(),
+        )
+    }
+
+    /// A flow log that throws every record away.
+    pub fn disabled() -> Self {
+        Self::default()
+    }
+
+    /// A flow log that keeps its records in memory, to read back with
+    /// [`snapshot`](Self::snapshot). Meant for tests.
+    pub fn memory() -> Self {
+        Self {
+            sink: LogSink::Memory(Arc::default()),
+        }
+    }
+
+    /// Whether records are kept at all (false only for [`disabled`](Self::disabled)).
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self.sink, LogSink::Disabled)
+    }
+
+    /// Hands `record` to the log.
+    ///
+    /// Returns as soon as the record is queued; waits only while the writer's queue is full.
+    pub fn record(&self, record: FlowRecord) {
+        match &self.sink {
+            LogSink::Disabled => {}
+            LogSink::Memory(records) => lock(records).push(record),
+            LogSink::Writer(handle) => handle.record(record),
+        }
+    }
+
+    /// Starts a [`FlowGuard`] for a flow from `src` to `dst`, which records it exactly once.
+    pub fn guard(
+        &self,
+        kind: FlowKind,
+        src: impl Into<String>,
+        dst: impl Into<String>,
+    ) -> FlowGuard {
+        FlowGuard::new(self, kind, src, dst)
+    }
+
+    /// The records of a [`memory`](Self::memory) log so far, oldest first; `None` for any
+    /// other log.
+    pub fn snapshot(&self) -> Option<Vec<FlowRecord>> {
+        match &self.sink {
+            LogSink::Memory(records) => Some(lock(records).clone()),
+            LogSink::Disabled | LogSink::Writer(_) => None,
+        }
+    }
+
+    /// How many times [`record`](Self::record) found the writer's queue full and had to wait.
+    pub fn backpressure_events(&self) -> u64 {
+        match &self.sink {
+            LogSink::Writer(handle) => handle.stats.backpressure_events.load(Ordering::Relaxed),
+            LogSink::Disabled | LogSink::Memory(_) => 0,
+        }
+    }
+
+    /// How many records could not be written (each failure is also logged with `tracing`).
+    pub fn write_failures(&self) -> u64 {
+        match &self.sink {
+            LogSink::Writer(handle) => handle.stats.write_failures.load(Ordering::Relaxed),
+            LogSink::Disabled | LogSink::Memory(_) => 0,
+        }
+    }
+
+    /// Waits until every record handed over before this call is written and synced.
+    ///
+    /// Reports the first write error since the last `sync` or `shutdown`, if any.
+    pub fn sync(&self) -> Result<(), FlowLogError> {
+        match &self.sink {
+            LogSink::Writer(handle) => handle.sync(),
+            LogSink::Disabled | LogSink::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Writes and syncs everything queued, and reports any write error not reported yet.
+    ///
+    /// If this is the last handle, the writer thread is stopped and joined. If other handles
+    /// (or [`FlowGuard`]s) are still alive, it waits like [`sync`](Self::sync) and the writer
+    /// keeps serving them; it stops when the last of them is dropped.
+    pub fn shutdown(self) -> Result<(), FlowLogError> {
+        match self.sink {
+            LogSink::Writer(handle) => match Arc::try_unwrap(handle) {
+                Ok(mut last) => last.close(),
+                Err(shared) => shared.sync(),
+            },
+            LogSink::Disabled | LogSink::Memory(_) => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for FlowLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sink = match &self.sink {
+            LogSink::Disabled => "disabled",
+            LogSink::Memory(_) => "memory",
+            LogSink::Writer(handle) => handle.destination.as_str(),
+        };
+        f.debug_struct("FlowLog").field("sink", &sink).finish()
+    }
+}
+
+fn lock(records: &Mutex<Vec<FlowRecord>>) -> std::sync::MutexGuard<'_, Vec<FlowRecord>> {
+    // A test that panicked while pushing leaves a complete vector behind; keep using it.
+    records.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn open_file(path: &Path) -> Result<File, FlowLogError> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        fs::create_dir_all(parent).map_err(|source| FlowLogError::CreateDir {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|source| FlowLogError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    // Cutting a torn tail and cutting off a failed batch both assume this is the only writer.
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(FlowLogError::InUse {
+            path: path.to_owned(),
+        }),
+        Err(TryLockError::Error(error)) => {
+            tracing::warn!(path = %path.display(), %error, "cannot lock the flow log, writing it unlocked");
+            Ok(file)
+        }
+    }
+}
+
+/// The sending end of a writer thread, shared by all clones of one [`FlowLog`].
+struct WriterHandle {
+    commands: SyncSender<Command>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    stats: Arc<Stats>,
+    destination: String,
+}
+
+impl WriterHandle {
+    fn spawn(
+        sink: Sink,
+        destination: String,
+        options: &FlowLogOptions,
+    ) -> Result<FlowLog, FlowLogError> {
+        let (commands, receiver) = mpsc::sync_channel(options.capacity.max(1));
+        let stats = Arc::new(Stats::default());
+        let writer_stats = Arc::clone(&stats);
+        let sync_interval = options.sync_interval;
+        let thread = thread::Builder::new()
+            .name("septa-flows".to_owned())
+            .spawn(move || writer::run(&receiver, sink, &writer_stats, sync_interval))
+            .map_err(FlowLogError::Spawn)?;
+        let handle = Self {
+            commands,
+            thread: Some(thread),
+            stats,
+            destination,
+        };
+        Ok(FlowLog {
+            sink: LogSink::Writer(Arc::new(handle)),
+        })
+    }
+
+    fn record(&self, record: FlowRecord) {
+        let sent = match self.commands.try_send(Command::Record(record)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(command)) => {
+                self.stats
+                    .backpressure_events
+                    .fetch_add(1, Ordering::Relaxed);
+                self.commands.send(command).map_err(drop)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(()),
+        };
+        if sent.is_err() {
+            self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                destination = %self.destination,
+                "the flow log writer stopped unexpectedly, a flow record was lost"
+            );
+        }
+    }
+
+    fn sync(&self) -> Result<(), FlowLogError> {
+        let (reply, outcome) = mpsc::channel();
+        self.commands
+            .send(Command::Sync(reply))
+            .map_err(|_| self.writer_gone())?;
+        outcome
+            .recv()
+            .map_err(|_| self.writer_gone())?
+            .map_err(|source| self.write_error(source))
+    }
+
+    /// Stops the writer thread once everything queued is written and synced, and joins it.
+    fn close(&mut self) -> Result<(), FlowLogError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        // If the writer is gone already, joining tells why.
+        let _ = self.commands.send(Command::Shutdown);
+        match thread.join() {
+            Ok(outcome) => outcome.map_err(|source| self.write_error(source)),
+            Err(_panic) => Err(self.writer_gone()),
+        }
+    }
+
+    fn write_error(&self, source: io::Error) -> FlowLogError {
+        FlowLogError::Write {
+            destination: self.destination.clone(),
+            source,
+        }
+    }
+
+    fn writer_gone(&self) -> FlowLogError {
+        FlowLogError::WriterGone {
+            destination: self.destination.clone(),
+        }
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::error!(error = %error, source = ?std::error::Error::source(&error), "flow log shut down with an error");
+        }
+    }
+}

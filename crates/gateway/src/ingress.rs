@@ -1,0 +1,252 @@
+//! The ingress phases, in the order a request meets them.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
+use septa_policy::path::{normalize_path, split_path_query};
+use septa_policy::{CompiledRoute, Policy, RouteOutcome, Verdict};
+use septa_runtime::{Host, HyperOutgoingBody, RecordedBody};
+
+/// The identity the host sets on requests that came through the gateway.
+pub const GATEWAY_IDENTITY: &str = "gateway";
+
+/// A refusal from an admission check: the status, extra headers and a message for the client.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The status the client gets (401, 403, 429, ...).
+    pub status: StatusCode,
+    /// Headers such as `WWW-Authenticate` or `Retry-After`.
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// The reason recorded in the flow log (not sent to the client).
+    pub reason: String,
+}
+
+/// A check every routed request passes before dispatch: authentication, authorization and rate
+/// limits plug in here, in the order they are registered.
+pub trait Admission: Send + Sync + 'static {
+    /// Admits the request to `route`, or says why not. May add headers for the function (the
+    /// authenticated principal, say) to `request`.
+    fn admit(
+        &self,
+        route: &CompiledRoute,
+        client: SocketAddr,
+        request: &mut http::request::Parts,
+    ) -> Result<(), Rejection>;
+}
+
+/// Everything the ingress path needs, shared by every worker thread.
+pub struct Gateway {
+    policy: Arc<Policy>,
+    host: Arc<Host>,
+    flows: FlowLog,
+    admission: Vec<Box<dyn Admission>>,
+}
+
+type GatewayBody = HyperOutgoingBody;
+
+impl Gateway {
+    /// A gateway for `policy`, dispatching to `host`, recording to `flows`.
+    pub fn new(policy: Arc<Policy>, host: Arc<Host>, flows: FlowLog) -> Self {
+        Self {
+            policy,
+            host,
+            flows,
+            admission: Vec::new(),
+        }
+    }
+
+    /// Adds an admission check, run after routing and before dispatch.
+    pub fn with_admission(mut self, check: Box<dyn Admission>) -> Self {
+        self.admission.push(check);
+        self
+    }
+
+    /// Handles one request from `client`. Never fails: every refusal is a response.
+    pub async fn handle(
+        &self,
+        client: SocketAddr,
+        request: Request<Incoming>,
+    ) -> Result<Response<GatewayBody>, Infallible> {
+        let mut flow = self
+            .flows
+            .guard(FlowKind::Ingress, GATEWAY_IDENTITY, "unrouted");
+        let (mut parts, body) = request.into_parts();
+        flow.set_method(parts.method.as_str());
+
+        // 1. Normalize: one canonical path for routing, policy and the function, or a 400.
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let (raw_path, query) = split_path_query(&target);
+        flow.set_path(raw_path);
+        let path = match normalize_path(raw_path) {
+            Ok(path) => path,
+            Err(e) => {
+                return Ok(refuse(
+                    flow,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid path: {e}"),
+                    &[],
+                ));
+            }
+        };
+
+        // 2. Route.
+        let (route, decision) = match self.policy.route(parts.method.as_str(), path.as_str()) {
+            RouteOutcome::Matched {
+                route, decision, ..
+            } => (route, decision),
+            RouteOutcome::NotFound => {
+                return Ok(refuse(
+                    flow,
+                    StatusCode::NOT_FOUND,
+                    &format!("no route for `{}`", path.as_str()),
+                    &[],
+                ));
+            }
+            RouteOutcome::MethodNotAllowed { route } => {
+                flow.set_route(route.id.as_str());
+                let allow = allowed_methods(&self.policy, route);
+                let message = format!(
+                    "route `{}` does not admit method `{}`",
+                    route.id, parts.method
+                );
+                return Ok(refuse(
+                    flow,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &message,
+                    &[(ALLOW, allow)],
+                ));
+            }
+        };
+        let function = self.policy.function(route.function);
+        flow.set_route(route.id.as_str());
+        flow.set_destination(function.identity.as_str());
+        flow.set_segment(function.spec.placement.segment.as_str());
+
+        // 3. Identity is the host's to set: drop whatever the client claimed.
+        septa_runtime::strip_identity_headers(&mut parts.headers);
+
+        // 4. Admit: authentication, authorization, rate limits (none registered yet).
+        for check in &self.admission {
+            if let Err(rejection) = check.admit(route, client, &mut parts) {
+                let headers: Vec<_> = rejection.headers.clone();
+                return Ok(refuse(flow, rejection.status, &rejection.reason, &headers));
+            }
+        }
+        let rule = decision.rule.as_ref().map(ToString::to_string);
+        let verdict = match decision.verdict {
+            Verdict::Allow => FlowVerdict::Allow,
+            Verdict::Audit => FlowVerdict::Audit,
+            Verdict::Deny => FlowVerdict::Deny,
+        };
+        flow.set_decision(verdict, rule, decision.reason.to_string());
+
+        // 5. Dispatch to a fresh instance, with the path the policy decided on.
+        parts.headers.insert(
+            septa_runtime::CALLER_HEADER,
+            HeaderValue::from_static(GATEWAY_IDENTITY),
+        );
+        if !parts.headers.contains_key(HOST) {
+            parts
+                .headers
+                .insert(HOST, HeaderValue::from_static("localhost"));
+        }
+        let path_and_query = match query {
+            Some(q) => format!("{}?{q}", path.as_str()),
+            None => path.as_str().to_owned(),
+        };
+        parts.uri = match Uri::builder().path_and_query(path_and_query).build() {
+            Ok(uri) => uri,
+            Err(e) => {
+                return Ok(refuse(
+                    flow,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid request target: {e}"),
+                    &[],
+                ));
+            }
+        };
+        match self
+            .host
+            .handle(route.function, 0, Request::from_parts(parts, body))
+            .await
+        {
+            Ok(response) => {
+                flow.set_status(response.status().as_u16());
+                let (parts, body) = response.into_parts();
+                Ok(Response::from_parts(
+                    parts,
+                    RecordedBody::new(body, flow).boxed_unsync(),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "function failed");
+                let status = e.status();
+                let reason = format!("{}; {e}", decision.reason);
+                flow.set_reason(reason).set_status(status.as_u16());
+                Ok(json_error(status, &e.to_string(), &[]))
+            }
+        }
+    }
+}
+
+fn allowed_methods(policy: &Policy, matched: &CompiledRoute) -> HeaderValue {
+    let mut methods: Vec<String> = Vec::new();
+    for r in policy.routes().filter(|r| r.pattern == matched.pattern) {
+        match &r.methods {
+            septa_manifest::Methods::Any => methods.push("*".to_owned()),
+            septa_manifest::Methods::Only(list) => methods.extend(list.iter().cloned()),
+        }
+    }
+    methods.sort();
+    methods.dedup();
+    HeaderValue::from_str(&methods.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Records a refusal by the gateway and answers the client.
+fn refuse(
+    mut flow: FlowGuard,
+    status: StatusCode,
+    reason: &str,
+    headers: &[(http::HeaderName, HeaderValue)],
+) -> Response<GatewayBody> {
+    flow.set_decision(FlowVerdict::Deny, None, reason)
+        .set_status(status.as_u16());
+    flow.finish();
+    json_error(
+        status,
+        status.canonical_reason().unwrap_or("refused"),
+        headers,
+    )
+}
+
+fn json_error(
+    status: StatusCode,
+    message: &str,
+    headers: &[(http::HeaderName, HeaderValue)],
+) -> Response<GatewayBody> {
+    let body = serde_json::json!({ "error": message, "status": status.as_u16() }).to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}

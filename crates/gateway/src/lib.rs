@@ -1,0 +1,11 @@
+//! Ingress HTTP: normalization, routing, the admission seam, and dispatch to functions.
+//!
+//! The gateway is the only door from outside into the segments. A request goes through the
+//! phases of [`ingress`] in order — normalize, route, admit, dispatch — on the thread that
+//! accepted it, and every request, refused or served, is one flow record.
+
+pub mod ingress;
+pub mod server;
+
+pub use ingress::{Admission, Gateway, Rejection};
+pub use server::{Listening, serve};

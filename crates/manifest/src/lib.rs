@@ -1,0 +1,21 @@
+//! `septa.toml`: parsing into typed, validated values with file:line:col errors.
+//!
+//! [`load`] reads a manifest from an application directory and either returns a [`Manifest`]
+//! whose every reference is resolved, or [`Diagnostics`] listing every problem found, each with
+//! its position. Nothing downstream re-checks what this crate proved.
+
+mod diagnostic;
+mod egress;
+mod load;
+mod model;
+mod raw;
+mod selector;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use egress::{EgressScheme, EgressTarget, HostPattern};
+pub use load::{MANIFEST_FILE, load, parse};
+pub use model::{
+    AllowRule, Build, CeilingSpec, EgressRule, Function, Group, Limits, Manifest, Method, Methods,
+    Mode, Name, PathText, Paths, Placement, Route, Segment, SubnetKind,
+};
+pub use selector::Selector;

@@ -1,0 +1,329 @@
+//! The validated manifest: every reference resolved, every name checked.
+//!
+//! Values of these types only come out of [`crate::load`] / [`crate::parse`], so code that holds
+//! a [`Manifest`] never re-checks what loading already proved.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use crate::diagnostic::Location;
+use crate::egress::EgressTarget;
+use crate::selector::Selector;
+
+/// A validated name: a segment, subnet, group, function, label or rule id.
+///
+/// Names are lowercase ASCII letters, digits and `-`, start with a letter or digit and are at
+/// most 63 characters, so a function name is always a valid DNS label for `NAME.internal`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(String);
+
+impl Name {
+    /// Checks `s` against the naming rules.
+    pub fn new(s: &str) -> Result<Self, String> {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if s.is_empty() {
+            return Err("a name must not be empty".to_owned());
+        }
+        if s.len() > 63 {
+            return Err(format!("name `{s}` is longer than 63 characters"));
+        }
+        if !s.chars().all(ok_char) {
+            return Err(format!(
+                "name `{s}` may only contain lowercase letters, digits and `-`"
+            ));
+        }
+        if s.starts_with('-') || s.ends_with('-') {
+            return Err(format!("name `{s}` must not start or end with `-`"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The tier of a subnet, which bounds what its functions may do whatever the rules say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubnetKind {
+    /// The gateway may route to functions here.
+    Public,
+    /// Reachable by mesh rules only; egress only as declared.
+    Private,
+    /// Reachable by mesh rules only; no egress at all, not even declared.
+    Isolated,
+}
+
+impl fmt::Display for SubnetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Isolated => "isolated",
+        })
+    }
+}
+
+/// Whether denials are enforced or only recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Denied flows are refused.
+    #[default]
+    Enforce,
+    /// Denied flows are let through and recorded as `audit`.
+    Audit,
+}
+
+/// A segment: an isolation boundary that nothing crosses unless a rule allows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Its name.
+    pub name: Name,
+    /// Its subnets and their tiers.
+    pub subnets: BTreeMap<Name, SubnetKind>,
+    /// Labels that selectors such as `label:pci` match.
+    pub labels: Vec<Name>,
+    /// Enforce or audit; functions inherit it unless they set their own.
+    pub mode: Mode,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// A security group: a named set of functions that rules can refer to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// Its name.
+    pub name: Name,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// Where a function lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Placement {
+    /// The segment.
+    pub segment: Name,
+    /// The subnet within the segment.
+    pub subnet: Name,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.segment, self.subnet)
+    }
+}
+
+/// Per-instance resource limits of a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory ceiling of one instance, in MiB.
+    pub memory_mb: u32,
+    /// Wall-clock time one request may run, in milliseconds.
+    pub timeout_ms: u32,
+    /// Instances of this function that may run at once; more are refused with 503.
+    pub max_concurrency: u32,
+}
+
+impl Limits {
+    /// Largest memory a manifest may ask for.
+    pub const MAX_MEMORY_MB: u32 = 4096;
+    /// Longest timeout a manifest may ask for.
+    pub const MAX_TIMEOUT_MS: u32 = 300_000;
+    /// Most concurrent instances a manifest may ask for.
+    pub const MAX_CONCURRENCY: u32 = 10_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 64,
+            timeout_ms: 10_000,
+            max_concurrency: 64,
+        }
+    }
+}
+
+/// How `septa up --build` builds a function's component.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Build {
+    /// A shell command.
+    pub command: String,
+    /// The directory it runs in, resolved against the manifest's directory.
+    pub workdir: PathBuf,
+}
+
+/// A function: a `wasi:http/proxy` component placed in one segment and subnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// Its name, also its mesh host name `NAME.internal`.
+    pub name: Name,
+    /// The component file, resolved against the manifest's directory.
+    pub source: PathBuf,
+    /// Its segment and subnet.
+    pub placement: Placement,
+    /// The tier of its subnet.
+    pub subnet_kind: SubnetKind,
+    /// Security groups it belongs to.
+    pub groups: Vec<Name>,
+    /// Its own labels; the segment's labels apply too.
+    pub labels: Vec<Name>,
+    /// The effective mode: its own if set, otherwise its segment's.
+    pub mode: Mode,
+    /// Resource limits.
+    pub limits: Limits,
+    /// How to build it, if declared.
+    pub build: Option<Build>,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// An HTTP method as written in a rule, upper-case.
+pub type Method = String;
+
+/// Methods a rule admits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Methods {
+    /// Any method (the field was omitted or is `["*"]`).
+    Any,
+    /// Only these (possibly none: an empty list allows nothing).
+    Only(Vec<Method>),
+}
+
+impl Methods {
+    /// Whether `method` is admitted.
+    pub fn admits(&self, method: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(list) => list.iter().any(|m| m == method),
+        }
+    }
+}
+
+/// A path pattern as written, with where it was written so later stages can point at it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PathText {
+    /// The pattern text, e.g. `/orders/{id}` or `/static/...`.
+    pub text: String,
+    /// Where it is written.
+    pub location: Location,
+}
+
+/// Paths a rule admits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Paths {
+    /// Any path (the field was omitted).
+    Any,
+    /// Only paths matching one of these patterns (possibly none: allows nothing).
+    Only(Vec<PathText>),
+}
+
+/// A public API gateway route to a function; the route is the rule that admits ingress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The rule id flows name, `route:ID`; `id` defaults to the path.
+    pub id: Name,
+    /// The path pattern.
+    pub path: PathText,
+    /// Admitted methods.
+    pub methods: Methods,
+    /// The function it dispatches to, which lives in a public subnet.
+    pub function: Name,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// An allow rule: the only thing that opens a flow inside the platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowRule {
+    /// Its id, named by every decision it makes.
+    pub id: Name,
+    /// Who may call.
+    pub from: Selector,
+    /// Whom they may call.
+    pub to: Selector,
+    /// Which methods.
+    pub methods: Methods,
+    /// Which paths.
+    pub paths: Paths,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// An egress rule: what functions may reach outside the platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressRule {
+    /// Its id, named by every decision it makes.
+    pub id: Name,
+    /// Which functions.
+    pub from: Selector,
+    /// The destinations.
+    pub to: Vec<EgressTarget>,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// The operator ceiling as declared: changes to the default blocked networks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CeilingSpec {
+    /// Networks carved out of the default blocked set (for example a test's loopback listener).
+    pub relax: Vec<IpNet>,
+    /// Networks blocked on top of the defaults; a block always wins over a relaxation.
+    pub block: Vec<IpNet>,
+}
+
+/// A validated `septa.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The directory relative paths are resolved against.
+    pub dir: PathBuf,
+    /// The application name.
+    pub application: Name,
+    /// The operator ceiling.
+    pub ceiling: CeilingSpec,
+    /// Segments by name.
+    pub segments: BTreeMap<Name, Segment>,
+    /// Security groups by name.
+    pub groups: BTreeMap<Name, Group>,
+    /// Functions by name.
+    pub functions: BTreeMap<Name, Function>,
+    /// Gateway routes, in file order.
+    pub routes: Vec<Route>,
+    /// Allow rules, in file order.
+    pub allows: Vec<AllowRule>,
+    /// Egress rules, in file order.
+    pub egress: Vec<EgressRule>,
+}
+
+impl Manifest {
+    /// Labels that apply to a function: its own and its segment's.
+    pub fn function_labels<'a>(&'a self, function: &'a Function) -> impl Iterator<Item = &'a Name> {
+        let segment_labels = self
+            .segments
+            .get(&function.placement.segment)
+            .map(|s| s.labels.as_slice())
+            .unwrap_or_default();
+        function.labels.iter().chain(segment_labels)
+    }
+}

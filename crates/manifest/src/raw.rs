@@ -1,0 +1,136 @@
+//! The manifest as written: serde shapes with spans, before any reference is checked.
+//!
+//! Every struct rejects unknown fields so a typo is an error that lists the known fields.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::model::{Mode, SubnetKind};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApplication {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCeiling {
+    #[serde(default)]
+    pub relax: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSegment {
+    pub subnets: BTreeMap<String, Spanned<SubnetKind>>,
+    #[serde(default)]
+    pub labels: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub memory_mb: Option<Spanned<u32>>,
+    pub timeout_ms: Option<Spanned<u32>>,
+    pub max_concurrency: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBuild {
+    pub command: Spanned<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFunction {
+    pub source: Spanned<String>,
+    pub placement: Spanned<String>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub labels: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub build: Option<RawBuild>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    #[serde(default)]
+    pub id: Option<Spanned<String>>,
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub function: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    pub id: Spanned<String>,
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub paths: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEgress {
+    pub id: Spanned<String>,
+    pub from: Spanned<String>,
+    pub to: Vec<Spanned<String>>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}

@@ -1,0 +1,91 @@
+//! Function-to-function and egress dispatch for guests' outbound requests.
+//!
+//! [`Mesh`] implements the runtime's [`Outbound`] trait. A request to `http://NAME.internal/...`
+//! is a mesh call: decided by [`Policy::decide_mesh`] with the caller identity the host knows,
+//! then dispatched in process to a fresh instance of the callee with `septa-caller` set by the
+//! host. Anything else is egress: decided by [`Policy::decide_egress`] before any DNS lookup,
+//! then the address actually dialled is checked against the operator ceiling and pinned.
+//! Every decision is one flow record.
+
+pub mod dial;
+mod egress;
+mod internal;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use septa_flows::FlowLog;
+use septa_policy::Policy;
+pub use septa_runtime::{CALLER_HEADER, header_text, strip_identity_headers};
+use septa_runtime::{
+    Caller, Host, Outbound, RequestOptions, ResponseFuture, SocketAddrUse, WasiBody,
+};
+
+pub use dial::DialTimeouts;
+
+/// The header a denied mesh call's 403 carries, saying why.
+pub const DENY_REASON_HEADER: &str = "septa-deny-reason";
+
+/// The longest chain of in-process calls; deeper calls are refused as a loop.
+pub const MAX_DEPTH: u8 = 8;
+
+/// The outbound path of every guest.
+#[derive(Clone)]
+pub struct Mesh {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: Arc<Policy>,
+    host: Weak<Host>,
+    flows: FlowLog,
+    timeouts: DialTimeouts,
+}
+
+impl Mesh {
+    /// A mesh deciding with `policy`, dispatching mesh calls to `host` and recording to `flows`.
+    pub fn new(
+        policy: Arc<Policy>,
+        host: &Arc<Host>,
+        flows: FlowLog,
+        timeouts: DialTimeouts,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                policy,
+                host: Arc::downgrade(host),
+                flows,
+                timeouts,
+            }),
+        }
+    }
+}
+
+impl Outbound for Mesh {
+    fn send_request(
+        &self,
+        caller: Caller,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> ResponseFuture {
+        let mesh = self.clone();
+        Box::pin(async move {
+            match internal::internal_name(request.uri()) {
+                Some(name) => internal::call(&mesh.inner, caller, name, request).await,
+                None => egress::send(&mesh.inner, caller, request, options).await,
+            }
+        })
+    }
+
+    fn check_socket(
+        &self,
+        caller: Caller,
+        addr: SocketAddr,
+        use_: SocketAddrUse,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>> {
+        let permitted = egress::check_socket(&self.inner, caller, addr, use_);
+        Box::pin(async move { permitted })
+    }
+}

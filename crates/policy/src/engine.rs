@@ -1,0 +1,517 @@
+//! The compiled policy and the one place every flow is decided.
+//!
+//! [`Policy::compile`] turns a validated manifest into indexes: routes into a path trie, allow
+//! rules into a table keyed by (source function, destination function), egress rules into
+//! per-function host maps. A decision then looks up a handful of candidate rules instead of
+//! scanning them all. The gateway calls [`Policy::route`], the mesh [`Policy::decide_mesh`],
+//! egress [`Policy::decide_egress`] and [`Policy::check_address`]; nothing else decides.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use septa_manifest::{
+    EgressScheme, EgressTarget, Function, HostPattern, Location, Manifest, Methods, Mode, Name,
+    Paths, Placement, Selector, SubnetKind,
+};
+
+use crate::ceiling::Ceiling;
+use crate::decision::{Decision, Reason};
+use crate::host::canonical_ip;
+use crate::path::{Captures, PathPattern, PathRouter};
+
+/// A function's index in the compiled policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FunctionId(u32);
+
+impl FunctionId {
+    /// The index, for tables sized by [`Policy::functions`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What the enforcers need to know about a function.
+#[derive(Clone, Debug)]
+pub struct FunctionInfo {
+    /// Its id in this policy.
+    pub id: FunctionId,
+    /// The manifest's declaration.
+    pub spec: Function,
+    /// `function:NAME`: the identity the host sets on its requests.
+    pub identity: String,
+    /// Whether denials involving it are only recorded.
+    pub audit: bool,
+}
+
+/// A route as the gateway uses it.
+#[derive(Clone, Debug)]
+pub struct CompiledRoute {
+    /// The rule id ingress flows name.
+    pub id: Name,
+    /// The pattern.
+    pub pattern: PathPattern,
+    /// Admitted methods.
+    pub methods: Methods,
+    /// The function it dispatches to.
+    pub function: FunctionId,
+}
+
+/// The outcome of routing a request at the gateway.
+#[derive(Debug)]
+pub enum RouteOutcome<'p, 'a> {
+    /// A route matched path and method.
+    Matched {
+        /// The route.
+        route: &'p CompiledRoute,
+        /// Parameters captured from the path.
+        captures: Captures<'p, 'a>,
+        /// The decision, naming the route as its rule.
+        decision: Decision,
+    },
+    /// A route matched the path, but not the method.
+    MethodNotAllowed {
+        /// The route.
+        route: &'p CompiledRoute,
+    },
+    /// No route matched the path.
+    NotFound,
+}
+
+#[derive(Clone, Debug)]
+struct CompiledAllow {
+    id: Name,
+    methods: Methods,
+    /// `None` admits any path.
+    paths: Option<Vec<PathPattern>>,
+}
+
+/// One egress destination of one rule, as the index stores it.
+#[derive(Clone, Debug)]
+struct EgressEntry {
+    rule: Name,
+    target: EgressTarget,
+}
+
+/// Egress destinations of one function, indexed by host.
+#[derive(Clone, Debug, Default)]
+struct EgressIndex {
+    names: HashMap<String, Vec<EgressEntry>>,
+    subdomains: HashMap<String, Vec<EgressEntry>>,
+    networks: Vec<(IpNet, EgressEntry)>,
+}
+
+/// The host of an egress flow, as the guest asked for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EgressHost<'a> {
+    /// A DNS name, canonical (lowercase, no trailing dot).
+    Name(&'a str),
+    /// An IP literal.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for EgressHost<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => f.write_str(n),
+            Self::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// A problem found while compiling a manifest that loading could not see (path patterns,
+/// overlapping routes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileError {
+    /// Where in the manifest.
+    pub location: Option<Location>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some(at) => write!(f, "{at}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The compiled segmentation policy. Immutable; a reload compiles a new one and swaps it whole.
+#[derive(Debug)]
+pub struct Policy {
+    manifest: Manifest,
+    functions: Vec<FunctionInfo>,
+    by_name: HashMap<String, FunctionId>,
+    routes: PathRouter<Vec<CompiledRoute>>,
+    allows: Vec<CompiledAllow>,
+    /// Candidate allow rules per (source, destination); absent means no rule connects them.
+    mesh: HashMap<(FunctionId, FunctionId), Box<[u32]>>,
+    egress: Vec<EgressIndex>,
+    ceiling: Ceiling,
+}
+
+impl Policy {
+    /// Compiles a validated manifest, or lists every problem loading could not see.
+    pub fn compile(manifest: Manifest) -> Result<Self, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        let functions: Vec<FunctionInfo> = manifest
+            .functions
+            .values()
+            .enumerate()
+            .map(|(i, f)| FunctionInfo {
+                id: FunctionId(i as u32),
+                identity: format!("function:{}", f.name),
+                audit: f.mode == Mode::Audit,
+                spec: f.clone(),
+            })
+            .collect();
+        let by_name = functions
+            .iter()
+            .map(|f| (f.spec.name.as_str().to_owned(), f.id))
+            .collect::<HashMap<_, _>>();
+
+        // Routes sharing a pattern are told apart by method, like API Gateway integrations.
+        let mut by_pattern: Vec<(PathPattern, Vec<CompiledRoute>)> = Vec::new();
+        for r in &manifest.routes {
+            let Some(pattern) = pattern(&r.path, &mut errors) else {
+                continue;
+            };
+            let Some(&function) = by_name.get(r.function.as_str()) else {
+                continue;
+            };
+            let route = CompiledRoute {
+                id: r.id.clone(),
+                pattern: pattern.clone(),
+                methods: r.methods.clone(),
+                function,
+            };
+            match by_pattern.iter_mut().find(|(p, _)| *p == pattern) {
+                Some((_, same)) => {
+                    if let Some(clash) = same
+                        .iter()
+                        .find(|o| methods_overlap(&o.methods, &route.methods))
+                    {
+                        errors.push(CompileError {
+                            location: Some(r.location),
+                            message: format!(
+                                "route `{}` and route `{}` both admit the same method on path `{}`",
+                                route.id, clash.id, r.path.text
+                            ),
+                        });
+                    }
+                    same.push(route);
+                }
+                None => by_pattern.push((pattern, vec![route])),
+            }
+        }
+        let routes = match PathRouter::new(by_pattern) {
+            Ok(router) => Some(router),
+            Err(e) => {
+                errors.push(CompileError {
+                    location: None,
+                    message: format!("routes: {e}"),
+                });
+                None
+            }
+        };
+
+        let mut allows = Vec::new();
+        let mut mesh: HashMap<(FunctionId, FunctionId), Vec<u32>> = HashMap::new();
+        for rule in &manifest.allows {
+            let paths = match &rule.paths {
+                Paths::Any => None,
+                Paths::Only(list) => Some(
+                    list.iter()
+                        .filter_map(|p| pattern(p, &mut errors))
+                        .collect(),
+                ),
+            };
+            let index = allows.len() as u32;
+            allows.push(CompiledAllow {
+                id: rule.id.clone(),
+                methods: rule.methods.clone(),
+                paths,
+            });
+            let sources: Vec<FunctionId> = selected(&manifest, &functions, &rule.from).collect();
+            let destinations: Vec<FunctionId> = selected(&manifest, &functions, &rule.to).collect();
+            for &s in &sources {
+                for &d in &destinations {
+                    mesh.entry((s, d)).or_default().push(index);
+                }
+            }
+        }
+
+        let mut egress = vec![EgressIndex::default(); functions.len()];
+        for rule in &manifest.egress {
+            for id in selected(&manifest, &functions, &rule.from) {
+                // Isolated subnets have no egress whatever the rules say; loading refuses rules
+                // that select them, and this keeps a future selector from opening one anyway.
+                if functions[id.index()].spec.subnet_kind == SubnetKind::Isolated {
+                    continue;
+                }
+                let index = &mut egress[id.index()];
+                for target in &rule.to {
+                    let entry = EgressEntry {
+                        rule: rule.id.clone(),
+                        target: target.clone(),
+                    };
+                    match &target.host {
+                        HostPattern::Name(n) => {
+                            index.names.entry(n.clone()).or_default().push(entry)
+                        }
+                        HostPattern::Subdomain(d) => {
+                            index.subdomains.entry(d.clone()).or_default().push(entry);
+                        }
+                        HostPattern::Cidr(net) => index.networks.push((*net, entry)),
+                    }
+                }
+            }
+        }
+
+        let ceiling = Ceiling::new(
+            manifest.ceiling.block.clone(),
+            manifest.ceiling.relax.clone(),
+        );
+        let Some(routes) = routes.filter(|_| errors.is_empty()) else {
+            return Err(errors);
+        };
+        Ok(Self {
+            manifest,
+            functions,
+            by_name,
+            routes,
+            allows,
+            mesh: mesh
+                .into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect(),
+            egress,
+            ceiling,
+        })
+    }
+
+    /// The manifest this policy was compiled from.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Every function, indexed by [`FunctionId::index`].
+    pub fn functions(&self) -> &[FunctionInfo] {
+        &self.functions
+    }
+
+    /// The function called `name`, as `NAME.internal` names it.
+    pub fn function_id(&self, name: &str) -> Option<FunctionId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The function with id `id`.
+    pub fn function(&self, id: FunctionId) -> &FunctionInfo {
+        &self.functions[id.index()]
+    }
+
+    /// The routes, for listing.
+    pub fn routes(&self) -> impl Iterator<Item = &CompiledRoute> {
+        self.routes.routes().flat_map(|(_, r)| r.iter())
+    }
+
+    /// The operator ceiling.
+    pub fn ceiling(&self) -> &Ceiling {
+        &self.ceiling
+    }
+
+    /// Routes an ingress request whose path is already normalized.
+    pub fn route<'p, 'a>(&'p self, method: &str, path: &'a str) -> RouteOutcome<'p, 'a> {
+        let Some(found) = self.routes.lookup(path) else {
+            return RouteOutcome::NotFound;
+        };
+        let Some(route) = found.value.iter().find(|r| r.methods.admits(method)) else {
+            return match found.value.first() {
+                Some(route) => RouteOutcome::MethodNotAllowed { route },
+                None => RouteOutcome::NotFound,
+            };
+        };
+        RouteOutcome::Matched {
+            route,
+            captures: found.captures,
+            decision: Decision::allow(route.id.clone()),
+        }
+    }
+
+    /// Decides a call from function `from` to function `to` with `method` on normalized `path`.
+    ///
+    /// Deny by default: a rule must select the source in `from`, the destination in `to`, and
+    /// admit the method and the path. Audit mode on either side turns a refusal into `audit`.
+    pub fn decide_mesh(
+        &self,
+        from: FunctionId,
+        to: FunctionId,
+        method: &str,
+        path: &str,
+    ) -> Decision {
+        let audit = self.function(from).audit || self.function(to).audit;
+        let Some(candidates) = self.mesh.get(&(from, to)) else {
+            return Decision::refuse(
+                Reason::NoRule {
+                    from: self.function(from).identity.clone(),
+                    to: self.function(to).identity.clone(),
+                },
+                audit,
+            );
+        };
+        let mut method_ok = Vec::new();
+        for &i in candidates.iter() {
+            let rule = &self.allows[i as usize];
+            if !rule.methods.admits(method) {
+                continue;
+            }
+            let path_ok = match &rule.paths {
+                None => true,
+                Some(patterns) => patterns.iter().any(|p| p.matches(path)),
+            };
+            if path_ok {
+                return Decision::allow(rule.id.clone());
+            }
+            method_ok.push(rule.id.clone());
+        }
+        let reason = if method_ok.is_empty() {
+            Reason::MethodNotAllowed {
+                method: method.to_owned(),
+                nearest: candidates
+                    .iter()
+                    .map(|&i| self.allows[i as usize].id.clone())
+                    .collect(),
+            }
+        } else {
+            Reason::PathNotAllowed {
+                path: path.to_owned(),
+                nearest: method_ok,
+            }
+        };
+        Decision::refuse(reason, audit)
+    }
+
+    /// Decides an egress flow from `from` to `scheme://host:port`, before any DNS lookup.
+    ///
+    /// Names are admitted only by name rules (exact or `*.domain`), so a function can make
+    /// septa resolve only names its rules allow; CIDR rules admit IP literals. An admitted flow
+    /// still has to pass [`Policy::check_address`] for the address actually dialled.
+    pub fn decide_egress(
+        &self,
+        from: FunctionId,
+        scheme: EgressScheme,
+        host: EgressHost<'_>,
+        port: u16,
+    ) -> Decision {
+        let info = self.function(from);
+        if info.spec.subnet_kind == SubnetKind::Isolated {
+            return Decision::refuse(
+                Reason::IsolatedSubnet {
+                    placement: placement_text(&info.spec.placement),
+                },
+                info.audit,
+            );
+        }
+        if let EgressHost::Ip(ip) = host {
+            if let Err(block) = self.ceiling.check(ip) {
+                return Decision::refuse(Reason::Ceiling(block), info.audit);
+            }
+        }
+        let index = &self.egress[from.index()];
+        let admits =
+            |e: &&EgressEntry| e.target.scheme.admits(scheme) && e.target.admits_port(port);
+        let found = match host {
+            EgressHost::Name(name) => index
+                .names
+                .get(name)
+                .and_then(|list| list.iter().find(admits))
+                .or_else(|| {
+                    parent_domains(name)
+                        .find_map(|d| index.subdomains.get(d).and_then(|l| l.iter().find(admits)))
+                }),
+            EgressHost::Ip(ip) => {
+                let ip = canonical_ip(ip);
+                index
+                    .networks
+                    .iter()
+                    .filter(|(net, _)| net.contains(&ip))
+                    .map(|(_, e)| e)
+                    .find(admits)
+            }
+        };
+        match found {
+            Some(entry) => Decision::allow(entry.rule.clone()),
+            None => Decision::refuse(
+                Reason::NoEgressRule {
+                    target: format!("{scheme}://{host}:{port}"),
+                },
+                info.audit,
+            ),
+        }
+    }
+
+    /// Checks an address about to be dialled against the operator ceiling. Audit mode never
+    /// opens the ceiling.
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), Decision> {
+        self.ceiling
+            .check(ip)
+            .map_err(|block| Decision::refuse(Reason::Ceiling(block), false))
+    }
+}
+
+fn placement_text(p: &Placement) -> String {
+    p.to_string()
+}
+
+/// `a.b.example.com` → `b.example.com`, `example.com`, `com`: the domains a `*.` rule may name.
+fn parent_domains(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('.').map(move |(i, _)| &name[i + 1..])
+}
+
+fn pattern(p: &septa_manifest::PathText, errors: &mut Vec<CompileError>) -> Option<PathPattern> {
+    match PathPattern::parse(&p.text) {
+        Ok(pattern) => Some(pattern),
+        Err(e) => {
+            errors.push(CompileError {
+                location: Some(p.location),
+                message: format!("path pattern `{}`: {e}", p.text),
+            });
+            None
+        }
+    }
+}
+
+fn methods_overlap(a: &Methods, b: &Methods) -> bool {
+    match (a, b) {
+        (Methods::Any, _) | (_, Methods::Any) => true,
+        (Methods::Only(a), Methods::Only(b)) => a.iter().any(|m| b.contains(m)),
+    }
+}
+
+/// The functions a selector selects, in id order.
+pub(crate) fn selected<'a>(
+    manifest: &'a Manifest,
+    functions: &'a [FunctionInfo],
+    selector: &'a Selector,
+) -> impl Iterator<Item = FunctionId> + 'a {
+    functions
+        .iter()
+        .filter(move |f| selects(manifest, selector, &f.spec))
+        .map(|f| f.id)
+}
+
+/// Whether `selector` selects function `f`.
+pub fn selects(manifest: &Manifest, selector: &Selector, f: &Function) -> bool {
+    match selector {
+        Selector::Gateway => false,
+        Selector::Segment(s) => f.placement.segment == *s,
+        Selector::Subnet(s, n) => f.placement.segment == *s && f.placement.subnet == *n,
+        Selector::Group(g) => f.groups.contains(g),
+        Selector::Function(n) => f.name == *n,
+        Selector::Label(l) => manifest.function_labels(f).any(|x| x == l),
+    }
+}

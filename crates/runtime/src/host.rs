@@ -1,0 +1,331 @@
+//! The host: pre-instantiated functions, and one fresh store per request.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use hyper::body::Body;
+use septa_policy::{FunctionId, Policy};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::cache::{CacheOutcome, ComponentCache};
+use crate::state::State;
+use crate::{Caller, Outbound};
+
+/// A function ready to serve: its component linked and pre-instantiated, and its limits.
+struct LoadedFunction {
+    name: String,
+    pre: ProxyPre<State>,
+    memory_limit: usize,
+    timeout: Duration,
+    max_concurrency: usize,
+    slots: Arc<Semaphore>,
+}
+
+/// Why a function could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The component file could not be read.
+    #[error("function `{function}`: cannot read `{path}`: {source}")]
+    Read {
+        /// The function.
+        function: String,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a component septa can run.
+    #[error("function `{function}`: `{path}` is not a runnable wasi:http component: {message}")]
+    Component {
+        /// The function.
+        function: String,
+        /// The file.
+        path: String,
+        /// What wasmtime said.
+        message: String,
+    },
+}
+
+/// Why a request to a function failed. Each maps to a clear 5xx for that request only.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// Every instance slot of the function is busy.
+    #[error("function `{function}` is at its concurrency limit of {limit}")]
+    Overloaded {
+        /// The function.
+        function: String,
+        /// Its `max_concurrency`.
+        limit: usize,
+    },
+    /// The guest ran past its timeout and was stopped.
+    #[error("function `{function}` exceeded its timeout of {timeout_ms} ms")]
+    Timeout {
+        /// The function.
+        function: String,
+        /// Its `timeout_ms`.
+        timeout_ms: u128,
+    },
+    /// The guest tried to grow its memory past its limit and failed.
+    #[error("function `{function}` exceeded its memory limit of {limit_mb} MiB")]
+    MemoryLimit {
+        /// The function.
+        function: String,
+        /// Its `memory_mb`.
+        limit_mb: usize,
+    },
+    /// The guest trapped (panicked, hit `unreachable`, ...).
+    #[error("function `{function}` failed: {message}")]
+    Trap {
+        /// The function.
+        function: String,
+        /// What went wrong, from wasmtime.
+        message: String,
+    },
+    /// The guest finished without sending a response.
+    #[error("function `{function}` returned without a response")]
+    NoResponse {
+        /// The function.
+        function: String,
+    },
+    /// The host could not set up the request.
+    #[error("function `{function}`: {message}")]
+    Host {
+        /// The function.
+        function: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl InvokeError {
+    /// The HTTP status the caller gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Runs the functions of one compiled policy.
+pub struct Host {
+    engine: Engine,
+    functions: Vec<LoadedFunction>,
+    outbound: OnceLock<Arc<dyn Outbound>>,
+}
+
+/// What loading found, for the start-up log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoadReport {
+    /// Components loaded from the compiled cache.
+    pub cache_hits: usize,
+    /// Components compiled.
+    pub compiled: usize,
+}
+
+impl Host {
+    /// Loads, links and pre-instantiates every function of `policy`.
+    pub fn load(
+        engine: &Engine,
+        policy: &Policy,
+        cache: &ComponentCache,
+    ) -> Result<(Self, LoadReport), LoadError> {
+        let mut linker = Linker::<State>::new(engine);
+        let component_error =
+            |function: &str, path: &str, e: wasmtime::Error| LoadError::Component {
+                function: function.to_owned(),
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            };
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .map_err(|e| component_error("*", "*", e))?;
+        let mut report = LoadReport::default();
+        let mut functions = Vec::with_capacity(policy.functions().len());
+        for info in policy.functions() {
+            let spec = &info.spec;
+            let name = spec.name.as_str();
+            let path = spec.source.display().to_string();
+            let bytes = std::fs::read(&spec.source).map_err(|source| LoadError::Read {
+                function: name.to_owned(),
+                path: path.clone(),
+                source,
+            })?;
+            let (component, outcome) = cache
+                .load(engine, &bytes)
+                .map_err(|e| component_error(name, &path, e))?;
+            match outcome {
+                CacheOutcome::Hit => report.cache_hits += 1,
+                CacheOutcome::Miss => report.compiled += 1,
+            }
+            let pre = linker
+                .instantiate_pre(&component)
+                .and_then(ProxyPre::new)
+                .map_err(|e| component_error(name, &path, e))?;
+            let max_concurrency = spec.limits.max_concurrency as usize;
+            functions.push(LoadedFunction {
+                name: name.to_owned(),
+                pre,
+                memory_limit: (spec.limits.memory_mb as usize) << 20,
+                timeout: Duration::from_millis(u64::from(spec.limits.timeout_ms)),
+                max_concurrency,
+                slots: Arc::new(Semaphore::new(max_concurrency)),
+            });
+        }
+        Ok((
+            Self {
+                engine: engine.clone(),
+                functions,
+                outbound: OnceLock::new(),
+            },
+            report,
+        ))
+    }
+
+    /// Wires the outbound path (the mesh). Until it is set, every guest egress is denied.
+    pub fn set_outbound(&self, outbound: Arc<dyn Outbound>) {
+        let _ = self.outbound.set(outbound);
+    }
+
+    /// Runs function `id` on `request` in a fresh instance and returns its response. `depth` is
+    /// 0 for requests from the gateway and the caller's depth plus one for mesh calls.
+    ///
+    /// The response body may still be streaming from the guest when this returns; the guest
+    /// keeps its instance slot until it finishes or its deadline stops it.
+    pub async fn handle<B>(
+        &self,
+        id: FunctionId,
+        depth: u8,
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let function = self
+            .functions
+            .get(id.index())
+            .ok_or_else(|| InvokeError::Host {
+                function: format!("#{}", id.index()),
+                message: "no such function in the loaded policy".to_owned(),
+            })?;
+        let permit: OwnedSemaphorePermit =
+            function
+                .slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| InvokeError::Overloaded {
+                    function: function.name.clone(),
+                    limit: function.max_concurrency,
+                })?;
+        let host_error = |e: wasmtime::Error| InvokeError::Host {
+            function: function.name.clone(),
+            message: format!("{e:#}"),
+        };
+
+        let mut store = Store::new(
+            &self.engine,
+            State::new(
+                Caller {
+                    function: id,
+                    depth,
+                },
+                self.outbound.get().cloned(),
+                function.memory_limit,
+            ),
+        );
+        store.limiter(|state| &mut state.limiter);
+        let memory_exceeded = store.data().limiter.exceeded.clone();
+        let deadline = Instant::now() + function.timeout;
+        store.set_epoch_deadline(1);
+        // Yield at every tick so a busy guest cannot starve the other requests on this thread,
+        // and stop it once its time is up.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(host_error)?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(host_error)?;
+        let pre = function.pre.clone();
+        let task = tokio::spawn(async move {
+            let _slot = permit;
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(InvokeError::Trap {
+                function: function.name.clone(),
+                message: format!("the guest answered with error {code:?}"),
+            }),
+            Err(_) => {
+                // The guest dropped its response outparam: it trapped, ran out of time or memory,
+                // or returned without answering. The task's result says which.
+                let outcome = task.await;
+                Err(self.classify(function, outcome, memory_exceeded.load(Ordering::Relaxed)))
+            }
+        }
+    }
+
+    fn classify(
+        &self,
+        function: &LoadedFunction,
+        outcome: Result<wasmtime::Result<()>, tokio::task::JoinError>,
+        memory_exceeded: bool,
+    ) -> InvokeError {
+        let name = function.name.clone();
+        let error = match outcome {
+            Ok(Ok(())) => return InvokeError::NoResponse { function: name },
+            Ok(Err(e)) => e,
+            Err(join) => {
+                return InvokeError::Host {
+                    function: name,
+                    message: format!("the instance task failed: {join}"),
+                };
+            }
+        };
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return InvokeError::Timeout {
+                function: name,
+                timeout_ms: function.timeout.as_millis(),
+            };
+        }
+        if memory_exceeded {
+            return InvokeError::MemoryLimit {
+                function: name,
+                limit_mb: function.memory_limit >> 20,
+            };
+        }
+        InvokeError::Trap {
+            function: name,
+            message: format!("{error:#}"),
+        }
+    }
+}

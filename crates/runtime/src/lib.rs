@@ -1,0 +1,62 @@
+//! The wasmtime host: engine, compiled-component cache, per-request stores with limits, and the
+//! hooks through which every guest egress leaves.
+//!
+//! A guest never reaches anything directly. Its outgoing wasi:http requests and its socket
+//! connections go through [`Outbound`], a trait this crate defines and the mesh implements, so
+//! the dependency arrows stay one way: the runtime knows nothing of policy decisions.
+
+mod body;
+mod cache;
+mod engine;
+mod host;
+mod identity;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+pub use body::RecordedBody;
+pub use cache::{CacheOutcome, ComponentCache};
+pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
+pub use host::{Host, InvokeError, LoadError, LoadReport};
+pub use identity::{CALLER_HEADER, header_text, strip_identity_headers};
+use septa_policy::FunctionId;
+pub use wasmtime_wasi::sockets::SocketAddrUse;
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+pub use wasmtime_wasi_http::{RequestOptions, WasiBody};
+
+/// Who makes an outbound call: the function, as the host knows it, and how many in-process hops
+/// deep the call chain already is (so a cycle of allowed calls cannot recurse without end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The calling function.
+    pub function: FunctionId,
+    /// 0 for a request from the gateway, one more for each mesh hop.
+    pub depth: u8,
+}
+
+/// A boxed future of an outbound response.
+pub type ResponseFuture = Pin<
+    Box<dyn Future<Output = Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>> + Send>,
+>;
+
+/// Where a guest's outbound traffic goes. The mesh implements it; the runtime calls it with the
+/// identity of the guest, which the guest cannot influence.
+pub trait Outbound: Send + Sync + 'static {
+    /// Sends an outgoing wasi:http request made by function `caller`.
+    fn send_request(
+        &self,
+        caller: Caller,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> ResponseFuture;
+
+    /// Whether function `caller` may use socket address `addr` for `use_` (wasi:sockets).
+    fn check_socket(
+        &self,
+        caller: Caller,
+        addr: SocketAddr,
+        use_: SocketAddrUse,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>>;
+}

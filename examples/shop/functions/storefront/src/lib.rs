@@ -1,0 +1,113 @@
+//! `storefront`: the shop's public face in the edge segment, and the only function the
+//! gateway routes to. Each API endpoint shows one policy outcome:
+//!
+//! - `GET /api/products`: an allowed call to `catalog`.
+//! - `POST /api/checkout`: an allowed call to `checkout`, which itself calls `ledger`.
+//! - `GET /api/ledger`: a call to `ledger` that the policy denies; the answer reports
+//!   the denial instead of hiding it.
+
+use common::{Call, Fetched, Reply, Request, mesh_url};
+use serde_json::{Value, json};
+use wasi::exports::http::incoming_handler::Guest;
+use wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+struct Storefront;
+
+wasi::http::proxy::export!(Storefront);
+
+impl Guest for Storefront {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        common::serve(request, out, route);
+    }
+}
+
+fn route(request: &Request) -> Reply {
+    match (request.method.as_str(), request.path()) {
+        ("GET", "/") => Reply::html(200, HOME_PAGE),
+        ("GET", "/api/products") => products(),
+        ("POST", "/api/checkout") => checkout(request),
+        ("GET", "/api/ledger") => ledger(),
+        _ => Reply::not_found(request),
+    }
+}
+
+const HOME_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>septa shop</title></head>
+<body>
+<h1>septa shop</h1>
+<p>An example of four functions and the policy between them.</p>
+<ul>
+<li><code>GET /api/products</code>: storefront calls catalog (allowed)</li>
+<li><code>POST /api/checkout</code> with <code>{"amount_cents": 1250}</code>: storefront calls checkout, which records the charge in ledger (allowed)</li>
+<li><code>GET /api/ledger</code>: storefront tries to read ledger directly (denied by policy; the answer shows the reason)</li>
+</ul>
+</body>
+</html>
+"#;
+
+fn products() -> Reply {
+    let catalog = match Call::get(mesh_url("catalog", "/products")).send() {
+        Ok(catalog) => catalog,
+        Err(error) => return Reply::error(502, format!("catalog call failed: {error}")),
+    };
+    if !catalog.is_success() {
+        return upstream_failed("catalog", &catalog);
+    }
+    match serde_json::from_slice::<Value>(&catalog.body) {
+        Ok(products) => Reply::json(200, &json!({ "products": products })),
+        Err(error) => Reply::error(502, format!("catalog answered invalid json: {error}")),
+    }
+}
+
+fn checkout(request: &Request) -> Reply {
+    let content_type = request
+        .headers
+        .get("content-type")
+        .unwrap_or_else(|| "application/json".to_string());
+    let call = Call::new("POST", mesh_url("checkout", "/charge"))
+        .header("content-type", &content_type)
+        .body(request.body.clone());
+    match call.send() {
+        Ok(checkout) => {
+            let status = if checkout.is_success() { 200 } else { 502 };
+            Reply::json(
+                status,
+                &json!({
+                    "checkout": checkout.status,
+                    "result": checkout.body_json_or_text(),
+                }),
+            )
+        }
+        Err(error) => Reply::error(502, format!("checkout call failed: {error}")),
+    }
+}
+
+/// Tries a call the shop's policy denies and reports what the host said. The
+/// storefront answers 200 because showing the denial is this endpoint's job.
+fn ledger() -> Reply {
+    match Call::get(mesh_url("ledger", "/entries")).send() {
+        Ok(ledger) => Reply::json(
+            200,
+            &json!({
+                "status": ledger.status,
+                "denied": ledger.is_denied(),
+                "reason": ledger.deny_reason(),
+            }),
+        ),
+        Err(error) => Reply::error(502, format!("ledger call failed: {error}")),
+    }
+}
+
+/// The 502 for a function that answered with a failure status, carrying the deny
+/// reason when the failure was the policy's.
+fn upstream_failed(name: &str, fetched: &Fetched) -> Reply {
+    Reply::json(
+        502,
+        &json!({
+            "error": format!("{name} answered {}", fetched.status),
+            "upstream_status": fetched.status,
+            "reason": fetched.deny_reason(),
+        }),
+    )
+}
