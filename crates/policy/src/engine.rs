@@ -19,7 +19,7 @@ use septa_manifest::{
 use crate::ceiling::Ceiling;
 use crate::decision::{Decision, Reason};
 use crate::host::canonical_ip;
-use crate::path::{Captures, PathPattern, PathRouter};
+use crate::path::{Captures, PathPattern, PathRouter, RouterError};
 
 /// A function's index in the compiled policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,6 +90,8 @@ struct CompiledAllow {
 /// One egress destination of one rule, as the index stores it.
 #[derive(Clone, Debug)]
 struct EgressEntry {
+    /// The rule's position in the manifest: when several rules admit a flow, the first wins.
+    order: u32,
     rule: Name,
     target: EgressTarget,
 }
@@ -211,8 +213,19 @@ impl Policy {
         let routes = match PathRouter::new(by_pattern) {
             Ok(router) => Some(router),
             Err(e) => {
+                // Point at the later of the two routes, the one whose addition made it ambiguous.
+                let culprit = match &e {
+                    RouterError::DuplicatePattern(p) => p.as_str().to_owned(),
+                    RouterError::AmbiguousRoutes { second, .. } => second.as_str().to_owned(),
+                };
+                let location = manifest
+                    .routes
+                    .iter()
+                    .rev()
+                    .find(|r| r.path.text == culprit)
+                    .map(|r| r.path.location);
                 errors.push(CompileError {
-                    location: None,
+                    location,
                     message: format!("routes: {e}"),
                 });
                 None
@@ -246,7 +259,7 @@ impl Policy {
         }
 
         let mut egress = vec![EgressIndex::default(); functions.len()];
-        for rule in &manifest.egress {
+        for (order, rule) in manifest.egress.iter().enumerate() {
             for id in selected(&manifest, &functions, &rule.from) {
                 // Isolated subnets have no egress whatever the rules say; loading refuses rules
                 // that select them, and this keeps a future selector from opening one anyway.
@@ -256,6 +269,7 @@ impl Policy {
                 let index = &mut egress[id.index()];
                 for target in &rule.to {
                     let entry = EgressEntry {
+                        order: order as u32,
                         rule: rule.id.clone(),
                         target: target.clone(),
                     };
@@ -425,14 +439,12 @@ impl Policy {
         let admits =
             |e: &&EgressEntry| e.target.scheme.admits(scheme) && e.target.admits_port(port);
         let found = match host {
-            EgressHost::Name(name) => index
-                .names
-                .get(name)
-                .and_then(|list| list.iter().find(admits))
-                .or_else(|| {
-                    parent_domains(name)
-                        .find_map(|d| index.subdomains.get(d).and_then(|l| l.iter().find(admits)))
-                }),
+            EgressHost::Name(name) => {
+                let exact = index.names.get(name).into_iter().flatten();
+                let below = parent_domains(name)
+                    .flat_map(|d| index.subdomains.get(d).into_iter().flatten());
+                exact.chain(below).filter(admits).min_by_key(|e| e.order)
+            }
             EgressHost::Ip(ip) => {
                 let ip = canonical_ip(ip);
                 index
@@ -440,7 +452,8 @@ impl Policy {
                     .iter()
                     .filter(|(net, _)| net.contains(&ip))
                     .map(|(_, e)| e)
-                    .find(admits)
+                    .filter(admits)
+                    .min_by_key(|e| e.order)
             }
         };
         match found {
