@@ -1,5 +1,6 @@
 //! The `septa` binary: `septa up` runs an application, `septa check` validates one.
 
+mod admin;
 mod check;
 mod up;
 

@@ -97,7 +97,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let listening = septa_gateway::serve(args.listen, workers, gateway)
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
     let admin = match args.admin {
-        Some(addr) => Some(crate::up::admin::serve(addr, policy.clone())?),
+        Some(addr) => Some(crate::admin::serve(addr, policy.clone())?),
         None => None,
     };
 
@@ -110,10 +110,6 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         report.compiled,
         report.cache_hits
     );
-    println!("septa: listening on http://{}", listening.addr);
-    if let Some((addr, _)) = &admin {
-        println!("septa: admin on http://{addr}");
-    }
     for route in policy.routes() {
         println!(
             "septa: route `{}` {} -> function `{}`",
@@ -123,6 +119,10 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    if let Some(addr) = &admin {
+        println!("septa: admin on http://{addr}");
+    }
+    println!("septa: listening on http://{}", listening.addr);
     wait_for_signal()?;
     println!("septa: shutting down");
     listening.shutdown();
@@ -172,50 +172,4 @@ fn build(manifest: &septa_manifest::Manifest) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-mod admin {
-    //! The admin listener: health for now; metrics, flows and the dashboard arrive with the
-    //! monitoring work. It never shares a port with the gateway.
-
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-
-    use anyhow::Context;
-    use septa_policy::Policy;
-
-    /// Serves `/healthz` on `addr` from a thread of its own.
-    pub(crate) fn serve(
-        addr: SocketAddr,
-        policy: Arc<Policy>,
-    ) -> anyhow::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
-        let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen on admin `{addr}`"))?;
-        let bound = listener.local_addr()?;
-        let body = format!(
-            "{{\"status\":\"ok\",\"application\":\"{}\",\"functions\":{}}}",
-            policy.manifest().application,
-            policy.functions().len()
-        );
-        let handle = std::thread::Builder::new().name("septa-admin".to_owned()).spawn(move || {
-            use std::io::{Read, Write};
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-                let mut buf = [0u8; 4096];
-                let n = stream.read(&mut buf).unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let response = if head.starts_with("GET /healthz ") {
-                    format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
-                };
-                let _ = stream.write_all(response.as_bytes());
-            }
-        })?;
-        Ok((bound, handle))
-    }
 }

@@ -67,3 +67,26 @@ fn help_and_version_work_on_every_command() {
         assert!(ok && stdout.contains("Usage"), "{cmd:?}: {stdout}");
     }
 }
+
+#[test]
+fn the_admin_listener_is_separate_from_the_gateway() {
+    let septa =
+        common::Septa::start_with(&repo().join("examples/shop"), &["--admin", "127.0.0.1:0"]);
+    let admin = septa
+        .startup
+        .iter()
+        .find_map(|l| l.strip_prefix("septa: admin on http://"))
+        .unwrap()
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(admin).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"application\":\"shop\""), "{out}");
+    // The gateway never serves admin paths.
+    assert_eq!(septa.get("/healthz").status, 404);
+}

@@ -430,10 +430,10 @@ impl Policy {
                 info.audit,
             );
         }
-        if let EgressHost::Ip(ip) = host {
-            if let Err(block) = self.ceiling.check(ip) {
-                return Decision::refuse(Reason::Ceiling(block), info.audit);
-            }
+        if let EgressHost::Ip(ip) = host
+            && let Err(block) = self.ceiling.check(ip)
+        {
+            return Decision::refuse(Reason::Ceiling(block), info.audit);
         }
         let index = &self.egress[from.index()];
         let admits =

@@ -39,11 +39,16 @@ fn name(s: &str) -> Name {
     Name::new(s).unwrap()
 }
 
+/// (segment, subnet, groups, labels, audit mode) of a random function.
+type FunctionSpec = (usize, usize, Vec<bool>, Vec<bool>, bool);
+/// (from selector, to selector, methods, paths) of a random allow rule.
+type AllowSpec = (usize, usize, Option<Vec<bool>>, Option<Vec<bool>>);
+
 #[derive(Debug, Clone)]
 struct Spec {
     segment_labels: Vec<Vec<bool>>,
-    functions: Vec<(usize, usize, Vec<bool>, Vec<bool>, bool)>,
-    allows: Vec<(usize, usize, Option<Vec<bool>>, Option<Vec<bool>>)>,
+    functions: Vec<FunctionSpec>,
+    allows: Vec<AllowSpec>,
     egress: Vec<(usize, Vec<usize>)>,
 }
 
