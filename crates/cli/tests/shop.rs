@@ -237,3 +237,48 @@ fn the_flow_log_has_one_record_per_decision() {
         }
     }
 }
+
+#[test]
+fn the_gateway_speaks_http2_too() {
+    let septa = shop();
+    let addr = septa.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body) = runtime.block_on(async move {
+        use http_body_util::{BodyExt, Empty};
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let request = hyper::Request::get(format!("http://{addr}/api/products"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    });
+    assert_eq!(status, 200);
+    assert!(body.contains("products"), "{body}");
+}
+
+#[test]
+fn bytes_in_and_out_are_counted() {
+    let septa = shop();
+    let body = r#"{"amount_cents":1250}"#;
+    let r = septa.request("POST", "/api/checkout", &[], body);
+    assert_eq!(r.status, 200);
+    let flows = septa.stop();
+    let ingress = flows
+        .iter()
+        .find(|f| f["kind"] == "ingress" && f["path"] == "/api/checkout")
+        .unwrap();
+    assert_eq!(ingress["bytes_in"], body.len(), "{ingress}");
+    assert_eq!(ingress["bytes_out"], r.body.len(), "{ingress}");
+}

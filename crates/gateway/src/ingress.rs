@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{CompiledRoute, Policy, RouteOutcome, Verdict};
-use septa_runtime::{Host, HyperOutgoingBody, RecordedBody};
+use septa_runtime::{CountedBody, Host, HyperOutgoingBody, RecordedBody};
 
 /// The identity the host sets on requests that came through the gateway.
 pub const GATEWAY_IDENTITY: &str = "gateway";
@@ -176,6 +176,7 @@ impl Gateway {
                 ));
             }
         };
+        let (body, bytes_in) = CountedBody::new(body);
         match self
             .host
             .handle(route.function, 0, Request::from_parts(parts, body))
@@ -184,12 +185,11 @@ impl Gateway {
             Ok(response) => {
                 flow.set_status(response.status().as_u16());
                 let (parts, body) = response.into_parts();
-                Ok(Response::from_parts(
-                    parts,
-                    RecordedBody::new(body, flow).boxed_unsync(),
-                ))
+                let body = RecordedBody::new(body, flow).with_bytes_in(bytes_in);
+                Ok(Response::from_parts(parts, body.boxed_unsync()))
             }
             Err(e) => {
+                flow.add_bytes_in(bytes_in.load(std::sync::atomic::Ordering::Relaxed));
                 tracing::warn!(error = %e, "function failed");
                 let status = e.status();
                 let reason = format!("{}; {e}", decision.reason);

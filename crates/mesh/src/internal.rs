@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use septa_flows::FlowKind;
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{Decision, Reason};
-use septa_runtime::{Caller, RecordedBody, WasiBody};
+use septa_runtime::{Caller, CountedBody, RecordedBody, WasiBody};
 
 use crate::{
     CALLER_HEADER, DENY_REASON_HEADER, Inner, MAX_DEPTH, header_text, strip_identity_headers,
@@ -117,6 +117,7 @@ pub(crate) async fn call(
             "septa is shutting down",
         ));
     };
+    let (body, bytes_in) = CountedBody::new(body);
     match host
         .handle(
             callee,
@@ -128,12 +129,11 @@ pub(crate) async fn call(
         Ok(response) => {
             flow.set_status(response.status().as_u16());
             let (parts, body) = response.into_parts();
-            Ok(Response::from_parts(
-                parts,
-                RecordedBody::new(body, flow).boxed_unsync(),
-            ))
+            let body = RecordedBody::new(body, flow).with_bytes_in(bytes_in);
+            Ok(Response::from_parts(parts, body.boxed_unsync()))
         }
         Err(e) => {
+            flow.add_bytes_in(bytes_in.load(std::sync::atomic::Ordering::Relaxed));
             flow.set_status(e.status().as_u16())
                 .set_reason(format!("{reason}; {e}"));
             Ok(json_response(e.status(), None, &e.to_string()))

@@ -5,6 +5,8 @@
 //! if the client goes away mid-stream (the body is dropped, and so is the guard).
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -16,6 +18,7 @@ use septa_flows::FlowGuard;
 pub struct RecordedBody<B> {
     inner: B,
     guard: Option<FlowGuard>,
+    bytes_in: Option<Arc<AtomicU64>>,
 }
 
 impl<B> RecordedBody<B> {
@@ -24,7 +27,79 @@ impl<B> RecordedBody<B> {
         Self {
             inner,
             guard: Some(guard),
+            bytes_in: None,
         }
+    }
+
+    /// Also records, as the flow's `bytes_in`, what a [`CountedBody`] of the request counted.
+    pub fn with_bytes_in(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.bytes_in = Some(counter);
+        self
+    }
+
+    /// Takes the guard for recording, with the request bytes counted so far.
+    fn take_guard(&mut self) -> Option<FlowGuard> {
+        let mut guard = self.guard.take()?;
+        if let Some(counter) = &self.bytes_in {
+            guard.add_bytes_in(counter.load(Ordering::Relaxed));
+        }
+        Some(guard)
+    }
+}
+
+impl<B> Drop for RecordedBody<B> {
+    fn drop(&mut self) {
+        // A client that goes away mid-stream still gets its flow recorded, exactly once.
+        drop(self.take_guard());
+    }
+}
+
+/// A request body that counts the bytes the function reads from it.
+pub struct CountedBody<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+impl<B> CountedBody<B> {
+    /// Wraps `inner`; the returned counter grows as the body is read.
+    pub fn new(inner: B) -> (Self, Arc<AtomicU64>) {
+        let count = Arc::new(AtomicU64::new(0));
+        (
+            Self {
+                inner,
+                count: count.clone(),
+            },
+            count,
+        )
+    }
+}
+
+impl<B> Body for CountedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -49,14 +124,14 @@ where
                 }
             }
             Poll::Ready(Some(Err(e))) => {
-                if let Some(mut guard) = this.guard.take() {
+                if let Some(mut guard) = this.take_guard() {
                     let reason = guard.record().map(|r| r.reason.clone()).unwrap_or_default();
                     guard.set_reason(format!("{reason}; response body failed: {e}"));
                     guard.finish();
                 }
             }
             Poll::Ready(None) => {
-                if let Some(guard) = this.guard.take() {
+                if let Some(guard) = this.take_guard() {
                     guard.finish();
                 }
             }
