@@ -61,26 +61,22 @@ fn a_looping_guest_times_out_without_hurting_its_neighbours() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(50));
-    // While they spin, the neighbour answers, well inside the loopers' 500 ms timeout.
-    for _ in 0..5 {
-        let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(100));
+    // While they spin, the neighbour answers: every one of its requests completes before
+    // either looper has been stopped.
+    for _ in 0..3 {
         let r = septa.get("/echo/hello");
         assert_eq!(r.status, 200, "{r:?}");
-        assert!(
-            start.elapsed() < Duration::from_millis(400),
-            "neighbour took {:?}",
-            start.elapsed()
-        );
     }
+    assert!(
+        spinners.iter().all(|s| !s.is_finished()),
+        "a looper finished before its neighbour's requests did"
+    );
     for s in spinners {
         let (out, took) = s.join().unwrap();
         assert!(out.starts_with("HTTP/1.1 504"), "{out}");
-        assert!(out.contains("exceeded its timeout of 500 ms"), "{out}");
-        assert!(
-            took >= Duration::from_millis(450) && took < Duration::from_secs(5),
-            "{took:?}"
-        );
+        assert!(out.contains("exceeded its timeout of 2000 ms"), "{out}");
+        assert!(took >= Duration::from_millis(1900), "{took:?}");
     }
     assert_eq!(septa.get("/ok/looper").status, 200);
 }

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{CompiledRoute, Policy, RouteOutcome, Verdict};
-use septa_runtime::{CountedBody, Host, HyperOutgoingBody, RecordedBody};
+use septa_runtime::{Host, HyperOutgoingBody};
 
 /// The identity the host sets on requests that came through the gateway.
 pub const GATEWAY_IDENTITY: &str = "gateway";
@@ -176,25 +176,15 @@ impl Gateway {
                 ));
             }
         };
-        let (body, bytes_in) = CountedBody::new(body);
         match self
             .host
-            .handle(route.function, 0, Request::from_parts(parts, body))
+            .handle_flow(route.function, 0, Request::from_parts(parts, body), flow)
             .await
         {
-            Ok(response) => {
-                flow.set_status(response.status().as_u16());
-                let (parts, body) = response.into_parts();
-                let body = RecordedBody::new(body, flow).with_bytes_in(bytes_in);
-                Ok(Response::from_parts(parts, body.boxed_unsync()))
-            }
+            Ok(response) => Ok(response),
             Err(e) => {
-                flow.add_bytes_in(bytes_in.load(std::sync::atomic::Ordering::Relaxed));
                 tracing::warn!(error = %e, "function failed");
-                let status = e.status();
-                let reason = format!("{}; {e}", decision.reason);
-                flow.set_reason(reason).set_status(status.as_u16());
-                Ok(json_error(status, &e.to_string(), &[]))
+                Ok(json_error(e.status(), &e.to_string(), &[]))
             }
         }
     }

@@ -245,6 +245,13 @@ impl Loader {
         }
     }
 
+    /// A rule's id: a valid name not used by any other route, allow or egress rule.
+    fn rule_id(&mut self, raw: &Spanned<String>, refs: &mut References) -> Option<Name> {
+        let id = self.name(raw)?;
+        refs.claim_id(self, &id, &raw.span());
+        Some(id)
+    }
+
     fn names(&mut self, list: &[Spanned<String>]) -> Vec<Name> {
         list.iter().filter_map(|s| self.name(s)).collect()
     }
@@ -629,10 +636,7 @@ impl Loader {
     fn allows(&mut self, raw: &[(Location, RawAllow)], refs: &mut References) -> Vec<AllowRule> {
         let mut out = Vec::new();
         for (at, r) in raw {
-            let id = self.name(&r.id);
-            if let Some(id) = &id {
-                refs.claim_id(self, id, &r.id.span());
-            }
+            let id = self.rule_id(&r.id, refs);
             let from = self.selector(&r.from, refs, "from");
             let to = self.selector(&r.to, refs, "to");
             let methods = self.methods(&r.methods);
@@ -658,10 +662,7 @@ impl Loader {
     fn egress(&mut self, raw: &[(Location, RawEgress)], refs: &mut References) -> Vec<EgressRule> {
         let mut out = Vec::new();
         for (at, r) in raw {
-            let id = self.name(&r.id);
-            if let Some(id) = &id {
-                refs.claim_id(self, id, &r.id.span());
-            }
+            let id = self.rule_id(&r.id, refs);
             let from = self.selector(&r.from, refs, "from");
             if let Some(sel) = &from {
                 let isolated: Vec<&str> = refs.isolated_functions_in(sel);
@@ -840,19 +841,6 @@ impl<'a> References<'a> {
     }
 
     fn selects(&self, sel: &Selector, f: &Function) -> bool {
-        match sel {
-            Selector::Gateway => false,
-            Selector::Segment(s) => f.placement.segment == *s,
-            Selector::Subnet(s, n) => f.placement.segment == *s && f.placement.subnet == *n,
-            Selector::Group(g) => f.groups.contains(g),
-            Selector::Function(n) => f.name == *n,
-            Selector::Label(l) => {
-                f.labels.contains(l)
-                    || self
-                        .segments
-                        .get(&f.placement.segment)
-                        .is_some_and(|s| s.labels.contains(l))
-            }
-        }
+        sel.selects(self.segments, f)
     }
 }

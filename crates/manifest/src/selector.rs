@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use crate::model::Name;
+use std::collections::BTreeMap;
+
+use crate::model::{Function, Name, Segment};
 
 /// A set of flow sources or destinations.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,6 +64,26 @@ impl Selector {
                     "unknown selector `{s}`{hint}; kinds are {}",
                     kinds_list()
                 ))
+            }
+        }
+    }
+}
+
+impl Selector {
+    /// Whether this selector selects function `f`; `segments` supplies the labels a function
+    /// inherits from its segment. This is the one definition of what a selector means.
+    pub fn selects(&self, segments: &BTreeMap<Name, Segment>, f: &Function) -> bool {
+        match self {
+            Self::Gateway => false,
+            Self::Segment(s) => f.placement.segment == *s,
+            Self::Subnet(s, n) => f.placement.segment == *s && f.placement.subnet == *n,
+            Self::Group(g) => f.groups.contains(g),
+            Self::Function(n) => f.name == *n,
+            Self::Label(l) => {
+                f.labels.contains(l)
+                    || segments
+                        .get(&f.placement.segment)
+                        .is_some_and(|s| s.labels.contains(l))
             }
         }
     }

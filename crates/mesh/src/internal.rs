@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use septa_flows::FlowKind;
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{Decision, Reason};
-use septa_runtime::{Caller, CountedBody, RecordedBody, WasiBody};
+use septa_runtime::{Caller, WasiBody};
 
 use crate::{
     CALLER_HEADER, DENY_REASON_HEADER, Inner, MAX_DEPTH, header_text, strip_identity_headers,
@@ -117,27 +117,13 @@ pub(crate) async fn call(
             "septa is shutting down",
         ));
     };
-    let (body, bytes_in) = CountedBody::new(body);
+    let request = http::Request::from_parts(parts, body);
     match host
-        .handle(
-            callee,
-            caller.depth + 1,
-            http::Request::from_parts(parts, body),
-        )
+        .handle_flow(callee, caller.depth + 1, request, flow)
         .await
     {
-        Ok(response) => {
-            flow.set_status(response.status().as_u16());
-            let (parts, body) = response.into_parts();
-            let body = RecordedBody::new(body, flow).with_bytes_in(bytes_in);
-            Ok(Response::from_parts(parts, body.boxed_unsync()))
-        }
-        Err(e) => {
-            flow.add_bytes_in(bytes_in.load(std::sync::atomic::Ordering::Relaxed));
-            flow.set_status(e.status().as_u16())
-                .set_reason(format!("{reason}; {e}"));
-            Ok(json_response(e.status(), None, &e.to_string()))
-        }
+        Ok(response) => Ok(response),
+        Err(e) => Ok(json_response(e.status(), None, &e.to_string())),
     }
 }
 

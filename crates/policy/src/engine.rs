@@ -517,14 +517,7 @@ pub(crate) fn selected<'a>(
         .map(|f| f.id)
 }
 
-/// Whether `selector` selects function `f`.
+/// Whether `selector` selects function `f` in `manifest`.
 pub fn selects(manifest: &Manifest, selector: &Selector, f: &Function) -> bool {
-    match selector {
-        Selector::Gateway => false,
-        Selector::Segment(s) => f.placement.segment == *s,
-        Selector::Subnet(s, n) => f.placement.segment == *s && f.placement.subnet == *n,
-        Selector::Group(g) => f.groups.contains(g),
-        Selector::Function(n) => f.name == *n,
-        Selector::Label(l) => manifest.function_labels(f).any(|x| x == l),
-    }
+    selector.selects(&manifest.segments, f)
 }

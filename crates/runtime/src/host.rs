@@ -16,6 +16,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use http_body_util::BodyExt;
+use septa_flows::FlowGuard;
+
+use crate::body::{CountedBody, RecordedBody};
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::state::State;
 use crate::{Caller, Outbound};
@@ -290,6 +294,44 @@ impl Host {
                 // or returned without answering. The task's result says which.
                 let outcome = task.await;
                 Err(self.classify(function, outcome, memory_exceeded.load(Ordering::Relaxed)))
+            }
+        }
+    }
+
+    /// Runs function `id` as flow `flow`: the request's bytes are counted, and the flow is
+    /// recorded when the response body ends; on failure it is recorded at once, with the error
+    /// as its status and appended to its reason, and the error is returned for the caller to
+    /// answer with.
+    pub async fn handle_flow<B>(
+        &self,
+        id: FunctionId,
+        depth: u8,
+        request: hyper::Request<B>,
+        mut flow: FlowGuard,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let (parts, body) = request.into_parts();
+        let (body, bytes_in) = CountedBody::new(body);
+        match self
+            .handle(id, depth, hyper::Request::from_parts(parts, body))
+            .await
+        {
+            Ok(response) => {
+                flow.set_status(response.status().as_u16());
+                let (parts, body) = response.into_parts();
+                let body = RecordedBody::new(body, flow).with_bytes_in(bytes_in);
+                Ok(hyper::Response::from_parts(parts, body.boxed_unsync()))
+            }
+            Err(e) => {
+                let reason = flow.record().map(|r| r.reason.clone()).unwrap_or_default();
+                flow.add_bytes_in(bytes_in.load(Ordering::Relaxed))
+                    .set_status(e.status().as_u16())
+                    .set_reason(format!("{reason}; {e}"));
+                flow.finish();
+                Err(e)
             }
         }
     }
