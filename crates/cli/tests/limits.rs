@@ -86,6 +86,8 @@ fn a_second_start_loads_compiled_components_from_the_cache() {
     let cache = tempfile::tempdir().unwrap();
     let cache_dir = cache.path().to_str().unwrap();
     let first = Septa::start_with(&case("limits"), &["--cache-dir", cache_dir]);
+    // `looper` and `single` share one component: the second is found in the cache the first
+    // just filled.
     let line = |s: &Septa| {
         s.startup
             .iter()
@@ -94,16 +96,47 @@ fn a_second_start_loads_compiled_components_from_the_cache() {
             .unwrap()
     };
     assert!(
-        line(&first).contains("(4 compiled, 0 from cache)"),
+        line(&first).contains("(4 compiled, 1 from cache)"),
         "{}",
         line(&first)
     );
     drop(first);
     let second = Septa::start_with(&case("limits"), &["--cache-dir", cache_dir]);
     assert!(
-        line(&second).contains("(0 compiled, 4 from cache)"),
+        line(&second).contains("(0 compiled, 5 from cache)"),
         "{}",
         line(&second)
     );
     assert_eq!(second.get("/echo/x").status, 200);
+}
+
+#[test]
+fn a_function_at_its_concurrency_limit_refuses_at_once_with_503() {
+    let septa = Septa::start(&case("limits"));
+    let addr = septa.addr;
+    let spinner = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /single/spin HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        out
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = septa.get("/single/ok");
+    assert!(
+        !spinner.is_finished(),
+        "the spinning instance ended too early for this test"
+    );
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        refused.body.contains("at its concurrency limit of 1"),
+        "{}",
+        refused.body
+    );
+    assert!(spinner.join().unwrap().starts_with("HTTP/1.1 504"));
+    // The slot is free again once the spinning instance is stopped.
+    assert_eq!(septa.get("/single/ok").status, 200);
 }
