@@ -425,7 +425,7 @@ impl Policy {
         if info.spec.subnet_kind == SubnetKind::Isolated {
             return Decision::refuse(
                 Reason::IsolatedSubnet {
-                    placement: placement_text(&info.spec.placement),
+                    placement: info.spec.placement.to_string(),
                 },
                 info.audit,
             );
@@ -474,10 +474,6 @@ impl Policy {
             .check(ip)
             .map_err(|block| Decision::refuse(Reason::Ceiling(block), false))
     }
-}
-
-fn placement_text(p: &Placement) -> String {
-    p.to_string()
 }
 
 /// `a.b.example.com` → `b.example.com`, `example.com`, `com`: the domains a `*.` rule may name.

@@ -1,0 +1,292 @@
+//! The second stage of loading: the places (segments, subnets, groups, functions) and the
+//! operator ceiling, checked against each other.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde_spanned::Spanned;
+
+use super::rules::References;
+use super::{Loader, Sections};
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::model::*;
+use crate::raw::*;
+
+impl Loader {
+    pub(super) fn resolve(&mut self, file: &Path, dir: &Path, s: Sections) -> Option<Manifest> {
+        match &s.version {
+            Some(v) if *v.get_ref() == 1 => {}
+            Some(v) => self.error(
+                &v.span(),
+                format!(
+                    "unsupported `septa_manifest_version` `{}`; this septa reads version `1`",
+                    v.get_ref()
+                ),
+            ),
+            None => self.errors.push(
+                Diagnostic::whole_file("missing `septa_manifest_version`")
+                    .with_help("add `septa_manifest_version = 1` as the first line"),
+            ),
+        }
+        let application = match &s.application {
+            Some(app) => self.name(&app.name),
+            None => {
+                self.errors.push(
+                    Diagnostic::whole_file("missing `[application]`")
+                        .with_help("add `[application]` with `name = \"...\"`"),
+                );
+                None
+            }
+        };
+        let ceiling = self.ceiling(&s.ceiling);
+        let segments = self.segments(&s.segments);
+        let groups = self.groups(&s.groups);
+        let functions = self.functions(dir, &s.functions, &segments, &groups);
+        let mut refs = References::new(&segments, &groups, &functions);
+        let routes = self.routes(&s.routes, &functions, &mut refs);
+        let allows = self.allows(&s.allows, &mut refs);
+        let egress = self.egress(&s.egress, &mut refs);
+        Some(Manifest {
+            file: file.to_owned(),
+            dir: dir.to_owned(),
+            application: application?,
+            ceiling,
+            segments,
+            groups,
+            functions,
+            routes,
+            allows,
+            egress,
+        })
+    }
+
+    pub(super) fn ceiling(&mut self, raw: &RawCeiling) -> CeilingSpec {
+        let mut nets = |list: &[Spanned<String>]| -> Vec<IpNet> {
+            list.iter()
+                .filter_map(|s| {
+                    let text = s.get_ref();
+                    let parsed = text
+                        .parse::<IpNet>()
+                        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+                    match parsed {
+                        Ok(n) => Some(n.trunc()),
+                        Err(_) => {
+                            self.error(
+                                &s.span(),
+                                format!("`{text}` is not an IP network such as `127.0.0.1/32`"),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect()
+        };
+        CeilingSpec {
+            relax: nets(&raw.relax),
+            block: nets(&raw.block),
+        }
+    }
+
+    pub(super) fn segments(
+        &mut self,
+        raw: &[(Spanned<String>, RawSegment)],
+    ) -> BTreeMap<Name, Segment> {
+        let mut out = BTreeMap::new();
+        for (name, seg) in raw {
+            let Some(segment_name) = self.name(name) else {
+                continue;
+            };
+            if seg.subnets.is_empty() {
+                self.error(&name.span(), format!("segment `{segment_name}` has no subnets; add `subnets = {{ NAME = \"public\" | \"private\" | \"isolated\" }}`"));
+            }
+            let mut subnets = BTreeMap::new();
+            for (subnet, kind) in &seg.subnets {
+                match Name::new(subnet) {
+                    Ok(n) => {
+                        subnets.insert(n, *kind.get_ref());
+                    }
+                    Err(e) => self.error(
+                        &kind.span(),
+                        format!("subnet of segment `{segment_name}`: {e}"),
+                    ),
+                }
+            }
+            let labels = self.names(&seg.labels);
+            out.insert(
+                segment_name.clone(),
+                Segment {
+                    name: segment_name,
+                    subnets,
+                    labels,
+                    mode: seg.mode.unwrap_or_default(),
+                    location: self.loc(&name.span()),
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn groups(&mut self, raw: &[(Spanned<String>, RawGroup)]) -> BTreeMap<Name, Group> {
+        let mut out = BTreeMap::new();
+        for (name, group) in raw {
+            let Some(n) = self.name(name) else { continue };
+            out.insert(
+                n.clone(),
+                Group {
+                    name: n,
+                    description: group.description.clone(),
+                    location: self.loc(&name.span()),
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn functions(
+        &mut self,
+        dir: &Path,
+        raw: &[(Spanned<String>, RawFunction)],
+        segments: &BTreeMap<Name, Segment>,
+        groups: &BTreeMap<Name, Group>,
+    ) -> BTreeMap<Name, Function> {
+        let mut out = BTreeMap::new();
+        for (name, f) in raw {
+            let Some(fname) = self.name(name) else {
+                continue;
+            };
+            let placement = self.placement(&f.placement, segments);
+            for g in &f.groups {
+                if !groups.contains_key(g.get_ref().as_str()) {
+                    let hint = did_you_mean(g.get_ref(), groups.keys().map(Name::as_str));
+                    self.unknown(&g.span(), "group", g.get_ref(), hint, "[group.NAME]");
+                }
+            }
+            let fgroups = self.names(&f.groups);
+            let labels = self.names(&f.labels);
+            let limits = self.limits(&f.limits);
+            if f.source.get_ref().is_empty() {
+                self.error(
+                    &f.source.span(),
+                    "`source` must name a `.wasm` component file",
+                );
+            }
+            let build = f.build.as_ref().map(|b| Build {
+                command: b.command.get_ref().clone(),
+                workdir: dir.join(b.workdir.as_deref().unwrap_or(".")),
+            });
+            let Some((placement, subnet_kind, segment_mode)) = placement else {
+                continue;
+            };
+            out.insert(
+                fname.clone(),
+                Function {
+                    name: fname,
+                    source: dir.join(f.source.get_ref()),
+                    placement,
+                    subnet_kind,
+                    groups: fgroups,
+                    labels,
+                    mode: f.mode.unwrap_or(segment_mode),
+                    limits,
+                    build,
+                    location: self.loc(&name.span()),
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn placement(
+        &mut self,
+        raw: &Spanned<String>,
+        segments: &BTreeMap<Name, Segment>,
+    ) -> Option<(Placement, SubnetKind, Mode)> {
+        let text = raw.get_ref();
+        let Some((seg, sub)) = text.split_once('/') else {
+            self.error(
+                &raw.span(),
+                format!("placement `{text}` must be `SEGMENT/SUBNET`"),
+            );
+            return None;
+        };
+        let Some(segment) = segments.get(seg) else {
+            let hint = did_you_mean(seg, segments.keys().map(Name::as_str));
+            self.unknown(&raw.span(), "segment", seg, hint, "[segment.NAME]");
+            return None;
+        };
+        let Some((subnet, kind)) = segment.subnets.get_key_value(sub) else {
+            let hint = did_you_mean(sub, segment.subnets.keys().map(Name::as_str));
+            self.unknown(
+                &raw.span(),
+                &format!("subnet of segment `{seg}`"),
+                sub,
+                hint,
+                "subnets = { NAME = \"private\" }",
+            );
+            return None;
+        };
+        Some((
+            Placement {
+                segment: segment.name.clone(),
+                subnet: subnet.clone(),
+            },
+            *kind,
+            segment.mode,
+        ))
+    }
+
+    pub(super) fn unknown(
+        &mut self,
+        span: &Range<usize>,
+        what: &str,
+        name: &str,
+        hint: Option<&str>,
+        declare: &str,
+    ) {
+        let message = match hint {
+            Some(h) => format!("unknown {what} `{name}` (did you mean `{h}`?)"),
+            None => format!("unknown {what} `{name}`"),
+        };
+        self.error_help(span, message, format!("declare it with `{declare}`"));
+    }
+
+    pub(super) fn limits(&mut self, raw: &RawLimits) -> Limits {
+        let defaults = Limits::default();
+        let mut field = |v: &Option<Spanned<u32>>, name: &str, max: u32, default: u32| match v {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > max => {
+                self.error(
+                    &v.span(),
+                    format!(
+                        "`limits.{name}` must be between 1 and {max}, not {}",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+            Some(v) => *v.get_ref(),
+            None => default,
+        };
+        Limits {
+            memory_mb: field(
+                &raw.memory_mb,
+                "memory_mb",
+                Limits::MAX_MEMORY_MB,
+                defaults.memory_mb,
+            ),
+            timeout_ms: field(
+                &raw.timeout_ms,
+                "timeout_ms",
+                Limits::MAX_TIMEOUT_MS,
+                defaults.timeout_ms,
+            ),
+            max_concurrency: field(
+                &raw.max_concurrency,
+                "max_concurrency",
+                Limits::MAX_CONCURRENCY,
+                defaults.max_concurrency,
+            ),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The third stage of loading: routes, allow and egress rules, whose selectors must name
+//! places that exist and whose ids must be unique.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
+
+use serde_spanned::Spanned;
+
+use super::{Loader, METHODS};
+use crate::diagnostic::{Location, did_you_mean};
+use crate::egress::EgressTarget;
+use crate::model::*;
+use crate::raw::*;
+use crate::selector::Selector;
+
+impl Loader {
+    pub(super) fn methods(&mut self, raw: &Option<Vec<Spanned<String>>>) -> Methods {
+        let Some(list) = raw else { return Methods::Any };
+        if list.len() == 1 && list[0].get_ref() == "*" {
+            return Methods::Any;
+        }
+        let mut out = Vec::new();
+        for m in list {
+            let text = m.get_ref();
+            if METHODS.contains(&text.as_str()) {
+                out.push(text.clone());
+            } else if METHODS.contains(&text.to_ascii_uppercase().as_str()) {
+                self.error(
+                    &m.span(),
+                    format!(
+                        "method `{text}` must be upper-case: `{}`",
+                        text.to_ascii_uppercase()
+                    ),
+                );
+            } else {
+                self.error_help(
+                    &m.span(),
+                    format!("unknown method `{text}`"),
+                    format!(
+                        "methods are {} or `[\"*\"]` for any",
+                        METHODS.map(|m| format!("`{m}`")).join(", ")
+                    ),
+                );
+            }
+        }
+        Methods::Only(out)
+    }
+
+    pub(super) fn path_text(&mut self, raw: &Spanned<String>) -> PathText {
+        if !raw.get_ref().starts_with('/') {
+            self.error(
+                &raw.span(),
+                format!("path `{}` must start with `/`", raw.get_ref()),
+            );
+        }
+        PathText {
+            text: raw.get_ref().clone(),
+            location: self.loc(&raw.span()),
+        }
+    }
+
+    pub(super) fn routes(
+        &mut self,
+        raw: &[(Location, RawRoute)],
+        functions: &BTreeMap<Name, Function>,
+        refs: &mut References,
+    ) -> Vec<Route> {
+        let mut out = Vec::new();
+        for (at, r) in raw {
+            let id_text =
+                r.id.as_ref()
+                    .map(|i| i.get_ref().clone())
+                    .unwrap_or_else(|| route_id_from_path(r.path.get_ref()));
+            let id_span =
+                r.id.as_ref()
+                    .map(Spanned::span)
+                    .unwrap_or_else(|| r.path.span());
+            let id = match Name::new(&id_text) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    self.error(&id_span, format!("route id: {e}"));
+                    None
+                }
+            };
+            if let Some(id) = &id {
+                refs.claim_id(self, id, &id_span);
+            }
+            let function = r.function.get_ref();
+            match functions.get(function.as_str()) {
+                None => {
+                    let hint = did_you_mean(function, functions.keys().map(Name::as_str));
+                    self.unknown(&r.function.span(), "function", function, hint, "[function.NAME]");
+                }
+                Some(f) if f.subnet_kind != SubnetKind::Public => self.error_help(
+                    &r.function.span(),
+                    format!(
+                        "route `{}` targets function `{function}` in {} subnet `{}`; the gateway only routes to public subnets",
+                        r.path.get_ref(),
+                        f.subnet_kind,
+                        f.placement
+                    ),
+                    "route to a public function that calls it through an `[[allow]]` rule",
+                ),
+                Some(_) => {}
+            }
+            let path = self.path_text(&r.path);
+            let methods = self.methods(&r.methods);
+            let (Some(id), Some(f)) = (id, functions.get(function.as_str())) else {
+                continue;
+            };
+            out.push(Route {
+                id,
+                path,
+                methods,
+                function: f.name.clone(),
+                location: *at,
+            });
+        }
+        out
+    }
+
+    pub(super) fn allows(
+        &mut self,
+        raw: &[(Location, RawAllow)],
+        refs: &mut References,
+    ) -> Vec<AllowRule> {
+        let mut out = Vec::new();
+        for (at, r) in raw {
+            let id = self.rule_id(&r.id, refs);
+            let from = self.selector(&r.from, refs, "from");
+            let to = self.selector(&r.to, refs, "to");
+            let methods = self.methods(&r.methods);
+            let paths = match &r.paths {
+                None => Paths::Any,
+                Some(list) => Paths::Only(list.iter().map(|p| self.path_text(p)).collect()),
+            };
+            let (Some(id), Some(from), Some(to)) = (id, from, to) else {
+                continue;
+            };
+            out.push(AllowRule {
+                id,
+                from,
+                to,
+                methods,
+                paths,
+                location: *at,
+            });
+        }
+        out
+    }
+
+    pub(super) fn egress(
+        &mut self,
+        raw: &[(Location, RawEgress)],
+        refs: &mut References,
+    ) -> Vec<EgressRule> {
+        let mut out = Vec::new();
+        for (at, r) in raw {
+            let id = self.rule_id(&r.id, refs);
+            let from = self.selector(&r.from, refs, "from");
+            if let Some(sel) = &from {
+                let isolated: Vec<&str> = refs.isolated_functions_in(sel);
+                if !isolated.is_empty() {
+                    self.error_help(
+                        &r.from.span(),
+                        format!(
+                            "egress rule `{}` selects {} in an isolated subnet; isolated subnets have no egress at all",
+                            r.id.get_ref(),
+                            isolated.iter().map(|f| format!("function `{f}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                        "move the function to a private subnet, or narrow `from`",
+                    );
+                }
+            }
+            let mut to = Vec::new();
+            for t in &r.to {
+                match EgressTarget::parse(t.get_ref()) {
+                    Ok(target) => to.push(target),
+                    Err(e) => self.error(&t.span(), e),
+                }
+            }
+            let (Some(id), Some(from)) = (id, from) else {
+                continue;
+            };
+            out.push(EgressRule {
+                id,
+                from,
+                to,
+                location: *at,
+            });
+        }
+        out
+    }
+
+    /// Parses a rule's `from` or `to` and checks that what it names exists.
+    pub(super) fn selector(
+        &mut self,
+        raw: &Spanned<String>,
+        refs: &References,
+        field: &str,
+    ) -> Option<Selector> {
+        let sel = match Selector::parse(raw.get_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(&raw.span(), e);
+                return None;
+            }
+        };
+        let span = raw.span();
+        match &sel {
+            Selector::Gateway => {
+                self.error_help(
+                    &span,
+                    format!("`{field} = \"gateway\"` is not a rule: the gateway is opened only by `[[route]]` entries"),
+                    "declare a `[[route]]` to a function in a public subnet",
+                );
+                return None;
+            }
+            Selector::Segment(n) if !refs.segments.contains_key(n) => {
+                let hint = did_you_mean(n.as_str(), refs.segments.keys().map(Name::as_str));
+                self.unknown(&span, "segment", n.as_str(), hint, "[segment.NAME]");
+                return None;
+            }
+            Selector::Subnet(seg, sub) => {
+                let known = refs
+                    .segments
+                    .get(seg)
+                    .is_some_and(|s| s.subnets.contains_key(sub));
+                if !known {
+                    self.unknown(
+                        &span,
+                        "subnet",
+                        &format!("{seg}/{sub}"),
+                        None,
+                        "subnets = { NAME = ... } in its segment",
+                    );
+                    return None;
+                }
+            }
+            Selector::Group(n) if !refs.groups.contains(n.as_str()) => {
+                let hint = did_you_mean(n.as_str(), refs.groups.iter().copied());
+                self.unknown(&span, "group", n.as_str(), hint, "[group.NAME]");
+                return None;
+            }
+            Selector::Function(n) if !refs.functions.contains_key(n) => {
+                let hint = did_you_mean(n.as_str(), refs.functions.keys().map(Name::as_str));
+                self.unknown(&span, "function", n.as_str(), hint, "[function.NAME]");
+                return None;
+            }
+            Selector::Label(n) if !refs.labels.contains(n.as_str()) => {
+                let hint = did_you_mean(n.as_str(), refs.labels.iter().map(String::as_str));
+                self.error_help(
+                    &span,
+                    match hint {
+                        Some(h) => {
+                            format!("no segment or function has label `{n}` (did you mean `{h}`?)")
+                        }
+                        None => format!("no segment or function has label `{n}`"),
+                    },
+                    "add it to `labels = [...]` of a segment or function",
+                );
+                return None;
+            }
+            _ => {}
+        }
+        Some(sel)
+    }
+}
+
+/// A route without an `id` is named after its path: `/api/checkout` → `api-checkout`.
+pub(super) fn route_id_from_path(path: &str) -> String {
+    let mut id = String::new();
+    for c in path.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(c.to_ascii_lowercase());
+        } else if !id.is_empty() && !id.ends_with('-') {
+            id.push('-');
+        }
+    }
+    while id.ends_with('-') {
+        id.pop();
+    }
+    if id.is_empty() {
+        id.push_str("root");
+    }
+    id
+}
+
+/// What rules may refer to, and the rule ids claimed so far.
+pub(super) struct References<'a> {
+    segments: &'a BTreeMap<Name, Segment>,
+    groups: BTreeSet<&'a str>,
+    functions: &'a BTreeMap<Name, Function>,
+    labels: BTreeSet<String>,
+    ids: HashSet<Name>,
+}
+
+impl<'a> References<'a> {
+    pub(super) fn new(
+        segments: &'a BTreeMap<Name, Segment>,
+        groups: &'a BTreeMap<Name, Group>,
+        functions: &'a BTreeMap<Name, Function>,
+    ) -> Self {
+        let labels = segments
+            .values()
+            .flat_map(|s| s.labels.iter())
+            .chain(functions.values().flat_map(|f| f.labels.iter()))
+            .map(|l| l.as_str().to_owned())
+            .collect();
+        Self {
+            segments,
+            groups: groups.keys().map(Name::as_str).collect(),
+            functions,
+            labels,
+            ids: HashSet::new(),
+        }
+    }
+
+    pub(super) fn claim_id(&mut self, loader: &mut Loader, id: &Name, span: &Range<usize>) {
+        if !self.ids.insert(id.clone()) {
+            loader.error_help(
+                span,
+                format!("duplicate rule id `{id}`"),
+                "route, allow and egress ids share one namespace; give each rule its own id",
+            );
+        }
+    }
+
+    pub(super) fn isolated_functions_in(&self, sel: &Selector) -> Vec<&'a str> {
+        self.functions
+            .values()
+            .filter(|f| f.subnet_kind == SubnetKind::Isolated && self.selects(sel, f))
+            .map(|f| f.name.as_str())
+            .collect()
+    }
+
+    pub(super) fn selects(&self, sel: &Selector, f: &Function) -> bool {
+        sel.selects(self.segments, f)
+    }
+}
