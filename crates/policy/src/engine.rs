@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use septa_manifest::{
     EgressScheme, EgressTarget, Function, HostPattern, Location, Manifest, Methods, Mode, Name,
-    Paths, Placement, Selector, SubnetKind,
+    Paths, Selector, SubnetKind,
 };
 
 use crate::ceiling::Ceiling;
