@@ -157,9 +157,13 @@ impl Gateway {
             HeaderValue::from_static(GATEWAY_IDENTITY),
         );
         if !parts.headers.contains_key(HOST) {
-            parts
-                .headers
-                .insert(HOST, HeaderValue::from_static("localhost"));
+            // HTTP/2 carries the authority in the URI instead of a `host` header.
+            let host = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| HeaderValue::from_static("localhost"));
+            parts.headers.insert(HOST, host);
         }
         let path_and_query = match query {
             Some(q) => format!("{}?{q}", path.as_str()),
