@@ -6,6 +6,40 @@ use std::process::ExitCode;
 use septa_manifest::{Diagnostic, Diagnostics};
 use septa_policy::Policy;
 
+/// Loads and compiles the application at `dir` and checks its invariants: the policy, or every
+/// problem found.
+pub(crate) fn load_checked_policy(dir: &Path) -> Result<Policy, Diagnostics> {
+    let policy = load_policy(dir)?;
+    let graph = septa_audit::Graph::build(&policy);
+    let violations = septa_audit::check_invariants(&policy, &graph);
+    if violations.is_empty() {
+        return Ok(policy);
+    }
+    let manifest = policy.manifest();
+    let items = violations
+        .into_iter()
+        .map(|v| {
+            let location = manifest
+                .invariants
+                .iter()
+                .find(|i| v.subject == format!("invariant:{}", i.id))
+                .map(|i| i.location);
+            Diagnostic {
+                location,
+                message: v.message,
+                help: Some(format!(
+                    "change one of the rules on the path: {}",
+                    v.rules.join(", ")
+                )),
+            }
+        })
+        .collect();
+    Err(Diagnostics {
+        file: manifest.file.clone(),
+        items,
+    })
+}
+
 /// Loads and compiles the application at `dir`: the policy, or every problem found.
 pub(crate) fn load_policy(dir: &Path) -> Result<Policy, Diagnostics> {
     let manifest = septa_manifest::load(dir)?;
@@ -24,11 +58,11 @@ pub(crate) fn load_policy(dir: &Path) -> Result<Policy, Diagnostics> {
 }
 
 pub(crate) fn run(dir: &Path) -> anyhow::Result<ExitCode> {
-    match load_policy(dir) {
+    match load_checked_policy(dir) {
         Ok(policy) => {
             let m = policy.manifest();
             println!(
-                "{}: ok: application `{}`: {} segments, {} functions, {} routes, {} allow rules, {} egress rules",
+                "{}: ok: application `{}`: {} segments, {} functions, {} routes, {} allow rules, {} egress rules, {} invariants hold",
                 m.file.display(),
                 m.application,
                 m.segments.len(),
@@ -36,6 +70,7 @@ pub(crate) fn run(dir: &Path) -> anyhow::Result<ExitCode> {
                 m.routes.len(),
                 m.allows.len(),
                 m.egress.len(),
+                m.invariants.len(),
             );
             Ok(ExitCode::SUCCESS)
         }

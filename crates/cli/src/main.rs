@@ -1,6 +1,7 @@
 //! The `septa` binary: `septa up` runs an application, `septa check` validates one.
 
 mod admin;
+mod audit;
 mod check;
 mod up;
 
@@ -27,6 +28,39 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Audit the policy: invariants, paths to labelled functions, open routes, wide egress,
+    /// audit mode, dead rules and blast radius, each naming the rule to change.
+    Audit {
+        /// The application directory (holding `septa.toml`) or the manifest file.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: audit::Format,
+        /// Exit non-zero when a finding is at least this severe (info, low, medium, high,
+        /// critical).
+        #[arg(long)]
+        fail_on: Option<String>,
+    },
+    /// Can FROM reach TO? Prints the path with every hop's rule, or why not. Exits 0 when
+    /// reachable, 1 when not.
+    Query {
+        /// The application directory (holding `septa.toml`) or the manifest file.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where flows start: `gateway`, `segment:S`, `subnet:S/N`, `group:G`, `function:F`, `label:L`.
+        #[arg(long)]
+        from: String,
+        /// Where they must not (or must) arrive, as a selector.
+        #[arg(long)]
+        to: String,
+        /// Only count a last hop that admits this method.
+        #[arg(long)]
+        method: Option<String>,
+        /// Only count a last hop that admits this (normalized) path.
+        #[arg(long)]
+        path: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +75,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Check { dir } => check::run(&dir),
+        Command::Audit {
+            dir,
+            format,
+            fail_on,
+        } => audit::run_audit(&dir, format, fail_on.as_deref()),
+        Command::Query {
+            dir,
+            from,
+            to,
+            method,
+            path,
+        } => audit::run_query(&dir, &from, &to, method.as_deref(), path.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -53,7 +53,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.build {
         build(&manifest)?;
     }
-    let policy = match crate::check::load_policy(&args.dir) {
+    let policy = match crate::check::load_checked_policy(&args.dir) {
         Ok(p) => Arc::new(p),
         Err(diagnostics) => {
             eprintln!("{diagnostics}");

@@ -15,7 +15,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use egress::{EgressScheme, EgressTarget, HostPattern};
 pub use load::{MANIFEST_FILE, load, parse};
 pub use model::{
-    AllowRule, Build, CeilingSpec, EgressRule, Function, Group, Limits, Manifest, Method, Methods,
-    Mode, Name, PathText, Paths, Placement, Route, Segment, SubnetKind,
+    AllowRule, Build, CeilingSpec, EgressRule, Function, Group, Invariant, InvariantRule, Limits,
+    Manifest, Method, Methods, Mode, Name, PathText, Paths, Placement, Route, Segment, SubnetKind,
 };
 pub use selector::Selector;

@@ -134,3 +134,25 @@ pub(crate) struct RawEgress {
     )]
     pub description: Option<String>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDenyPath {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    #[serde(default)]
+    pub except_through: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInvariant {
+    pub id: Spanned<String>,
+    pub deny_path: RawDenyPath,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}

@@ -58,6 +58,32 @@ pub struct CompiledRoute {
     pub function: FunctionId,
 }
 
+/// One allow rule connecting two functions, as the mesh index holds it.
+#[derive(Clone, Copy, Debug)]
+pub struct MeshEdge<'p> {
+    /// The calling function.
+    pub from: FunctionId,
+    /// The called function.
+    pub to: FunctionId,
+    /// The rule.
+    pub rule: &'p Name,
+    /// The methods it admits.
+    pub methods: &'p Methods,
+    /// The paths it admits; `None` admits any.
+    pub paths: Option<&'p [PathPattern]>,
+}
+
+/// One egress destination of one function, and the rule that opens it.
+#[derive(Clone, Copy, Debug)]
+pub struct EgressEdge<'p> {
+    /// The function.
+    pub from: FunctionId,
+    /// The rule.
+    pub rule: &'p Name,
+    /// The destination.
+    pub target: &'p EgressTarget,
+}
+
 /// The outcome of routing a request at the gateway.
 #[derive(Debug)]
 pub enum RouteOutcome<'p, 'a> {
@@ -331,6 +357,52 @@ impl Policy {
     /// The routes, for listing.
     pub fn routes(&self) -> impl Iterator<Item = &CompiledRoute> {
         self.routes.routes().flat_map(|(_, r)| r.iter())
+    }
+
+    /// Every (source, destination, allow rule) the mesh index holds, in source, destination and
+    /// file order: what auditors build their graph from, so they read the rules exactly as
+    /// [`Policy::decide_mesh`] does.
+    pub fn mesh_edges(&self) -> Vec<MeshEdge<'_>> {
+        let mut pairs: Vec<_> = self.mesh.iter().collect();
+        pairs.sort_by_key(|(pair, _)| **pair);
+        pairs
+            .into_iter()
+            .flat_map(|(&(from, to), rules)| {
+                rules.iter().map(move |&i| {
+                    let rule = &self.allows[i as usize];
+                    MeshEdge {
+                        from,
+                        to,
+                        rule: &rule.id,
+                        methods: &rule.methods,
+                        paths: rule.paths.as_deref(),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Every egress destination each function may reach, and the rule that opens it, in
+    /// function and file order (isolated functions have none).
+    pub fn egress_edges(&self) -> Vec<EgressEdge<'_>> {
+        let mut out = Vec::new();
+        for (i, index) in self.egress.iter().enumerate() {
+            let from = FunctionId(i as u32);
+            let mut entries: Vec<&EgressEntry> = index
+                .names
+                .values()
+                .chain(index.subdomains.values())
+                .flatten()
+                .chain(index.networks.iter().map(|(_, e)| e))
+                .collect();
+            entries.sort_by_key(|e| e.order);
+            out.extend(entries.into_iter().map(|e| EgressEdge {
+                from,
+                rule: &e.rule,
+                target: &e.target,
+            }));
+        }
+        out
     }
 
     /// The operator ceiling.

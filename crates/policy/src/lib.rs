@@ -12,6 +12,6 @@ pub mod path;
 
 pub use decision::{Decision, Reason, Verdict};
 pub use engine::{
-    CompileError, CompiledRoute, EgressHost, FunctionId, FunctionInfo, Policy, RouteOutcome,
-    selects,
+    CompileError, CompiledRoute, EgressEdge, EgressHost, FunctionId, FunctionInfo, MeshEdge,
+    Policy, RouteOutcome, selects,
 };

@@ -179,6 +179,7 @@ fn manifest(spec: &Spec) -> Manifest {
         routes: Vec::new(),
         allows: Vec::new(),
         egress: Vec::new(),
+        invariants: Vec::new(),
     };
     let sels = selectors(&m);
     let pick = |bits: &[bool], from: &[&str]| {

@@ -17,7 +17,7 @@ use crate::raw::*;
 /// The manifest's file name inside an application directory.
 pub const MANIFEST_FILE: &str = "septa.toml";
 
-const TOP_LEVEL_KEYS: [&str; 9] = [
+const TOP_LEVEL_KEYS: [&str; 10] = [
     "septa_manifest_version",
     "application",
     "ceiling",
@@ -27,6 +27,7 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
     "route",
     "allow",
     "egress",
+    "invariant",
 ];
 
 const METHODS: [&str; 9] = [
@@ -81,6 +82,7 @@ struct Sections {
     routes: Vec<(Location, RawRoute)>,
     allows: Vec<(Location, RawAllow)>,
     egress: Vec<(Location, RawEgress)>,
+    invariants: Vec<(Location, RawInvariant)>,
 }
 
 impl Loader {
@@ -152,6 +154,7 @@ impl Loader {
                 "route" => s.routes = self.array_entries("route", value),
                 "allow" => s.allows = self.array_entries("allow", value),
                 "egress" => s.egress = self.array_entries("egress", value),
+                "invariant" => s.invariants = self.array_entries("invariant", value),
                 other => {
                     let known = TOP_LEVEL_KEYS.map(|k| format!("`{k}`")).join(", ");
                     let message = match did_you_mean(other, TOP_LEVEL_KEYS) {

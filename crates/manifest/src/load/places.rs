@@ -48,6 +48,7 @@ impl Loader {
         let routes = self.routes(&s.routes, &functions, &mut refs);
         let allows = self.allows(&s.allows, &mut refs);
         let egress = self.egress(&s.egress, &mut refs);
+        let invariants = self.invariants(&s.invariants, &refs);
         Some(Manifest {
             file: file.to_owned(),
             dir: dir.to_owned(),
@@ -59,6 +60,7 @@ impl Loader {
             routes,
             allows,
             egress,
+            invariants,
         })
     }
 

@@ -192,12 +192,68 @@ impl Loader {
         out
     }
 
+    pub(super) fn invariants(
+        &mut self,
+        raw: &[(Location, RawInvariant)],
+        refs: &References,
+    ) -> Vec<Invariant> {
+        let mut out = Vec::new();
+        let mut ids = HashSet::new();
+        for (at, r) in raw {
+            let id = self.name(&r.id);
+            if let Some(id) = &id
+                && !ids.insert(id.clone())
+            {
+                self.error(&r.id.span(), format!("duplicate invariant id `{id}`"));
+            }
+            let from = self.invariant_selector(&r.deny_path.from, refs);
+            let to = self.invariant_selector(&r.deny_path.to, refs);
+            let except: Vec<Option<Selector>> = r
+                .deny_path
+                .except_through
+                .iter()
+                .map(|s| self.invariant_selector(s, refs))
+                .collect();
+            let (Some(id), Some(from), Some(to)) = (id, from, to) else {
+                continue;
+            };
+            let Some(except_through) = except.into_iter().collect::<Option<Vec<_>>>() else {
+                continue;
+            };
+            out.push(Invariant {
+                id,
+                rule: InvariantRule::DenyPath {
+                    from,
+                    to,
+                    except_through,
+                },
+                location: *at,
+            });
+        }
+        out
+    }
+
     /// Parses a rule's `from` or `to` and checks that what it names exists.
     pub(super) fn selector(
         &mut self,
         raw: &Spanned<String>,
         refs: &References,
         field: &str,
+    ) -> Option<Selector> {
+        self.selector_or_gateway(raw, refs, field, false)
+    }
+
+    /// Parses `from`, `to` or `except_through` of an invariant, where `gateway` is a place.
+    fn invariant_selector(&mut self, raw: &Spanned<String>, refs: &References) -> Option<Selector> {
+        self.selector_or_gateway(raw, refs, "", true)
+    }
+
+    fn selector_or_gateway(
+        &mut self,
+        raw: &Spanned<String>,
+        refs: &References,
+        field: &str,
+        gateway_is_a_place: bool,
     ) -> Option<Selector> {
         let sel = match Selector::parse(raw.get_ref()) {
             Ok(s) => s,
@@ -208,6 +264,7 @@ impl Loader {
         };
         let span = raw.span();
         match &sel {
+            Selector::Gateway if gateway_is_a_place => {}
             Selector::Gateway => {
                 self.error_help(
                     &span,

@@ -1,0 +1,347 @@
+//! Findings: what an auditor should look at, each naming the rule or route to change.
+
+use std::collections::{BTreeSet, HashSet};
+
+use septa_manifest::{EgressScheme, HostPattern, InvariantRule, Mode};
+use septa_policy::Policy;
+use serde::Serialize;
+
+use crate::graph::{EdgeKind, Graph};
+
+/// How much a finding matters; `--fail-on` compares against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Context, such as blast radius.
+    Info,
+    /// Dead or redundant policy.
+    Low,
+    /// Weakened enforcement.
+    Medium,
+    /// A path to something sensitive, or an open door.
+    High,
+    /// A declared invariant is violated.
+    Critical,
+}
+
+impl Severity {
+    /// Parses `info`, `low`, `medium`, `high` or `critical`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "info" => Self::Info,
+            "low" => Self::Low,
+            "medium" => Self::Medium,
+            "high" => Self::High,
+            "critical" => Self::Critical,
+            _ => return None,
+        })
+    }
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// One thing the audit found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// How much it matters.
+    pub severity: Severity,
+    /// A stable kind, e.g. `invariant-violated`, `sensitive-path`.
+    pub kind: &'static str,
+    /// What it is about: `function:ledger`, `route:api`, `invariant:no-internet-to-pci`.
+    pub subject: String,
+    /// What was found, in words.
+    pub message: String,
+    /// The rules and routes involved: the ones to change.
+    pub rules: Vec<String>,
+    /// The path, node by node, when the finding is about one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+    /// `file:line:col` of the declaration to look at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// Checks every `[[invariant]]`: one critical finding per violated invariant, with the
+/// offending path.
+pub fn check_invariants(policy: &Policy, graph: &Graph) -> Vec<Finding> {
+    let manifest = policy.manifest();
+    let mut out = Vec::new();
+    for invariant in &manifest.invariants {
+        let InvariantRule::DenyPath {
+            from,
+            to,
+            except_through,
+        } = &invariant.rule;
+        let sources = graph.select(policy, from);
+        let gates: HashSet<usize> = except_through
+            .iter()
+            .flat_map(|s| graph.select(policy, s))
+            .collect();
+        let targets: HashSet<usize> = graph
+            .select(policy, to)
+            .into_iter()
+            .filter(|t| !gates.contains(t))
+            .collect();
+        if let Some(path) = graph.shortest_path(&sources, &targets, &gates) {
+            let gates_text = if except_through.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " except through {}",
+                    except_through
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            out.push(Finding {
+                severity: Severity::Critical,
+                kind: "invariant-violated",
+                subject: format!("invariant:{}", invariant.id),
+                message: format!(
+                    "invariant `{}` says no path from `{from}` to `{to}`{gates_text}, but there is one: {}",
+                    invariant.id,
+                    graph.describe(&path)
+                ),
+                rules: path.iter().map(|&e| graph.edges[e].rule.clone()).collect(),
+                path: path_nodes(graph, &path),
+                location: Some(format!("{}:{}", manifest.file.display(), invariant.location)),
+            });
+        }
+    }
+    out
+}
+
+fn path_nodes(graph: &Graph, path: &[usize]) -> Vec<String> {
+    let mut nodes = Vec::new();
+    if let Some(&first) = path.first() {
+        nodes.push(graph.name(graph.edges[first].from).to_owned());
+    }
+    nodes.extend(
+        path.iter()
+            .map(|&e| graph.name(graph.edges[e].to).to_owned()),
+    );
+    nodes
+}
+
+/// Audits `policy`: invariants first, then every check, most severe first.
+pub fn audit(policy: &Policy, graph: &Graph) -> Vec<Finding> {
+    let mut findings = check_invariants(policy, graph);
+    sensitive_paths(policy, graph, &mut findings);
+    open_routes(policy, &mut findings);
+    wide_egress(policy, &mut findings);
+    audit_modes(policy, &mut findings);
+    dead_rules(policy, graph, &mut findings);
+    blast_radius(policy, graph, &mut findings);
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.subject.cmp(&b.subject))
+    });
+    findings
+}
+
+/// Every labelled function the internet can reach, with the shortest path and its weakest hop.
+fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
+    let manifest = policy.manifest();
+    for f in policy.functions() {
+        let labels: BTreeSet<String> = manifest
+            .function_labels(&f.spec)
+            .map(ToString::to_string)
+            .collect();
+        if labels.is_empty() {
+            continue;
+        }
+        let target = HashSet::from([graph.function_node(f.id)]);
+        let Some(path) = graph.shortest_path(&[0], &target, &HashSet::new()) else {
+            continue;
+        };
+        let labels_text = labels
+            .iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let weakest = path
+            .iter()
+            .map(|&e| &graph.edges[e])
+            .find(|e| e.unrestricted)
+            .map(|e| format!("; weakest hop: `{}` admits any method on any path", e.rule))
+            .unwrap_or_default();
+        out.push(Finding {
+            severity: Severity::High,
+            kind: "sensitive-path",
+            subject: f.identity.clone(),
+            message: format!(
+                "the internet reaches `{}` (labels {labels_text}) in {} hops: {}{weakest}",
+                f.identity,
+                path.len(),
+                graph.describe(&path)
+            ),
+            rules: path.iter().map(|&e| graph.edges[e].rule.clone()).collect(),
+            path: path_nodes(graph, &path),
+            location: Some(format!("{}:{}", manifest.file.display(), f.spec.location)),
+        });
+    }
+}
+
+fn open_routes(policy: &Policy, out: &mut Vec<Finding>) {
+    let manifest = policy.manifest();
+    for route in &manifest.routes {
+        out.push(Finding {
+            severity: Severity::Medium,
+            kind: "route-unauthenticated",
+            subject: format!("route:{}", route.id),
+            message: format!(
+                "route `{}` (`{}` → `function:{}`) admits anyone: it has no authentication and no rate limit",
+                route.id, route.path.text, route.function
+            ),
+            rules: vec![route.id.to_string()],
+            path: Vec::new(),
+            location: Some(format!("{}:{}", manifest.file.display(), route.location)),
+        });
+    }
+}
+
+fn wide_egress(policy: &Policy, out: &mut Vec<Finding>) {
+    let manifest = policy.manifest();
+    for rule in &manifest.egress {
+        for target in &rule.to {
+            let (severity, why) = match &target.host {
+                HostPattern::Cidr(net) if net.prefix_len() == 0 => {
+                    (Severity::High, "every address")
+                }
+                HostPattern::Cidr(net) if net.prefix_len() < net.max_prefix_len() / 2 => (
+                    Severity::Medium,
+                    "a network wider than half the address space's prefix",
+                ),
+                HostPattern::Subdomain(_) => (Severity::Low, "every name under a domain"),
+                _ if target.port_min == 0 && target.port_max == u16::MAX => {
+                    (Severity::Medium, "every port")
+                }
+                _ if target.scheme == EgressScheme::Any => (Severity::Low, "every protocol"),
+                _ => continue,
+            };
+            out.push(Finding {
+                severity,
+                kind: "wide-egress",
+                subject: format!("egress:{}", rule.id),
+                message: format!("egress rule `{}` opens `{target}`: {why}", rule.id),
+                rules: vec![rule.id.to_string()],
+                path: Vec::new(),
+                location: Some(format!("{}:{}", manifest.file.display(), rule.location)),
+            });
+        }
+    }
+}
+
+fn audit_modes(policy: &Policy, out: &mut Vec<Finding>) {
+    let manifest = policy.manifest();
+    for segment in manifest.segments.values().filter(|s| s.mode == Mode::Audit) {
+        out.push(Finding {
+            severity: Severity::Medium,
+            kind: "audit-mode",
+            subject: format!("segment:{}", segment.name),
+            message: format!(
+                "segment `{}` is in audit mode: its denials are recorded, not enforced",
+                segment.name
+            ),
+            rules: Vec::new(),
+            path: Vec::new(),
+            location: Some(format!("{}:{}", manifest.file.display(), segment.location)),
+        });
+    }
+    for f in policy.functions().iter().filter(|f| f.audit) {
+        let segment_audit = manifest
+            .segments
+            .get(&f.spec.placement.segment)
+            .is_some_and(|s| s.mode == Mode::Audit);
+        if segment_audit {
+            continue;
+        }
+        out.push(Finding {
+            severity: Severity::Medium,
+            kind: "audit-mode",
+            subject: f.identity.clone(),
+            message: format!(
+                "`{}` is in audit mode: its denials are recorded, not enforced",
+                f.identity
+            ),
+            rules: Vec::new(),
+            path: Vec::new(),
+            location: Some(format!("{}:{}", manifest.file.display(), f.spec.location)),
+        });
+    }
+}
+
+/// Rules that can never match because a side selects no function.
+fn dead_rules(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
+    let manifest = policy.manifest();
+    let live: HashSet<&str> = graph
+        .edges
+        .iter()
+        .filter(|e| matches!(e.kind, EdgeKind::Allow | EdgeKind::Egress))
+        .map(|e| e.rule.as_str())
+        .collect();
+    let dead = manifest
+        .allows
+        .iter()
+        .map(|r| (&r.id, r.location, "allow"))
+        .chain(
+            manifest
+                .egress
+                .iter()
+                .map(|r| (&r.id, r.location, "egress")),
+        );
+    for (id, location, kind) in dead {
+        if live.contains(id.as_str()) {
+            continue;
+        }
+        out.push(Finding {
+            severity: Severity::Low,
+            kind: "rule-never-matches",
+            subject: format!("{kind}:{id}"),
+            message: format!("{kind} rule `{id}` can never match: its selectors select no function it could apply to"),
+            rules: vec![id.to_string()],
+            path: Vec::new(),
+            location: Some(format!("{}:{location}", manifest.file.display())),
+        });
+    }
+}
+
+/// What a compromised function could reach, transitively.
+fn blast_radius(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
+    for f in policy.functions() {
+        let reached = graph.reachable_from(graph.function_node(f.id));
+        let names: Vec<&str> = reached.iter().map(|&n| graph.name(n)).collect();
+        let message = if names.is_empty() {
+            format!("a compromised `{}` reaches nothing", f.identity)
+        } else {
+            let places = if names.len() == 1 { "place" } else { "places" };
+            format!(
+                "a compromised `{}` reaches {} {places}: {}",
+                f.identity,
+                names.len(),
+                names.join(", ")
+            )
+        };
+        out.push(Finding {
+            severity: Severity::Info,
+            kind: "blast-radius",
+            subject: f.identity.clone(),
+            message,
+            rules: Vec::new(),
+            path: Vec::new(),
+            location: None,
+        });
+    }
+}

@@ -1,0 +1,14 @@
+//! Proof of the segmentation before it runs: the reachability graph of the compiled policy,
+//! paths through it, invariants, findings and queries.
+//!
+//! Everything here reads the same [`septa_policy::Policy`] the enforcers decide with — its mesh
+//! and egress indexes, its routes, [`septa_manifest::Selector::selects`] — so what is proven is
+//! what runs. Nothing here re-implements a rule check.
+
+mod findings;
+mod graph;
+mod query;
+
+pub use findings::{Finding, Severity, audit, check_invariants};
+pub use graph::{Edge, EdgeKind, Graph, Node};
+pub use query::{Answer, query};

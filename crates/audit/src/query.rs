@@ -1,0 +1,171 @@
+//! `septa query`: can this reach that, and through which rules; or why not.
+
+use std::collections::HashSet;
+
+use septa_manifest::Selector;
+use septa_policy::{Policy, RouteOutcome, Verdict};
+
+use crate::graph::{EdgeKind, Graph};
+
+/// The answer to one query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A path exists; the text names every hop's rule.
+    Reachable(String),
+    /// No path exists; the text says why and which rule would have to change.
+    Unreachable(String),
+}
+
+/// Whether anything `from` selects can reach anything `to` selects, optionally with `method`
+/// and `path` on the last hop.
+pub fn query(
+    policy: &Policy,
+    graph: &Graph,
+    from: &Selector,
+    to: &Selector,
+    method: Option<&str>,
+    path: Option<&str>,
+) -> Answer {
+    let sources = graph.select(policy, from);
+    let targets: Vec<usize> = graph.select(policy, to);
+    if sources.is_empty() || targets.is_empty() {
+        return Answer::Unreachable(format!("`{from}` or `{to}` selects nothing"));
+    }
+    for &target in &targets {
+        // The last hop must admit the method and path, decided exactly as enforcement would.
+        for (e, edge) in graph
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.to == target)
+        {
+            if !last_hop_admits(policy, graph, e, method, path) {
+                continue;
+            }
+            let hops = if sources.contains(&edge.from) {
+                Some(vec![e])
+            } else {
+                let reach = HashSet::from([edge.from]);
+                graph
+                    .shortest_path(&sources, &reach, &HashSet::new())
+                    .map(|mut p| {
+                        p.push(e);
+                        p
+                    })
+            };
+            if let Some(hops) = hops {
+                let mut how = graph.describe(&hops);
+                if hops.len() > 1
+                    && let Some(direct) =
+                        direct_refusal(policy, graph, &sources, &targets, method, path)
+                {
+                    how.push_str(&format!(" (not directly: {direct})"));
+                }
+                return Answer::Reachable(how);
+            }
+        }
+    }
+    Answer::Unreachable(why_not(policy, graph, &sources, &targets, method, path))
+}
+
+fn last_hop_admits(
+    policy: &Policy,
+    graph: &Graph,
+    e: usize,
+    method: Option<&str>,
+    path: Option<&str>,
+) -> bool {
+    let edge = &graph.edges[e];
+    let (Some(method), Some(path)) = (method, path) else {
+        return matches_partially(policy, graph, e, method, path);
+    };
+    match (edge.kind, &graph.nodes[edge.from], &graph.nodes[edge.to]) {
+        (EdgeKind::Route, _, crate::Node::Function(to)) => {
+            matches!(policy.route(method, path), RouteOutcome::Matched { route, .. } if route.function == *to)
+        }
+        (
+            EdgeKind::Allow | EdgeKind::Audit,
+            crate::Node::Function(from),
+            crate::Node::Function(to),
+        ) => policy.decide_mesh(*from, *to, method, path).verdict != Verdict::Deny,
+        _ => false,
+    }
+}
+
+/// With only a method or only a path, an edge matches when some request with it would pass;
+/// with neither, every edge does (the graph holds only allowed flows).
+fn matches_partially(
+    policy: &Policy,
+    graph: &Graph,
+    e: usize,
+    method: Option<&str>,
+    path: Option<&str>,
+) -> bool {
+    let edge = &graph.edges[e];
+    match (&graph.nodes[edge.from], &graph.nodes[edge.to]) {
+        (crate::Node::Function(from), crate::Node::Function(to)) => {
+            let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+            match (method, path) {
+                (Some(m), None) => policy
+                    .mesh_edges()
+                    .iter()
+                    .any(|m_edge| m_edge.from == *from && m_edge.to == *to && m_edge.methods.admits(m))
+                    || edge.kind == EdgeKind::Audit,
+                (None, Some(p)) => methods.iter().any(|m| policy.decide_mesh(*from, *to, m, p).verdict != Verdict::Deny),
+                _ => true,
+            }
+        }
+        (crate::Node::Gateway, crate::Node::Function(to)) => match (method, path) {
+            (Some(m), None) => policy.routes().any(|r| r.function == *to && r.methods.admits(m)),
+            (None, Some(p)) => ["GET", "POST", "PUT", "DELETE", "PATCH"]
+                .iter()
+                .any(|m| matches!(policy.route(m, p), RouteOutcome::Matched { route, .. } if route.function == *to)),
+            _ => true,
+        },
+        _ => false,
+    }
+}
+
+/// For one function to one function, the policy's reason for refusing the direct call, if it
+/// does.
+fn direct_refusal(
+    policy: &Policy,
+    graph: &Graph,
+    sources: &[usize],
+    targets: &[usize],
+    method: Option<&str>,
+    path: Option<&str>,
+) -> Option<String> {
+    let ([s], [t]) = (sources, targets) else {
+        return None;
+    };
+    let (crate::Node::Function(from), crate::Node::Function(to)) =
+        (&graph.nodes[*s], &graph.nodes[*t])
+    else {
+        return None;
+    };
+    let decision = policy.decide_mesh(*from, *to, method.unwrap_or("GET"), path.unwrap_or("/"));
+    (decision.verdict == Verdict::Deny).then(|| decision.reason.to_string())
+}
+
+/// Why nothing connects: for one function to one function, the policy's own reason (which
+/// names the nearest rules); otherwise, what the graph lacks.
+fn why_not(
+    policy: &Policy,
+    graph: &Graph,
+    sources: &[usize],
+    targets: &[usize],
+    method: Option<&str>,
+    path: Option<&str>,
+) -> String {
+    if let Some(direct) = direct_refusal(policy, graph, sources, targets, method, path) {
+        return format!("{direct}; and no path through other functions");
+    }
+    let from: Vec<&str> = sources.iter().map(|&n| graph.name(n)).collect();
+    let to: Vec<&str> = targets.iter().map(|&n| graph.name(n)).collect();
+    format!(
+        "no chain of allowed flows leads from {} to {}",
+        from.join(", "),
+        to.join(", ")
+    )
+}

@@ -1,0 +1,113 @@
+//! `septa audit` and `septa query`: answers about the compiled policy before anything runs.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use septa_audit::{Answer, Graph, Severity};
+use septa_manifest::Selector;
+
+use crate::check::load_policy;
+
+/// Output formats of `septa audit`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// A table for people.
+    Table,
+    /// JSON for tools.
+    Json,
+}
+
+pub(crate) fn run_audit(
+    dir: &Path,
+    format: Format,
+    fail_on: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let fail_on = match fail_on {
+        None => None,
+        Some(s) => match Severity::parse(s) {
+            Some(sev) => Some(sev),
+            None => bail!(
+                "unknown severity `{s}`; expected `info`, `low`, `medium`, `high` or `critical`"
+            ),
+        },
+    };
+    let policy = match load_policy(dir) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let graph = Graph::build(&policy);
+    let findings = septa_audit::audit(&policy, &graph);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
+        Format::Table => {
+            for f in &findings {
+                let at = f
+                    .location
+                    .as_deref()
+                    .map(|l| format!("  ({l})"))
+                    .unwrap_or_default();
+                println!(
+                    "{:<8} {:<22} {}{at}",
+                    f.severity.as_str().to_uppercase(),
+                    f.kind,
+                    f.message
+                );
+            }
+            let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+            println!(
+                "{} findings: {} critical, {} high, {} medium, {} low, {} info",
+                findings.len(),
+                count(Severity::Critical),
+                count(Severity::High),
+                count(Severity::Medium),
+                count(Severity::Low),
+                count(Severity::Info)
+            );
+        }
+    }
+    let failed = fail_on.is_some_and(|threshold| findings.iter().any(|f| f.severity >= threshold));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) fn run_query(
+    dir: &Path,
+    from: &str,
+    to: &str,
+    method: Option<&str>,
+    path: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let from = Selector::parse(from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let to = Selector::parse(to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let policy = match load_policy(dir) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let graph = Graph::build(&policy);
+    if graph.select(&policy, &from).is_empty() {
+        bail!("--from `{from}` selects nothing in this application");
+    }
+    if graph.select(&policy, &to).is_empty() {
+        bail!("--to `{to}` selects nothing in this application");
+    }
+    match septa_audit::query(&policy, &graph, &from, &to, method, path) {
+        Answer::Reachable(how) => {
+            println!("reachable: {how}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Answer::Unreachable(why) => {
+            println!("not reachable: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
