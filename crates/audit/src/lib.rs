@@ -5,10 +5,12 @@
 //! and egress indexes, its routes, [`septa_manifest::Selector::selects`] — so what is proven is
 //! what runs. Nothing here re-implements a rule check.
 
+mod diff;
 mod findings;
 mod graph;
 mod query;
 
+pub use diff::{Diff, diff};
 pub use findings::{Finding, Severity, audit, check_invariants};
 pub use graph::{Edge, EdgeKind, Graph, Node};
 pub use query::{Answer, query};

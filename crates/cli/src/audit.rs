@@ -111,3 +111,42 @@ pub(crate) fn run_query(
         }
     }
 }
+
+pub(crate) fn run_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
+    let load = |dir: &Path| match load_policy(dir) {
+        Ok(p) => Ok(p),
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            Err(())
+        }
+    };
+    let (Ok(old), Ok(new)) = (load(old), load(new)) else {
+        return Ok(ExitCode::from(2));
+    };
+    let diff = septa_audit::diff(&old, &new);
+    for flow in &diff.allowed {
+        println!("+ allowed  {flow}");
+    }
+    for flow in &diff.denied {
+        println!("- allowed  {flow}");
+    }
+    for finding in &diff.new_findings {
+        println!("+ finding  {finding}");
+    }
+    for finding in &diff.gone_findings {
+        println!("- finding  {finding}");
+    }
+    let state = |s: Option<bool>| match s {
+        None => "absent",
+        Some(true) => "holds",
+        Some(false) => "violated",
+    };
+    for (id, before, after) in &diff.invariants {
+        println!("~ invariant `{id}`: {} → {}", state(*before), state(*after));
+    }
+    if diff.is_empty() {
+        println!("no difference in flows, findings or invariants");
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(ExitCode::FAILURE)
+}

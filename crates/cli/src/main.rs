@@ -42,6 +42,14 @@ enum Command {
         #[arg(long)]
         fail_on: Option<String>,
     },
+    /// What changes from OLD to NEW: flows newly allowed or denied, findings that appear or
+    /// disappear, invariants that change state. Exits 0 when nothing does, 1 when something does.
+    Diff {
+        /// The old application directory or manifest file.
+        old: PathBuf,
+        /// The new one.
+        new: PathBuf,
+    },
     /// Can FROM reach TO? Prints the path with every hop's rule, or why not. Exits 0 when
     /// reachable, 1 when not.
     Query {
@@ -80,6 +88,7 @@ fn main() -> ExitCode {
             format,
             fail_on,
         } => audit::run_audit(&dir, format, fail_on.as_deref()),
+        Command::Diff { old, new } => audit::run_diff(&old, &new),
         Command::Query {
             dir,
             from,

@@ -238,3 +238,50 @@ fn dead_and_wide_rules_are_found() {
         "{findings:#?}"
     );
 }
+
+#[test]
+fn diff_names_exactly_the_flows_that_changed() {
+    let shop = repo().join("examples/shop");
+    let same = shop_variant(|t| t);
+    let (ok, stdout, _) = septa(&[
+        "diff",
+        shop.to_str().unwrap(),
+        same.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("no difference"), "{stdout}");
+
+    let changed = shop_variant(|t| {
+        t + "\n[[allow]]\nid = \"shortcut\"\nfrom = \"function:storefront\"\nto = \"function:ledger\"\nmethods = [\"GET\"]\n"
+    });
+    let (ok, stdout, _) = septa(&[
+        "diff",
+        shop.to_str().unwrap(),
+        changed.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let allowed: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("+ allowed"))
+        .collect();
+    assert_eq!(
+        allowed,
+        [&"+ allowed  function:storefront → function:ledger  (rule `shortcut`: GET any path)"],
+        "{stdout}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("- allowed")),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&"~ invariant `pci-only-through-checkout`: holds → violated"),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("+ finding  CRITICAL invariant-violated")),
+        "{stdout}"
+    );
+}
