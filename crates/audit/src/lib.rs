@@ -9,8 +9,10 @@ mod diff;
 mod findings;
 mod graph;
 mod query;
+mod suggest;
 
 pub use diff::{Diff, diff};
 pub use findings::{Finding, Severity, audit, check_invariants};
 pub use graph::{Edge, EdgeKind, Graph, Node};
 pub use query::{Answer, query};
+pub use suggest::{Observed, Suggestion, not_allowed, suggest};

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use septa_audit::{Answer, Graph, Severity};
+use septa_audit::{Answer, Graph, Observed, Severity};
 use septa_manifest::Selector;
 
 use crate::check::load_policy;
@@ -149,4 +149,81 @@ pub(crate) fn run_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     Ok(ExitCode::FAILURE)
+}
+
+pub(crate) fn run_suggest(dir: &Path, flow_log: &Path) -> anyhow::Result<ExitCode> {
+    let policy = match load_policy(dir) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let records = septa_flows::read_records(flow_log)?;
+    let function = |identity: &str| identity.strip_prefix("function:").map(str::to_owned);
+    let mut observed = Vec::new();
+    for r in records
+        .iter()
+        .filter(|r| r.verdict == septa_flows::FlowVerdict::Audit)
+    {
+        let Some(from) = function(&r.src) else {
+            continue;
+        };
+        match r.kind {
+            septa_flows::FlowKind::Mesh => {
+                let (Some(to), Some(method), Some(path)) = (function(&r.dst), &r.method, &r.path)
+                else {
+                    continue;
+                };
+                observed.push(Observed::Mesh {
+                    from,
+                    to,
+                    method: method.clone(),
+                    path: path.clone(),
+                });
+            }
+            septa_flows::FlowKind::Egress => observed.push(Observed::Egress {
+                from,
+                target: r.dst.clone(),
+            }),
+            _ => {}
+        }
+    }
+    if observed.is_empty() {
+        println!(
+            "# nothing to suggest: `{}` has no audit records",
+            flow_log.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let suggestion = septa_audit::suggest(&policy, &observed);
+    for skipped in &suggestion.skipped {
+        eprintln!("septa suggest: skipped {skipped}");
+    }
+    // Check the suggestion the way it will be used: appended to the manifest, compiled, and
+    // deciding every observed flow.
+    let manifest = policy.manifest();
+    let text = std::fs::read_to_string(&manifest.file)?;
+    let patched = format!("{text}\n{}", suggestion.toml);
+    let patched_policy = septa_manifest::parse(&manifest.file, &patched)
+        .map_err(|d| anyhow::anyhow!("the suggested rules do not load:\n{d}"))
+        .and_then(|m| {
+            septa_policy::Policy::compile(m)
+                .map_err(|e| anyhow::anyhow!("the suggested rules do not compile: {e:?}"))
+        })?;
+    let missing = septa_audit::not_allowed(&patched_policy, &observed);
+    if !missing.is_empty() {
+        bail!(
+            "the suggested rules would still not allow: {}",
+            missing.join("; ")
+        );
+    }
+    println!(
+        "# suggested by `septa suggest` from {} audit records in `{}`: {} rules, as narrow as what was observed",
+        observed.len(),
+        flow_log.display(),
+        suggestion.rules
+    );
+    print!("{}", suggestion.toml);
+    Ok(ExitCode::SUCCESS)
 }

@@ -50,6 +50,16 @@ enum Command {
         /// The new one.
         new: PathBuf,
     },
+    /// From a flow log of functions run in audit mode, the smallest allow and egress rules that
+    /// would have allowed what was observed, as TOML to append to `septa.toml`.
+    Suggest {
+        /// The application directory (holding `septa.toml`) or the manifest file.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The flow log to learn from.
+        #[arg(long)]
+        flows: PathBuf,
+    },
     /// Can FROM reach TO? Prints the path with every hop's rule, or why not. Exits 0 when
     /// reachable, 1 when not.
     Query {
@@ -89,6 +99,7 @@ fn main() -> ExitCode {
             fail_on,
         } => audit::run_audit(&dir, format, fail_on.as_deref()),
         Command::Diff { old, new } => audit::run_diff(&old, &new),
+        Command::Suggest { dir, flows } => audit::run_suggest(&dir, &flows),
         Command::Query {
             dir,
             from,

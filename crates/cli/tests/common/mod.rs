@@ -166,6 +166,14 @@ impl Septa {
         self.flows()
     }
 
+    /// Stops septa and copies its complete flow log to `to` (the log itself goes with septa's
+    /// temporary state).
+    pub fn stop_keeping_log(mut self, to: &Path) -> Vec<Value> {
+        self.terminate();
+        std::fs::copy(&self.flow_log, to).unwrap();
+        self.flows()
+    }
+
     fn terminate(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")

@@ -1,0 +1,181 @@
+//! `septa suggest`: the smallest rules that would have allowed what audit mode observed.
+//!
+//! Rules are as narrow as the observations: one allow rule per (caller, callee) with exactly the
+//! methods and paths seen, one egress rule per function with exactly the destinations seen. The
+//! suggestion is checked before it is printed: the manifest with the rules added must compile,
+//! and every observed flow must then be allowed by a rule, decided by the policy itself.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use septa_manifest::{EgressScheme, EgressTarget};
+use septa_policy::path::PathPattern;
+use septa_policy::{EgressHost, Policy, Verdict};
+
+/// One flow audit mode let through, as the flow log records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// A mesh call.
+    Mesh {
+        /// The calling function's name.
+        from: String,
+        /// The called function's name.
+        to: String,
+        /// The method.
+        method: String,
+        /// The (normalized) path.
+        path: String,
+    },
+    /// An egress flow.
+    Egress {
+        /// The function's name.
+        from: String,
+        /// `scheme://host:port`.
+        target: String,
+    },
+}
+
+/// A suggested patch: TOML to append to `septa.toml`, and what could not be turned into a rule.
+#[derive(Debug, Default)]
+pub struct Suggestion {
+    /// The rules, as TOML.
+    pub toml: String,
+    /// How many rules.
+    pub rules: usize,
+    /// Observations that no rule can express, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Suggests rules for `observed` flows on top of `policy`.
+pub fn suggest(policy: &Policy, observed: &[Observed]) -> Suggestion {
+    let mut suggestion = Suggestion::default();
+    let mut mesh: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> =
+        BTreeMap::new();
+    let mut egress: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for o in observed {
+        match o {
+            Observed::Mesh {
+                from,
+                to,
+                method,
+                path,
+            } => {
+                if policy.function_id(from).is_none() || policy.function_id(to).is_none() {
+                    suggestion.skipped.push(format!(
+                        "`{from}` → `{to}`: not a function of this application"
+                    ));
+                    continue;
+                }
+                if PathPattern::parse(path).map_or(true, |p| !p.is_exact()) {
+                    suggestion.skipped.push(format!(
+                        "`{from}` → `{to}` {method} `{path}`: not expressible as an exact path"
+                    ));
+                    continue;
+                }
+                let entry = mesh.entry((from.clone(), to.clone())).or_default();
+                entry.0.insert(method.clone());
+                entry.1.insert(path.clone());
+            }
+            Observed::Egress { from, target } => {
+                if policy.function_id(from).is_none() {
+                    suggestion
+                        .skipped
+                        .push(format!("`{from}`: not a function of this application"));
+                    continue;
+                }
+                match EgressTarget::parse(target) {
+                    Ok(t) => {
+                        egress
+                            .entry(from.clone())
+                            .or_default()
+                            .insert(t.to_string());
+                    }
+                    Err(e) => suggestion
+                        .skipped
+                        .push(format!("`{from}` → `{target}`: {e}")),
+                }
+            }
+        }
+    }
+    let manifest = policy.manifest();
+    let mut taken: HashSet<String> = manifest
+        .routes
+        .iter()
+        .map(|r| r.id.to_string())
+        .chain(manifest.allows.iter().map(|r| r.id.to_string()))
+        .chain(manifest.egress.iter().map(|r| r.id.to_string()))
+        .collect();
+    let mut fresh_id = |base: String| {
+        let mut id = base.clone();
+        let mut n = 2;
+        while !taken.insert(id.clone()) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        id
+    };
+    let list = |items: &BTreeSet<String>| {
+        items
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for ((from, to), (methods, paths)) in &mesh {
+        let id = fresh_id(format!("{from}-to-{to}"));
+        suggestion.toml.push_str(&format!(
+            "\n[[allow]]\nid = \"{id}\"\nfrom = \"function:{from}\"\nto = \"function:{to}\"\nmethods = [{}]\npaths = [{}]\n",
+            list(methods),
+            list(paths)
+        ));
+        suggestion.rules += 1;
+    }
+    for (from, targets) in &egress {
+        let id = fresh_id(format!("{from}-egress"));
+        suggestion.toml.push_str(&format!(
+            "\n[[egress]]\nid = \"{id}\"\nfrom = \"function:{from}\"\nto = [{}]\n",
+            list(targets)
+        ));
+        suggestion.rules += 1;
+    }
+    suggestion
+}
+
+/// Whether `policy` allows every observed flow by a rule (not by audit mode); the ones it does
+/// not, in words.
+pub fn not_allowed(policy: &Policy, observed: &[Observed]) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in observed {
+        let verdict = match o {
+            Observed::Mesh {
+                from,
+                to,
+                method,
+                path,
+            } => match (policy.function_id(from), policy.function_id(to)) {
+                (Some(a), Some(b)) => policy.decide_mesh(a, b, method, path).verdict,
+                _ => continue,
+            },
+            Observed::Egress { from, target } => {
+                let (Some(a), Ok(t)) = (policy.function_id(from), EgressTarget::parse(target))
+                else {
+                    continue;
+                };
+                let host = match &t.host {
+                    septa_manifest::HostPattern::Name(n) => EgressHost::Name(n),
+                    septa_manifest::HostPattern::Cidr(net) => EgressHost::Ip(net.addr()),
+                    septa_manifest::HostPattern::Subdomain(_) => continue,
+                };
+                let scheme = if t.scheme == EgressScheme::Any {
+                    EgressScheme::Tcp
+                } else {
+                    t.scheme
+                };
+                policy.decide_egress(a, scheme, host, t.port_min).verdict
+            }
+        };
+        if verdict != Verdict::Allow {
+            out.push(format!("{o:?}"));
+        }
+    }
+    out
+}
