@@ -17,7 +17,7 @@ pub enum Answer {
 }
 
 /// Whether anything `from` selects can reach anything `to` selects, optionally with `method`
-/// and `path` on the last hop.
+/// and `path` on the last hop; with `direct`, only by one flow, not through other functions.
 pub fn query(
     policy: &Policy,
     graph: &Graph,
@@ -25,6 +25,7 @@ pub fn query(
     to: &Selector,
     method: Option<&str>,
     path: Option<&str>,
+    direct: bool,
 ) -> Answer {
     let sources = graph.select(policy, from);
     let targets: Vec<usize> = graph.select(policy, to);
@@ -44,6 +45,8 @@ pub fn query(
             }
             let hops = if sources.contains(&edge.from) {
                 Some(vec![e])
+            } else if direct {
+                None
             } else {
                 let reach = HashSet::from([edge.from]);
                 graph
@@ -65,7 +68,11 @@ pub fn query(
             }
         }
     }
-    Answer::Unreachable(why_not(policy, graph, &sources, &targets, method, path))
+    let mut why = why_not(policy, graph, &sources, &targets, method, path);
+    if direct {
+        why = why.replace("; and no path through other functions", "");
+    }
+    Answer::Unreachable(why)
 }
 
 fn last_hop_admits(

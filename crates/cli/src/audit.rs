@@ -83,6 +83,7 @@ pub(crate) fn run_query(
     to: &str,
     method: Option<&str>,
     path: Option<&str>,
+    direct: bool,
 ) -> anyhow::Result<ExitCode> {
     let from = Selector::parse(from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     let to = Selector::parse(to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
@@ -100,7 +101,7 @@ pub(crate) fn run_query(
     if graph.select(&policy, &to).is_empty() {
         bail!("--to `{to}` selects nothing in this application");
     }
-    match septa_audit::query(&policy, &graph, &from, &to, method, path) {
+    match septa_audit::query(&policy, &graph, &from, &to, method, path, direct) {
         Answer::Reachable(how) => {
             println!("reachable: {how}");
             Ok(ExitCode::SUCCESS)

@@ -78,6 +78,9 @@ enum Command {
         /// Only count a last hop that admits this (normalized) path.
         #[arg(long)]
         path: Option<String>,
+        /// Only a direct flow counts, not a chain through other functions.
+        #[arg(long)]
+        direct: bool,
     },
 }
 
@@ -106,7 +109,8 @@ fn main() -> ExitCode {
             to,
             method,
             path,
-        } => audit::run_query(&dir, &from, &to, method.as_deref(), path.as_deref()),
+            direct,
+        } => audit::run_query(&dir, &from, &to, method.as_deref(), path.as_deref(), direct),
     };
     match result {
         Ok(code) => code,
