@@ -44,7 +44,7 @@ fn random_manifest(rng: &mut Rng) -> String {
             rng.next(3)
         ));
     }
-    let mut selector = |rng: &mut Rng| match rng.next(4) {
+    let selector = |rng: &mut Rng| match rng.next(4) {
         0 => format!("segment:s{}", rng.next(3)),
         1 => format!("subnet:s{}/web", rng.next(3)),
         2 => format!("group:g{}", rng.next(2)),
