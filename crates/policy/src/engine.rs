@@ -6,7 +6,7 @@
 //! scanning them all. The gateway calls [`Policy::route`], the mesh [`Policy::decide_mesh`],
 //! egress [`Policy::decide_egress`] and [`Policy::check_address`]; nothing else decides.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -176,8 +176,14 @@ pub struct Policy {
     by_name: HashMap<String, FunctionId>,
     routes: PathRouter<Vec<CompiledRoute>>,
     allows: Vec<CompiledAllow>,
-    /// Candidate allow rules per (source, destination); absent means no rule connects them.
-    mesh: HashMap<(FunctionId, FunctionId), Box<[u32]>>,
+    /// Allow rules by the (source selector, destination selector) they are written with, in
+    /// file order. A decision looks up the few selector pairs that describe its two functions,
+    /// so compiling stays linear in the rules however many functions a selector covers.
+    mesh: HashMap<(u32, u32), Box<[u32]>>,
+    /// Per function: the ids of the `from` selectors that select it.
+    source_keys: Vec<Box<[u32]>>,
+    /// Per function: the ids of the `to` selectors that select it.
+    dest_keys: Vec<Box<[u32]>>,
     egress: Vec<EgressIndex>,
     ceiling: Ceiling,
 }
@@ -259,7 +265,13 @@ impl Policy {
         };
 
         let mut allows = Vec::new();
-        let mut mesh: HashMap<(FunctionId, FunctionId), Vec<u32>> = HashMap::new();
+        let mut selector_ids: HashMap<Selector, u32> = HashMap::new();
+        let mut intern = |s: &Selector| {
+            let next = selector_ids.len() as u32;
+            *selector_ids.entry(s.clone()).or_insert(next)
+        };
+        let mut mesh: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+        let (mut from_keys, mut to_keys) = (HashSet::new(), HashSet::new());
         for rule in &manifest.allows {
             let paths = match &rule.paths {
                 Paths::Any => None,
@@ -275,14 +287,29 @@ impl Policy {
                 methods: rule.methods.clone(),
                 paths,
             });
-            let sources: Vec<FunctionId> = selected(&manifest, &functions, &rule.from).collect();
-            let destinations: Vec<FunctionId> = selected(&manifest, &functions, &rule.to).collect();
-            for &s in &sources {
-                for &d in &destinations {
-                    mesh.entry((s, d)).or_default().push(index);
-                }
-            }
+            let (from, to) = (intern(&rule.from), intern(&rule.to));
+            from_keys.insert(from);
+            to_keys.insert(to);
+            mesh.entry((from, to)).or_default().push(index);
         }
+        // The selectors that could describe each function, looked up rather than evaluated
+        // against every function.
+        let keys_of = |f: &Function, used: &HashSet<u32>| -> Box<[u32]> {
+            describing_selectors(&manifest, f)
+                .iter()
+                .filter_map(|s| selector_ids.get(s))
+                .filter(|id| used.contains(id))
+                .copied()
+                .collect()
+        };
+        let source_keys: Vec<Box<[u32]>> = functions
+            .iter()
+            .map(|f| keys_of(&f.spec, &from_keys))
+            .collect();
+        let dest_keys: Vec<Box<[u32]>> = functions
+            .iter()
+            .map(|f| keys_of(&f.spec, &to_keys))
+            .collect();
 
         let mut egress = vec![EgressIndex::default(); functions.len()];
         for (order, rule) in manifest.egress.iter().enumerate() {
@@ -329,6 +356,8 @@ impl Policy {
                 .into_iter()
                 .map(|(k, v)| (k, v.into_boxed_slice()))
                 .collect(),
+            source_keys,
+            dest_keys,
             egress,
             ceiling,
         })
@@ -363,23 +392,37 @@ impl Policy {
     /// file order: what auditors build their graph from, so they read the rules exactly as
     /// [`Policy::decide_mesh`] does.
     pub fn mesh_edges(&self) -> Vec<MeshEdge<'_>> {
-        let mut pairs: Vec<_> = self.mesh.iter().collect();
-        pairs.sort_by_key(|(pair, _)| **pair);
-        pairs
-            .into_iter()
-            .flat_map(|(&(from, to), rules)| {
-                rules.iter().map(move |&i| {
+        let mut edges = Vec::new();
+        for from in 0..self.functions.len() {
+            for to in 0..self.functions.len() {
+                let (from, to) = (FunctionId(from as u32), FunctionId(to as u32));
+                for i in self.candidates(from, to) {
                     let rule = &self.allows[i as usize];
-                    MeshEdge {
+                    edges.push(MeshEdge {
                         from,
                         to,
                         rule: &rule.id,
                         methods: &rule.methods,
                         paths: rule.paths.as_deref(),
-                    }
-                })
-            })
-            .collect()
+                    });
+                }
+            }
+        }
+        edges
+    }
+
+    /// The allow rules that connect `from` to `to`, in file order.
+    fn candidates(&self, from: FunctionId, to: FunctionId) -> Vec<u32> {
+        let mut out = Vec::new();
+        for &a in self.source_keys[from.index()].iter() {
+            for &b in self.dest_keys[to.index()].iter() {
+                if let Some(rules) = self.mesh.get(&(a, b)) {
+                    out.extend_from_slice(rules);
+                }
+            }
+        }
+        out.sort_unstable();
+        out
     }
 
     /// Every egress destination each function may reach, and the rule that opens it, in
@@ -440,7 +483,8 @@ impl Policy {
         path: &str,
     ) -> Decision {
         let audit = self.function(from).audit || self.function(to).audit;
-        let Some(candidates) = self.mesh.get(&(from, to)) else {
+        let candidates = self.candidates(from, to);
+        if candidates.is_empty() {
             return Decision::refuse(
                 Reason::NoRule {
                     from: self.function(from).identity.clone(),
@@ -448,7 +492,7 @@ impl Policy {
                 },
                 audit,
             );
-        };
+        }
         let mut method_ok = Vec::new();
         for &i in candidates.iter() {
             let rule = &self.allows[i as usize];
@@ -571,6 +615,20 @@ fn methods_overlap(a: &Methods, b: &Methods) -> bool {
         (Methods::Any, _) | (_, Methods::Any) => true,
         (Methods::Only(a), Methods::Only(b)) => a.iter().any(|m| b.contains(m)),
     }
+}
+
+/// Every selector that selects `f`: its function, segment, subnet, groups and labels.
+fn describing_selectors(manifest: &Manifest, f: &Function) -> Vec<Selector> {
+    let mut out = vec![
+        Selector::Function(f.name.clone()),
+        Selector::Segment(f.placement.segment.clone()),
+        Selector::Subnet(f.placement.segment.clone(), f.placement.subnet.clone()),
+    ];
+    out.extend(f.groups.iter().cloned().map(Selector::Group));
+    out.extend(manifest.function_labels(f).cloned().map(Selector::Label));
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The functions a selector selects, in id order.
