@@ -8,11 +8,13 @@
 mod diff;
 mod findings;
 mod graph;
+mod html;
 mod query;
 mod suggest;
 
 pub use diff::{Diff, diff};
 pub use findings::{Finding, Severity, audit, check_invariants};
 pub use graph::{Edge, EdgeKind, Graph, Node};
+pub use html::render as render_html;
 pub use query::{Answer, query};
 pub use suggest::{Observed, Suggestion, not_allowed, suggest};

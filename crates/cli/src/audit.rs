@@ -16,6 +16,8 @@ pub(crate) enum Format {
     Table,
     /// JSON for tools.
     Json,
+    /// A self-contained HTML report with a drawing of the segments and the allowed flows.
+    Html,
 }
 
 pub(crate) fn run_audit(
@@ -43,6 +45,7 @@ pub(crate) fn run_audit(
     let findings = septa_audit::audit(&policy, &graph);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
+        Format::Html => print!("{}", septa_audit::render_html(&policy, &graph, &findings)),
         Format::Table => {
             for f in &findings {
                 let at = f

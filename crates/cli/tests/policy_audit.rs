@@ -285,3 +285,52 @@ fn diff_names_exactly_the_flows_that_changed() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_html_report_draws_every_segment_function_and_flow() {
+    let (ok, html, stderr) = septa(&[
+        "audit",
+        repo().join("examples/shop").to_str().unwrap(),
+        "--format",
+        "html",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(html.starts_with("<!doctype html>"));
+    // Self-contained: nothing to run and nothing to fetch (the SVG namespace is only a name).
+    for outside in ["<script", "src=", "<link", "url(http", "@import"] {
+        assert!(
+            !html.contains(outside),
+            "the report refers outside itself: `{outside}`"
+        );
+    }
+    for name in [
+        "segment edge",
+        "segment catalog",
+        "segment payments [pci]",
+        "storefront",
+        "relay",
+        "catalog",
+        "checkout",
+        "ledger",
+        "https://api.payments.example:443",
+    ] {
+        assert!(html.contains(name), "missing `{name}`");
+    }
+    for rule in [
+        "storefront-to-catalog",
+        "storefront-to-checkout",
+        "checkout-to-ledger",
+        "relay-to-catalog",
+        "checkout-to-processor",
+    ] {
+        assert!(
+            html.contains(&format!("`{rule}`")),
+            "missing edge for `{rule}`"
+        );
+    }
+    assert_eq!(
+        html.matches("<path class=\"edge").count(),
+        8,
+        "3 routes, 4 rules, 1 egress"
+    );
+}
