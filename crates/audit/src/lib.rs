@@ -9,6 +9,7 @@ mod diff;
 mod findings;
 mod graph;
 mod html;
+mod pci;
 mod query;
 mod suggest;
 
@@ -16,5 +17,6 @@ pub use diff::{Diff, diff};
 pub use findings::{Finding, Severity, audit, check_invariants};
 pub use graph::{Edge, EdgeKind, Graph, Node};
 pub use html::render as render_html;
+pub use pci::{PackCheck, pci};
 pub use query::{Answer, query};
 pub use suggest::{Observed, Suggestion, not_allowed, suggest};

@@ -24,7 +24,11 @@ pub(crate) fn run_audit(
     dir: &Path,
     format: Format,
     fail_on: Option<&str>,
+    pack: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(pack) = pack {
+        return run_pack(dir, format, pack);
+    }
     let fail_on = match fail_on {
         None => None,
         Some(s) => match Severity::parse(s) {
@@ -230,4 +234,47 @@ pub(crate) fn run_suggest(dir: &Path, flow_log: &Path) -> anyhow::Result<ExitCod
     );
     print!("{}", suggestion.toml);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A compliance pack: each requirement passed or failed, with its evidence. Exits 1 on any
+/// failed requirement.
+fn run_pack(dir: &Path, format: Format, pack: &str) -> anyhow::Result<ExitCode> {
+    if pack != "pci" {
+        bail!("unknown compliance pack `{pack}`; the packs are `pci`");
+    }
+    let policy = match load_policy(dir) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let graph = Graph::build(&policy);
+    let checks = septa_audit::pci(&policy, &graph);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
+        Format::Table | Format::Html => {
+            println!(
+                "PCI DSS segmentation checks for application `{}` ({})",
+                policy.manifest().application,
+                policy.manifest().file.display()
+            );
+            for check in &checks {
+                println!(
+                    "{} {}: {}",
+                    if check.passed { "PASS" } else { "FAIL" },
+                    check.id,
+                    check.title
+                );
+                for line in &check.evidence {
+                    println!("       {line}");
+                }
+            }
+        }
+    }
+    Ok(if checks.iter().all(|c| c.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

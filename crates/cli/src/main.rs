@@ -41,6 +41,10 @@ enum Command {
         /// critical).
         #[arg(long)]
         fail_on: Option<String>,
+        /// Run a compliance pack instead (`pci`): each requirement passed or failed, with
+        /// evidence; exits non-zero on any failure.
+        #[arg(long)]
+        pack: Option<String>,
     },
     /// What changes from OLD to NEW: flows newly allowed or denied, findings that appear or
     /// disappear, invariants that change state. Exits 0 when nothing does, 1 when something does.
@@ -100,7 +104,8 @@ fn main() -> ExitCode {
             dir,
             format,
             fail_on,
-        } => audit::run_audit(&dir, format, fail_on.as_deref()),
+            pack,
+        } => audit::run_audit(&dir, format, fail_on.as_deref(), pack.as_deref()),
         Command::Diff { old, new } => audit::run_diff(&old, &new),
         Command::Suggest { dir, flows } => audit::run_suggest(&dir, &flows),
         Command::Query {

@@ -334,3 +334,74 @@ fn the_html_report_draws_every_segment_function_and_flow() {
         "3 routes, 4 rules, 1 egress"
     );
 }
+
+fn pci_checks(dir: &Path) -> (bool, Vec<Value>) {
+    let (ok, stdout, stderr) = septa(&[
+        "audit",
+        dir.to_str().unwrap(),
+        "--pack",
+        "pci",
+        "--format",
+        "json",
+    ]);
+    assert!(stderr.is_empty(), "{stderr}");
+    (ok, serde_json::from_str(&stdout).unwrap())
+}
+
+fn check<'a>(checks: &'a [Value], id: &str) -> &'a Value {
+    checks.iter().find(|c| c["id"] == id).unwrap()
+}
+
+#[test]
+fn the_pci_pack_gives_evidence_for_each_requirement() {
+    let (ok, checks) = pci_checks(&repo().join("examples/shop"));
+    assert!(
+        !ok,
+        "the shop's routes are unauthenticated, so the pack must fail"
+    );
+    assert_eq!(check(&checks, "pci-scope")["passed"], true);
+    assert_eq!(
+        check(&checks, "pci-scope")["evidence"],
+        serde_json::json!(["in scope: function:checkout", "in scope: function:ledger"])
+    );
+    let segmentation = check(&checks, "pci-segmentation");
+    assert_eq!(segmentation["passed"], false);
+    assert!(
+        segmentation["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("rule `storefront-to-checkout`"),
+        "{segmentation}"
+    );
+    assert_eq!(check(&checks, "pci-egress")["passed"], true);
+    assert_eq!(check(&checks, "pci-ingress-authenticated")["passed"], false);
+    assert_eq!(check(&checks, "pci-enforced")["passed"], true);
+
+    let wide = shop_variant(|t| {
+        t.replace(
+            "to = [\"https://api.payments.example:443\"]",
+            "to = [\"https://*.payments.example\"]",
+        )
+    });
+    let (_, checks) = pci_checks(wide.path());
+    let egress = check(&checks, "pci-egress");
+    assert_eq!(egress["passed"], false, "{egress}");
+    assert!(
+        egress["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("checkout-to-processor"),
+        "{egress}"
+    );
+
+    let (ok, _, stderr) = septa(&[
+        "audit",
+        repo().join("examples/shop").to_str().unwrap(),
+        "--pack",
+        "sox",
+    ]);
+    assert!(
+        !ok && stderr.contains("unknown compliance pack `sox`"),
+        "{stderr}"
+    );
+}
