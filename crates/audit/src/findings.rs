@@ -197,14 +197,29 @@ fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
 fn open_routes(policy: &Policy, out: &mut Vec<Finding>) {
     let manifest = policy.manifest();
     for route in &manifest.routes {
-        out.push(Finding {
-            severity: Severity::Medium,
-            kind: "route-unauthenticated",
-            subject: format!("route:{}", route.id),
-            message: format!(
-                "route `{}` (`{}` → `function:{}`) admits anyone: it has no authentication and no rate limit",
-                route.id, route.path.text, route.function
+        let (severity, kind, message) = match &route.auth {
+            None => (
+                Severity::Medium,
+                "route-unauthenticated",
+                format!(
+                    "route `{}` (`{}` → `function:{}`) admits anyone: it has no authentication and no rate limit",
+                    route.id, route.path.text, route.function
+                ),
             ),
+            Some(_) => (
+                Severity::Low,
+                "route-unlimited",
+                format!(
+                    "route `{}` (`{}` → `function:{}`) has no rate limit",
+                    route.id, route.path.text, route.function
+                ),
+            ),
+        };
+        out.push(Finding {
+            severity,
+            kind,
+            subject: format!("route:{}", route.id),
+            message,
             rules: vec![route.id.to_string()],
             path: Vec::new(),
             location: Some(format!("{}:{}", manifest.file.display(), route.location)),

@@ -76,7 +76,12 @@ impl Graph {
         }
         let function_node = |id: FunctionId| id.index() + 1;
         for route in policy.routes() {
-            let conditions = format!("{} {}", methods_text(&route.methods), route.pattern);
+            let auth = match &route.auth {
+                None => String::new(),
+                Some(a) if a.scopes.is_empty() => format!(", jwt `{}`", a.jwt),
+                Some(a) => format!(", jwt `{}` with scopes {}", a.jwt, a.scopes.join(" ")),
+            };
+            let conditions = format!("{} {}{auth}", methods_text(&route.methods), route.pattern);
             graph.add_edge(Edge {
                 from: 0,
                 to: function_node(route.function),

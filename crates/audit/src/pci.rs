@@ -119,17 +119,50 @@ pub fn pci(policy: &Policy, graph: &Graph) -> Vec<PackCheck> {
         },
     });
 
-    // Routes carry no authentication yet, so every ingress path into the CDE is unauthenticated.
-    let cde_targets: HashSet<usize> = cde.clone();
-    let ingress = graph.shortest_path(&[0], &cde_targets, &HashSet::new());
+    // Ingress over an unauthenticated route: the path search may not use authenticated routes.
+    let authenticated: HashSet<&str> = policy
+        .routes()
+        .filter(|r| r.auth.is_some())
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut open_graph_blocked = HashSet::new();
+    let open_routes: Vec<usize> = graph
+        .edges
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Route && !authenticated.contains(e.rule.as_str()))
+        .map(|e| e.to)
+        .collect();
+    // Start the search at the functions unauthenticated routes reach; a CDE function reached
+    // directly is itself an unauthenticated ingress.
+    let direct: Vec<String> = graph
+        .edges
+        .iter()
+        .filter(|e| {
+            e.kind == EdgeKind::Route && !authenticated.contains(e.rule.as_str()) && in_cde(e.to)
+        })
+        .map(describe)
+        .collect();
+    open_graph_blocked.insert(0);
+    let via = graph.shortest_path(&open_routes, &cde, &open_graph_blocked);
+    let mut evidence: Vec<String> = direct
+        .iter()
+        .map(|d| format!("unauthenticated route into the CDE: {d}"))
+        .collect();
+    if let Some(path) = &via {
+        evidence.push(format!(
+            "unauthenticated path: gateway, then {}",
+            graph.describe(path)
+        ));
+    }
+    let passed = evidence.is_empty();
+    if passed {
+        evidence.push("every route that leads into the CDE requires a token".to_owned());
+    }
     checks.push(PackCheck {
         id: "pci-ingress-authenticated",
         title: "every ingress path into the cardholder data environment is authenticated",
-        passed: ingress.is_none(),
-        evidence: match ingress {
-            None => vec!["the internet has no path into the CDE".to_owned()],
-            Some(path) => vec![format!("unauthenticated path: {}", graph.describe(&path))],
-        },
+        passed,
+        evidence,
     });
 
     let audit: Vec<String> = policy

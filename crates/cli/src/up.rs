@@ -90,7 +90,12 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         DialTimeouts::default(),
     );
     host.set_outbound(Arc::new(mesh));
-    let gateway = Arc::new(Gateway::new(policy.clone(), host.clone(), flows.clone()));
+    let mut gateway = Gateway::new(policy.clone(), host.clone(), flows.clone());
+    if !policy.manifest().jwt.is_empty() {
+        let jwt = septa_gateway::auth::JwtAdmission::load(policy.manifest())?;
+        gateway = gateway.with_admission(Box::new(jwt));
+    }
+    let gateway = Arc::new(gateway);
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

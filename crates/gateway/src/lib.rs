@@ -4,6 +4,7 @@
 //! phases of [`ingress`] in order — normalize, route, admit, dispatch — on the thread that
 //! accepted it, and every request, refused or served, is one flow record.
 
+pub mod auth;
 pub mod ingress;
 pub mod server;
 

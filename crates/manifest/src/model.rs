@@ -248,6 +248,58 @@ pub struct Route {
     pub methods: Methods,
     /// The function it dispatches to, which lives in a public subnet.
     pub function: Name,
+    /// Who may call it; `None` admits anyone.
+    pub auth: Option<RouteAuth>,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// A route's authentication and authorization.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RouteAuth {
+    /// The `[jwt.NAME]` issuer whose tokens it accepts.
+    pub jwt: Name,
+    /// Scopes the token must all carry (`scope` or `scp` claim).
+    pub scopes: Vec<String>,
+}
+
+/// A JWT signature algorithm septa accepts. `none` and HMAC are never accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys or larger.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl JwtAlgorithm {
+    /// The `alg` header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// A JWT issuer routes can require.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwtIssuer {
+    /// Its name, as routes' `auth.jwt` names it.
+    pub name: Name,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// Tokens must name one of these in `aud`.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms.
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// The JWKS file, resolved against the manifest's directory.
+    pub jwks_file: PathBuf,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_s: u32,
     /// Where it is declared.
     pub location: Location,
 }
@@ -342,6 +394,8 @@ pub struct Manifest {
     pub egress: Vec<EgressRule>,
     /// Invariants, in file order.
     pub invariants: Vec<Invariant>,
+    /// JWT issuers by name.
+    pub jwt: BTreeMap<Name, JwtIssuer>,
 }
 
 impl Manifest {

@@ -101,6 +101,27 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub methods: Option<Vec<Spanned<String>>>,
     pub function: Spanned<String>,
+    #[serde(default)]
+    pub auth: Option<RawRouteAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteAuth {
+    pub jwt: Spanned<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Spanned<String>>,
+    pub jwks_file: Spanned<String>,
+    #[serde(default)]
+    pub leeway_s: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]

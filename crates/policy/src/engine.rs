@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use septa_manifest::{
     EgressScheme, EgressTarget, Function, HostPattern, Location, Manifest, Methods, Mode, Name,
-    Paths, Selector, SubnetKind,
+    Paths, RouteAuth, Selector, SubnetKind,
 };
 
 use crate::ceiling::Ceiling;
@@ -56,6 +56,8 @@ pub struct CompiledRoute {
     pub methods: Methods,
     /// The function it dispatches to.
     pub function: FunctionId,
+    /// Who may call it; `None` admits anyone.
+    pub auth: Option<RouteAuth>,
 }
 
 /// One allow rule connecting two functions, as the mesh index holds it.
@@ -222,6 +224,7 @@ impl Policy {
                 pattern: pattern.clone(),
                 methods: r.methods.clone(),
                 function,
+                auth: r.auth.clone(),
             };
             match by_pattern.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {

@@ -180,6 +180,7 @@ fn manifest(spec: &Spec) -> Manifest {
         allows: Vec::new(),
         egress: Vec::new(),
         invariants: Vec::new(),
+        jwt: BTreeMap::new(),
     };
     let sels = selectors(&m);
     let pick = |bits: &[bool], from: &[&str]| {

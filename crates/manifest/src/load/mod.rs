@@ -17,7 +17,7 @@ use crate::raw::*;
 /// The manifest's file name inside an application directory.
 pub const MANIFEST_FILE: &str = "septa.toml";
 
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: [&str; 11] = [
     "septa_manifest_version",
     "application",
     "ceiling",
@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
     "allow",
     "egress",
     "invariant",
+    "jwt",
 ];
 
 const METHODS: [&str; 9] = [
@@ -83,6 +84,7 @@ struct Sections {
     allows: Vec<(Location, RawAllow)>,
     egress: Vec<(Location, RawEgress)>,
     invariants: Vec<(Location, RawInvariant)>,
+    jwt: Vec<(Spanned<String>, RawJwt)>,
 }
 
 impl Loader {
@@ -155,6 +157,7 @@ impl Loader {
                 "allow" => s.allows = self.array_entries("allow", value),
                 "egress" => s.egress = self.array_entries("egress", value),
                 "invariant" => s.invariants = self.array_entries("invariant", value),
+                "jwt" => s.jwt = self.named_entries("jwt", value),
                 other => {
                     let known = TOP_LEVEL_KEYS.map(|k| format!("`{k}`")).join(", ");
                     let message = match did_you_mean(other, TOP_LEVEL_KEYS) {

@@ -45,7 +45,8 @@ impl Loader {
         let groups = self.groups(&s.groups);
         let functions = self.functions(dir, &s.functions, &segments, &groups);
         let mut refs = References::new(&segments, &groups, &functions);
-        let routes = self.routes(&s.routes, &functions, &mut refs);
+        let jwt = self.jwt_issuers(dir, &s.jwt);
+        let routes = self.routes(&s.routes, &functions, &jwt, &mut refs);
         let allows = self.allows(&s.allows, &mut refs);
         let egress = self.egress(&s.egress, &mut refs);
         let invariants = self.invariants(&s.invariants, &refs);
@@ -61,6 +62,7 @@ impl Loader {
             allows,
             egress,
             invariants,
+            jwt,
         })
     }
 
