@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use septa_manifest::Selector;
+use septa_policy::path::normalize_path;
 use septa_policy::{Policy, RouteOutcome, Verdict};
 
 use crate::graph::{EdgeKind, Graph};
@@ -27,6 +28,12 @@ pub fn query(
     path: Option<&str>,
     direct: bool,
 ) -> Answer {
+    // Ask about the path enforcement would see, or say why there is none.
+    let normalized = match path.map(normalize_path).transpose() {
+        Ok(p) => p,
+        Err(e) => return Answer::Unreachable(format!("invalid path: {e}")),
+    };
+    let path = normalized.as_ref().map(|p| p.as_str());
     let sources = graph.select(policy, from);
     let targets: Vec<usize> = graph.select(policy, to);
     if sources.is_empty() || targets.is_empty() {
@@ -68,11 +75,9 @@ pub fn query(
             }
         }
     }
-    let mut why = why_not(policy, graph, &sources, &targets, method, path);
-    if direct {
-        why = why.replace("; and no path through other functions", "");
-    }
-    Answer::Unreachable(why)
+    Answer::Unreachable(why_not(
+        policy, graph, &sources, &targets, method, path, direct,
+    ))
 }
 
 fn last_hop_admits(
@@ -164,9 +169,13 @@ fn why_not(
     targets: &[usize],
     method: Option<&str>,
     path: Option<&str>,
+    direct: bool,
 ) -> String {
-    if let Some(direct) = direct_refusal(policy, graph, sources, targets, method, path) {
-        return format!("{direct}; and no path through other functions");
+    if let Some(refusal) = direct_refusal(policy, graph, sources, targets, method, path) {
+        if direct {
+            return refusal;
+        }
+        return format!("{refusal}; and no path through other functions");
     }
     let from: Vec<&str> = sources.iter().map(|&n| graph.name(n)).collect();
     let to: Vec<&str> = targets.iter().map(|&n| graph.name(n)).collect();
