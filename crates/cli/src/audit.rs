@@ -20,6 +20,17 @@ pub(crate) enum Format {
     Html,
 }
 
+/// The compiled policy of `dir`, or `None` after printing why it does not load.
+fn load_or_report(dir: &Path) -> Option<septa_policy::Policy> {
+    match load_policy(dir) {
+        Ok(policy) => Some(policy),
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            None
+        }
+    }
+}
+
 pub(crate) fn run_audit(
     dir: &Path,
     format: Format,
@@ -38,12 +49,8 @@ pub(crate) fn run_audit(
             ),
         },
     };
-    let policy = match load_policy(dir) {
-        Ok(p) => p,
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(policy) = load_or_report(dir) else {
+        return Ok(ExitCode::FAILURE);
     };
     let graph = Graph::build(&policy);
     let findings = septa_audit::audit(&policy, &graph);
@@ -94,12 +101,8 @@ pub(crate) fn run_query(
 ) -> anyhow::Result<ExitCode> {
     let from = Selector::parse(from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     let to = Selector::parse(to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-    let policy = match load_policy(dir) {
-        Ok(p) => p,
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            return Ok(ExitCode::from(2));
-        }
+    let Some(policy) = load_or_report(dir) else {
+        return Ok(ExitCode::from(2));
     };
     let graph = Graph::build(&policy);
     if graph.select(&policy, &from).is_empty() {
@@ -121,14 +124,7 @@ pub(crate) fn run_query(
 }
 
 pub(crate) fn run_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
-    let load = |dir: &Path| match load_policy(dir) {
-        Ok(p) => Ok(p),
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            Err(())
-        }
-    };
-    let (Ok(old), Ok(new)) = (load(old), load(new)) else {
+    let (Some(old), Some(new)) = (load_or_report(old), load_or_report(new)) else {
         return Ok(ExitCode::from(2));
     };
     let diff = septa_audit::diff(&old, &new);
@@ -160,12 +156,8 @@ pub(crate) fn run_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn run_suggest(dir: &Path, flow_log: &Path) -> anyhow::Result<ExitCode> {
-    let policy = match load_policy(dir) {
-        Ok(p) => p,
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(policy) = load_or_report(dir) else {
+        return Ok(ExitCode::FAILURE);
     };
     let records = septa_flows::read_records(flow_log)?;
     let function = |identity: &str| identity.strip_prefix("function:").map(str::to_owned);
@@ -242,12 +234,8 @@ fn run_pack(dir: &Path, format: Format, pack: &str) -> anyhow::Result<ExitCode> 
     if pack != "pci" {
         bail!("unknown compliance pack `{pack}`; the packs are `pci`");
     }
-    let policy = match load_policy(dir) {
-        Ok(p) => p,
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(policy) = load_or_report(dir) else {
+        return Ok(ExitCode::FAILURE);
     };
     let graph = Graph::build(&policy);
     let checks = septa_audit::pci(&policy, &graph);
