@@ -78,8 +78,8 @@ impl Graph {
         for route in policy.routes() {
             let auth = match &route.auth {
                 None => String::new(),
-                Some(a) if a.scopes.is_empty() => format!(", jwt `{}`", a.jwt),
-                Some(a) => format!(", jwt `{}` with scopes {}", a.jwt, a.scopes.join(" ")),
+                Some(a) if a.scopes.is_empty() => format!(", {}", a.method),
+                Some(a) => format!(", {} with scopes {}", a.method, a.scopes.join(" ")),
             };
             let conditions = format!("{} {}{auth}", methods_text(&route.methods), route.pattern);
             graph.add_edge(Edge {

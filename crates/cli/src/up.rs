@@ -91,9 +91,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
     host.set_outbound(Arc::new(mesh));
     let mut gateway = Gateway::new(policy.clone(), host.clone(), flows.clone());
-    if !policy.manifest().jwt.is_empty() {
-        let jwt = septa_gateway::auth::JwtAdmission::load(policy.manifest())?;
-        gateway = gateway.with_admission(Box::new(jwt));
+    if policy.manifest().routes.iter().any(|r| r.auth.is_some()) {
+        let auth = septa_gateway::auth::RouteAuthAdmission::load(policy.manifest())?;
+        gateway = gateway.with_admission(Box::new(auth));
     }
     let gateway = Arc::new(gateway);
     let workers = args

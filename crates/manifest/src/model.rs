@@ -257,10 +257,65 @@ pub struct Route {
 /// A route's authentication and authorization.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RouteAuth {
-    /// The `[jwt.NAME]` issuer whose tokens it accepts.
-    pub jwt: Name,
-    /// Scopes the token must all carry (`scope` or `scp` claim).
+    /// How callers prove who they are.
+    pub method: AuthMethod,
+    /// Scopes a JWT must all carry (`scope` or `scp` claim); empty for API keys.
     pub scopes: Vec<String>,
+}
+
+/// How a route authenticates its callers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// A bearer JWT from this `[jwt.NAME]` issuer.
+    Jwt(Name),
+    /// An `x-api-key` from this `[api_keys.NAME]` set.
+    ApiKey(Name),
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Jwt(n) => write!(f, "jwt `{n}`"),
+            Self::ApiKey(n) => write!(f, "api key `{n}`"),
+        }
+    }
+}
+
+/// One API key, stored as the SHA-256 of the key, never the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Who holds it; the function sees it as the principal.
+    pub consumer: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+}
+
+impl ApiKey {
+    /// 64 hex digits as the 32 bytes of a SHA-256.
+    pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+}
+
+/// A set of API keys routes can require.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeySet {
+    /// Its name, as routes' `auth.api_key` names it.
+    pub name: Name,
+    /// Keys written in the manifest.
+    pub keys: Vec<ApiKey>,
+    /// A file of `CONSUMER SHA256HEX` lines, read at start, resolved against the manifest's
+    /// directory.
+    pub keys_file: Option<PathBuf>,
+    /// Where it is declared.
+    pub location: Location,
 }
 
 /// A JWT signature algorithm septa accepts. `none` and HMAC are never accepted.
@@ -396,6 +451,8 @@ pub struct Manifest {
     pub invariants: Vec<Invariant>,
     /// JWT issuers by name.
     pub jwt: BTreeMap<Name, JwtIssuer>,
+    /// API key sets by name.
+    pub api_keys: BTreeMap<Name, ApiKeySet>,
 }
 
 impl Manifest {

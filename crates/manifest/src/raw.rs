@@ -108,9 +108,28 @@ pub(crate) struct RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRouteAuth {
-    pub jwt: Spanned<String>,
+    #[serde(default)]
+    pub jwt: Option<Spanned<String>>,
+    #[serde(default)]
+    pub api_key: Option<Spanned<String>>,
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKey {
+    pub consumer: String,
+    pub sha256: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKeys {
+    #[serde(default)]
+    pub keys: Vec<RawApiKey>,
+    #[serde(default)]
+    pub keys_file: Option<String>,
 }
 
 #[derive(Deserialize)]

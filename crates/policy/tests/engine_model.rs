@@ -181,6 +181,7 @@ fn manifest(spec: &Spec) -> Manifest {
         egress: Vec::new(),
         invariants: Vec::new(),
         jwt: BTreeMap::new(),
+        api_keys: BTreeMap::new(),
     };
     let sels = selectors(&m);
     let pick = |bits: &[bool], from: &[&str]| {

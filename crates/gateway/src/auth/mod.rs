@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
-use septa_manifest::Manifest;
+use septa_manifest::{ApiKey, ApiKeySet, AuthMethod, Manifest};
 use septa_policy::CompiledRoute;
 
 use crate::{Admission, Rejection};
@@ -18,27 +18,160 @@ use jwt::{JwtError, JwtVerifier};
 /// The header carrying the authenticated principal (`sub`) to the function.
 pub const PRINCIPAL_HEADER: &str = "septa-principal";
 
-/// Checks routes' `auth`: a valid bearer token from the route's issuer with every scope.
-pub struct JwtAdmission {
+/// Checks routes' `auth`: a valid bearer token from the route's issuer with every scope, or a
+/// known API key.
+pub struct RouteAuthAdmission {
     verifiers: HashMap<String, JwtVerifier>,
+    key_sets: HashMap<String, ApiKeys>,
 }
 
-impl JwtAdmission {
-    /// Loads every `[jwt.NAME]` issuer's keys.
-    pub fn load(manifest: &Manifest) -> Result<Self, JwtError> {
+/// The error loading credentials at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthLoadError {
+    /// A JWKS could not be loaded.
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+    /// An API key file could not be read or has a bad line.
+    #[error("api key set `{set}`: `{path}`: {message}")]
+    ApiKeys {
+        /// The set.
+        set: String,
+        /// The file.
+        path: String,
+        /// What is wrong (line numbers are 1-based).
+        message: String,
+    },
+}
+
+impl RouteAuthAdmission {
+    /// Loads every `[jwt.NAME]` issuer's keys and every `[api_keys.NAME]` set.
+    pub fn load(manifest: &Manifest) -> Result<Self, AuthLoadError> {
         let mut verifiers = HashMap::new();
         for issuer in manifest.jwt.values() {
             verifiers.insert(issuer.name.to_string(), JwtVerifier::load(issuer)?);
         }
-        Ok(Self { verifiers })
+        let mut key_sets = HashMap::new();
+        for set in manifest.api_keys.values() {
+            key_sets.insert(set.name.to_string(), ApiKeys::load(set)?);
+        }
+        Ok(Self {
+            verifiers,
+            key_sets,
+        })
+    }
+
+    fn admit_api_key(
+        &self,
+        set: &str,
+        request: &mut http::request::Parts,
+    ) -> Result<(), Rejection> {
+        let Some(keys) = self.key_sets.get(set) else {
+            return Err(challenge(
+                "ApiKey",
+                format!("api key set `{set}` is not loaded"),
+                None,
+            ));
+        };
+        let Some(presented) = request
+            .headers
+            .get(API_KEY_HEADER)
+            .map(HeaderValue::as_bytes)
+        else {
+            return Err(challenge(
+                "ApiKey",
+                "api key: none presented".to_owned(),
+                None,
+            ));
+        };
+        let Some(consumer) = keys.consumer(presented) else {
+            return Err(challenge(
+                "ApiKey",
+                "api key: unknown key".to_owned(),
+                Some("invalid_key"),
+            ));
+        };
+        if let Ok(value) = HeaderValue::from_str(consumer) {
+            request.headers.insert(PRINCIPAL_HEADER, value);
+        }
+        Ok(())
+    }
+}
+
+/// The header an API key is presented in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// One set's keys, by SHA-256.
+struct ApiKeys {
+    keys: Vec<([u8; 32], String)>,
+}
+
+impl ApiKeys {
+    fn load(set: &ApiKeySet) -> Result<Self, AuthLoadError> {
+        let mut keys: Vec<([u8; 32], String)> = set
+            .keys
+            .iter()
+            .map(|k| (k.sha256, k.consumer.clone()))
+            .collect();
+        if let Some(path) = &set.keys_file {
+            let fail = |message: String| AuthLoadError::ApiKeys {
+                set: set.name.to_string(),
+                path: path.display().to_string(),
+                message,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let mut fields = line.split_whitespace();
+                let (Some(consumer), Some(hash), None) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    return Err(fail(format!(
+                        "line {}: expected `CONSUMER SHA256HEX`",
+                        n + 1
+                    )));
+                };
+                let Some(sha256) = ApiKey::parse_sha256(hash) else {
+                    return Err(fail(format!(
+                        "line {}: the hash must be 64 hex digits",
+                        n + 1
+                    )));
+                };
+                keys.push((sha256, consumer.to_owned()));
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// The consumer holding `presented`, comparing against every stored hash in constant time.
+    fn consumer(&self, presented: &[u8]) -> Option<&str> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, presented);
+        let mut found = None;
+        for (hash, consumer) in &self.keys {
+            let mut diff = 0u8;
+            for (a, b) in hash.iter().zip(digest.as_ref()) {
+                diff |= a ^ b;
+            }
+            if std::hint::black_box(diff) == 0 {
+                found = Some(consumer.as_str());
+            }
+        }
+        found
     }
 }
 
 fn unauthorized(reason: String, error: Option<&str>) -> Rejection {
-    // The client learns only what RFC 6750 lets it: that a token is missing or invalid.
+    challenge("Bearer", reason, error)
+}
+
+/// A 401 whose body and challenge say only what RFC 6750 lets them: that the credential is
+/// missing or invalid; the flow records `reason`.
+fn challenge(scheme: &str, reason: String, error: Option<&str>) -> Rejection {
     let challenge = match error {
-        Some(e) => format!("Bearer realm=\"septa\", error=\"{e}\""),
-        None => "Bearer realm=\"septa\"".to_owned(),
+        Some(e) => format!("{scheme} realm=\"septa\", error=\"{e}\""),
+        None => format!("{scheme} realm=\"septa\""),
     };
     Rejection {
         status: StatusCode::UNAUTHORIZED,
@@ -51,7 +184,7 @@ fn unauthorized(reason: String, error: Option<&str>) -> Rejection {
     }
 }
 
-impl Admission for JwtAdmission {
+impl Admission for RouteAuthAdmission {
     fn admit(
         &self,
         route: &CompiledRoute,
@@ -61,9 +194,13 @@ impl Admission for JwtAdmission {
         let Some(auth) = &route.auth else {
             return Ok(());
         };
-        let Some(verifier) = self.verifiers.get(auth.jwt.as_str()) else {
+        let issuer = match &auth.method {
+            AuthMethod::ApiKey(set) => return self.admit_api_key(set.as_str(), request),
+            AuthMethod::Jwt(issuer) => issuer,
+        };
+        let Some(verifier) = self.verifiers.get(issuer.as_str()) else {
             return Err(unauthorized(
-                format!("jwt issuer `{}` is not loaded", auth.jwt),
+                format!("jwt issuer `{issuer}` is not loaded"),
                 None,
             ));
         };

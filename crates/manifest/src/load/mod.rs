@@ -17,7 +17,7 @@ use crate::raw::*;
 /// The manifest's file name inside an application directory.
 pub const MANIFEST_FILE: &str = "septa.toml";
 
-const TOP_LEVEL_KEYS: [&str; 11] = [
+const TOP_LEVEL_KEYS: [&str; 12] = [
     "septa_manifest_version",
     "application",
     "ceiling",
@@ -29,6 +29,7 @@ const TOP_LEVEL_KEYS: [&str; 11] = [
     "egress",
     "invariant",
     "jwt",
+    "api_keys",
 ];
 
 const METHODS: [&str; 9] = [
@@ -85,6 +86,7 @@ struct Sections {
     egress: Vec<(Location, RawEgress)>,
     invariants: Vec<(Location, RawInvariant)>,
     jwt: Vec<(Spanned<String>, RawJwt)>,
+    api_keys: Vec<(Spanned<String>, RawApiKeys)>,
 }
 
 impl Loader {
@@ -158,6 +160,7 @@ impl Loader {
                 "egress" => s.egress = self.array_entries("egress", value),
                 "invariant" => s.invariants = self.array_entries("invariant", value),
                 "jwt" => s.jwt = self.named_entries("jwt", value),
+                "api_keys" => s.api_keys = self.named_entries("api_keys", value),
                 other => {
                     let known = TOP_LEVEL_KEYS.map(|k| format!("`{k}`")).join(", ");
                     let message = match did_you_mean(other, TOP_LEVEL_KEYS) {

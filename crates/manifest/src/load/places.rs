@@ -46,7 +46,8 @@ impl Loader {
         let functions = self.functions(dir, &s.functions, &segments, &groups);
         let mut refs = References::new(&segments, &groups, &functions);
         let jwt = self.jwt_issuers(dir, &s.jwt);
-        let routes = self.routes(&s.routes, &functions, &jwt, &mut refs);
+        let api_keys = self.api_key_sets(dir, &s.api_keys);
+        let routes = self.routes(&s.routes, &functions, &jwt, &api_keys, &mut refs);
         let allows = self.allows(&s.allows, &mut refs);
         let egress = self.egress(&s.egress, &mut refs);
         let invariants = self.invariants(&s.invariants, &refs);
@@ -63,6 +64,7 @@ impl Loader {
             egress,
             invariants,
             jwt,
+            api_keys,
         })
     }
 

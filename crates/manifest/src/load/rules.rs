@@ -64,6 +64,7 @@ impl Loader {
         raw: &[(Location, RawRoute)],
         functions: &BTreeMap<Name, Function>,
         jwt: &BTreeMap<Name, JwtIssuer>,
+        api_keys: &BTreeMap<Name, ApiKeySet>,
         refs: &mut References,
     ) -> Vec<Route> {
         let mut out = Vec::new();
@@ -108,22 +109,9 @@ impl Loader {
             let methods = self.methods(&r.methods);
             let auth = match &r.auth {
                 None => None,
-                Some(a) => match jwt.get(a.jwt.get_ref().as_str()) {
-                    Some(issuer) => Some(RouteAuth {
-                        jwt: issuer.name.clone(),
-                        scopes: a.scopes.clone(),
-                    }),
-                    None => {
-                        let hint = did_you_mean(a.jwt.get_ref(), jwt.keys().map(Name::as_str));
-                        self.unknown(
-                            &a.jwt.span(),
-                            "JWT issuer",
-                            a.jwt.get_ref(),
-                            hint,
-                            "[jwt.NAME]",
-                        );
-                        continue;
-                    }
+                Some(a) => match self.route_auth(a, jwt, api_keys) {
+                    Some(auth) => Some(auth),
+                    None => continue,
                 },
             };
             let (Some(id), Some(f)) = (id, functions.get(function.as_str())) else {
@@ -210,6 +198,100 @@ impl Loader {
                 to,
                 location: *at,
             });
+        }
+        out
+    }
+
+    /// A route's `auth`: exactly one of `jwt` or `api_key`, naming a declared set.
+    fn route_auth(
+        &mut self,
+        raw: &RawRouteAuth,
+        jwt: &BTreeMap<Name, JwtIssuer>,
+        api_keys: &BTreeMap<Name, ApiKeySet>,
+    ) -> Option<RouteAuth> {
+        let method = match (&raw.jwt, &raw.api_key) {
+            (Some(j), None) => match jwt.get(j.get_ref().as_str()) {
+                Some(issuer) => AuthMethod::Jwt(issuer.name.clone()),
+                None => {
+                    let hint = did_you_mean(j.get_ref(), jwt.keys().map(Name::as_str));
+                    self.unknown(&j.span(), "JWT issuer", j.get_ref(), hint, "[jwt.NAME]");
+                    return None;
+                }
+            },
+            (None, Some(k)) => {
+                if !raw.scopes.is_empty() {
+                    self.error(&k.span(), "`scopes` apply to JWTs; an API key carries none");
+                    return None;
+                }
+                match api_keys.get(k.get_ref().as_str()) {
+                    Some(set) => AuthMethod::ApiKey(set.name.clone()),
+                    None => {
+                        let hint = did_you_mean(k.get_ref(), api_keys.keys().map(Name::as_str));
+                        self.unknown(
+                            &k.span(),
+                            "API key set",
+                            k.get_ref(),
+                            hint,
+                            "[api_keys.NAME]",
+                        );
+                        return None;
+                    }
+                }
+            }
+            (Some(j), Some(_)) => {
+                self.error(&j.span(), "`auth` takes `jwt` or `api_key`, not both");
+                return None;
+            }
+            (None, None) => {
+                self.errors.push(crate::diagnostic::Diagnostic::whole_file(
+                    "a route's `auth` needs `jwt` or `api_key`",
+                ));
+                return None;
+            }
+        };
+        Some(RouteAuth {
+            method,
+            scopes: raw.scopes.clone(),
+        })
+    }
+
+    pub(super) fn api_key_sets(
+        &mut self,
+        dir: &std::path::Path,
+        raw: &[(Spanned<String>, RawApiKeys)],
+    ) -> BTreeMap<Name, ApiKeySet> {
+        let mut out = BTreeMap::new();
+        for (name, set) in raw {
+            let Some(n) = self.name(name) else { continue };
+            let mut keys = Vec::new();
+            for k in &set.keys {
+                match ApiKey::parse_sha256(k.sha256.get_ref()) {
+                    Some(sha256) => keys.push(ApiKey {
+                        consumer: k.consumer.clone(),
+                        sha256,
+                    }),
+                    None => self.error_help(
+                        &k.sha256.span(),
+                        "`sha256` must be 64 hex digits",
+                        "store the SHA-256 of the key, never the key: `printf %s KEY | sha256sum`",
+                    ),
+                }
+            }
+            if set.keys.is_empty() && set.keys_file.is_none() {
+                self.error(
+                    &name.span(),
+                    format!("`api_keys.{n}` has no `keys` and no `keys_file`"),
+                );
+            }
+            out.insert(
+                n.clone(),
+                ApiKeySet {
+                    name: n,
+                    keys,
+                    keys_file: set.keys_file.as_ref().map(|f| dir.join(f)),
+                    location: self.loc(&name.span()),
+                },
+            );
         }
         out
     }
