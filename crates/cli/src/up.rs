@@ -40,6 +40,12 @@ pub(crate) struct UpArgs {
     /// Instance slots in the pooling allocator, across all functions.
     #[arg(long, default_value_t = 1000)]
     instances: u32,
+    /// Time a client has to send a request's headers, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Largest request header section, in bytes (at least 8192).
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -99,7 +105,12 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let listening = septa_gateway::serve(args.listen, workers, gateway)
+    let limits = septa_gateway::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+        max_header_bytes: args.max_header_bytes,
+        ..Default::default()
+    };
+    let listening = septa_gateway::serve(args.listen, workers, gateway, limits)
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
     let admin = match args.admin {
         Some(addr) => Some(crate::admin::serve(addr, policy.clone())?),

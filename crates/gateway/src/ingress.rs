@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, HOST};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
 use septa_policy::path::{normalize_path, split_path_query};
@@ -180,6 +180,22 @@ impl Gateway {
                 ));
             }
         };
+        // A body larger than the route admits is refused before the function starts when its
+        // length is declared, and cut off when it is not.
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = declared.filter(|l| *l > route.max_body_bytes) {
+            let reason = format!(
+                "request body of {length} bytes is over route `{}`'s limit of {} bytes",
+                route.id, route.max_body_bytes
+            );
+            return Ok(refuse(flow, StatusCode::PAYLOAD_TOO_LARGE, &reason, &[]));
+        }
+        let limit = usize::try_from(route.max_body_bytes).unwrap_or(usize::MAX);
+        let body = Limited::new(body, limit).map_err(body_limit_error as fn(_) -> _);
         match self
             .host
             .handle_flow(route.function, 0, Request::from_parts(parts, body), flow)
@@ -191,6 +207,15 @@ impl Gateway {
                 Ok(json_error(e.status(), &e.to_string(), &[]))
             }
         }
+    }
+}
+
+/// What the function sees when a body without a declared length runs past the route's limit.
+fn body_limit_error(e: Box<dyn std::error::Error + Send + Sync>) -> septa_runtime::HttpError {
+    if e.is::<http_body_util::LengthLimitError>() {
+        septa_runtime::HttpError::HttpRequestBodySize(None)
+    } else {
+        septa_runtime::HttpError::InternalError(Some(e.to_string()))
     }
 }
 

@@ -9,4 +9,4 @@ pub mod ingress;
 pub mod server;
 
 pub use ingress::{Admission, Gateway, Rejection};
-pub use server::{Listening, serve};
+pub use server::{ConnectionLimits, Listening, serve};

@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
@@ -44,11 +45,33 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Limits on what a client may send before a request is routed: they protect every route alike.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Time to receive a request's headers (slow clients are disconnected).
+    pub header_read_timeout: Duration,
+    /// Largest header section, in bytes (HTTP/1.1 answers 431 past it).
+    pub max_header_bytes: usize,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
 /// Binds `addr` and serves `gateway` on `workers` threads.
 pub fn serve(
     addr: SocketAddr,
     workers: usize,
     gateway: Arc<Gateway>,
+    limits: ConnectionLimits,
 ) -> std::io::Result<Listening> {
     // Bind the first socket to learn the port (`:0` in tests), then the others to that port.
     let first = bind(addr)?;
@@ -86,7 +109,7 @@ pub fn serve(
                             accepted = listener.accept() => match accepted {
                                 Ok((stream, client)) => {
                                     let _ = stream.set_nodelay(true);
-                                    tokio::spawn(connection(stream, client, gateway.clone(), stopped.clone()));
+                                    tokio::spawn(connection(stream, client, gateway.clone(), stopped.clone(), limits));
                                 }
                                 Err(e) => tracing::warn!(error = %e, "accept failed"),
                             }
@@ -108,12 +131,24 @@ async fn connection(
     client: SocketAddr,
     gateway: Arc<Gateway>,
     mut stopped: watch::Receiver<bool>,
+    limits: ConnectionLimits,
 ) {
     let service = service_fn(move |request| {
         let gateway = gateway.clone();
         async move { gateway.handle(client, request).await }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own minimum buffer is 8 KiB.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {

@@ -250,8 +250,17 @@ pub struct Route {
     pub function: Name,
     /// Who may call it; `None` admits anyone.
     pub auth: Option<RouteAuth>,
+    /// The largest request body it accepts, in bytes; larger ones get 413.
+    pub max_body_bytes: u64,
     /// Where it is declared.
     pub location: Location,
+}
+
+impl Route {
+    /// The body limit of a route that sets none: 10 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
+    /// The largest `max_body_kb` a route may set: 1 GiB.
+    pub const MAX_BODY_KB: u32 = 1 << 20;
 }
 
 /// A route's authentication and authorization.

@@ -103,6 +103,8 @@ pub(crate) struct RawRoute {
     pub function: Spanned<String>,
     #[serde(default)]
     pub auth: Option<RawRouteAuth>,
+    #[serde(default)]
+    pub max_body_kb: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]

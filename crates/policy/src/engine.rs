@@ -58,6 +58,8 @@ pub struct CompiledRoute {
     pub function: FunctionId,
     /// Who may call it; `None` admits anyone.
     pub auth: Option<RouteAuth>,
+    /// The largest request body it accepts, in bytes.
+    pub max_body_bytes: u64,
 }
 
 /// One allow rule connecting two functions, as the mesh index holds it.
@@ -225,6 +227,7 @@ impl Policy {
                 methods: r.methods.clone(),
                 function,
                 auth: r.auth.clone(),
+                max_body_bytes: r.max_body_bytes,
             };
             match by_pattern.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {

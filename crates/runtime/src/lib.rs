@@ -24,7 +24,7 @@ pub use identity::{CALLER_HEADER, header_text, strip_identity_headers};
 use septa_policy::FunctionId;
 pub use wasmtime_wasi::sockets::SocketAddrUse;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-pub use wasmtime_wasi_http::{RequestOptions, WasiBody};
+pub use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 /// Who makes an outbound call: the function, as the host knows it, and how many in-process hops
 /// deep the call chain already is (so a cycle of allowed calls cannot recurse without end).

@@ -114,6 +114,21 @@ impl Loader {
                     None => continue,
                 },
             };
+            let max_body_bytes = match &r.max_body_kb {
+                None => Route::DEFAULT_MAX_BODY_BYTES,
+                Some(kb) if *kb.get_ref() == 0 || *kb.get_ref() > Route::MAX_BODY_KB => {
+                    self.error(
+                        &kb.span(),
+                        format!(
+                            "`max_body_kb` must be between 1 and {}, not {}",
+                            Route::MAX_BODY_KB,
+                            kb.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                Some(kb) => u64::from(*kb.get_ref()) * 1024,
+            };
             let (Some(id), Some(f)) = (id, functions.get(function.as_str())) else {
                 continue;
             };
@@ -123,6 +138,7 @@ impl Loader {
                 methods,
                 function: f.name.clone(),
                 auth,
+                max_body_bytes,
                 location: *at,
             });
         }
