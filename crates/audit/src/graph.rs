@@ -47,6 +47,8 @@ pub struct Edge {
     pub conditions: String,
     /// Whether it admits any method on any path (the broadest an edge can be).
     pub unrestricted: bool,
+    /// The methods it admits (`Any` for egress and audit-mode edges).
+    pub methods: Methods,
 }
 
 /// Nodes and edges of one compiled policy.
@@ -90,6 +92,7 @@ impl Graph {
                 unrestricted: matches!(route.methods, Methods::Any)
                     && route.pattern.as_str() == "/...",
                 conditions,
+                methods: route.methods.clone(),
             });
         }
         let mut ruled: HashSet<(usize, usize)> = HashSet::new();
@@ -111,6 +114,7 @@ impl Graph {
                 rule: e.rule.to_string(),
                 conditions: format!("{} {paths}", methods_text(e.methods)),
                 unrestricted: matches!(e.methods, Methods::Any) && e.paths.is_none(),
+                methods: e.methods.clone(),
             });
         }
         // Audit mode turns enforcement off for every flow with an audit-mode end: to an auditor
@@ -127,6 +131,7 @@ impl Graph {
                         rule: "audit mode".to_owned(),
                         conditions: "any method any path".to_owned(),
                         unrestricted: true,
+                        methods: Methods::Any,
                     });
                 }
             }
@@ -143,6 +148,7 @@ impl Graph {
                 rule: e.rule.to_string(),
                 conditions: "egress".to_owned(),
                 unrestricted,
+                methods: Methods::Any,
             });
         }
         for f in policy.functions().iter().filter(|f| f.audit) {
@@ -160,6 +166,7 @@ impl Graph {
                 rule: "audit mode".to_owned(),
                 conditions: "egress".to_owned(),
                 unrestricted: true,
+                methods: Methods::Any,
             });
         }
         graph

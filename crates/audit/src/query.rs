@@ -113,27 +113,17 @@ fn matches_partially(
     method: Option<&str>,
     path: Option<&str>,
 ) -> bool {
+    const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
     let edge = &graph.edges[e];
-    match (&graph.nodes[edge.from], &graph.nodes[edge.to]) {
-        (crate::Node::Function(from), crate::Node::Function(to)) => {
-            let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
-            match (method, path) {
-                (Some(m), None) => policy
-                    .mesh_edges()
-                    .iter()
-                    .any(|m_edge| m_edge.from == *from && m_edge.to == *to && m_edge.methods.admits(m))
-                    || edge.kind == EdgeKind::Audit,
-                (None, Some(p)) => methods.iter().any(|m| policy.decide_mesh(*from, *to, m, p).verdict != Verdict::Deny),
-                _ => true,
-            }
-        }
-        (crate::Node::Gateway, crate::Node::Function(to)) => match (method, path) {
-            (Some(m), None) => policy.routes().any(|r| r.function == *to && r.methods.admits(m)),
-            (None, Some(p)) => ["GET", "POST", "PUT", "DELETE", "PATCH"]
-                .iter()
-                .any(|m| matches!(policy.route(m, p), RouteOutcome::Matched { route, .. } if route.function == *to)),
-            _ => true,
-        },
+    match (method, path, &graph.nodes[edge.from], &graph.nodes[edge.to]) {
+        (None, None, _, _) => true,
+        (Some(m), None, _, crate::Node::Function(_)) => edge.methods.admits(m),
+        (None, Some(p), crate::Node::Function(from), crate::Node::Function(to)) => METHODS
+            .iter()
+            .any(|m| policy.decide_mesh(*from, *to, m, p).verdict != Verdict::Deny),
+        (None, Some(p), crate::Node::Gateway, crate::Node::Function(to)) => METHODS
+            .iter()
+            .any(|m| matches!(policy.route(m, p), RouteOutcome::Matched { route, .. } if route.function == *to)),
         _ => false,
     }
 }

@@ -165,6 +165,30 @@ fn query_answers_with_rules_or_with_the_reason_and_nearest_rule() {
     assert!(!ok, "{stdout}");
     assert!(stdout.contains("no chain of allowed flows"), "{stdout}");
 
+    // With a method only, the last hop must admit it on some path.
+    let (ok, stdout, _) = septa(&[
+        "query",
+        shop,
+        "--from",
+        "gateway",
+        "--to",
+        "function:relay",
+        "--method",
+        "POST",
+    ]);
+    assert!(!ok, "{stdout}");
+    let (ok, stdout, _) = septa(&[
+        "query",
+        shop,
+        "--from",
+        "gateway",
+        "--to",
+        "function:relay",
+        "--method",
+        "GET",
+    ]);
+    assert!(ok && stdout.contains("route `relay`"), "{stdout}");
+
     let (ok, _, stderr) = septa(&[
         "query",
         shop,
