@@ -197,23 +197,27 @@ fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
 fn open_routes(policy: &Policy, out: &mut Vec<Finding>) {
     let manifest = policy.manifest();
     for route in &manifest.routes {
-        let (severity, kind, message) = match &route.auth {
-            None => (
+        let target = format!(
+            "route `{}` (`{}` → `function:{}`)",
+            route.id, route.path.text, route.function
+        );
+        let (severity, kind, message) = match (&route.auth, &route.rate_limit) {
+            (None, None) => (
                 Severity::Medium,
                 "route-unauthenticated",
-                format!(
-                    "route `{}` (`{}` → `function:{}`) admits anyone: it has no authentication and no rate limit",
-                    route.id, route.path.text, route.function
-                ),
+                format!("{target} admits anyone: it has no authentication and no rate limit"),
             ),
-            Some(_) => (
+            (None, Some(_)) => (
+                Severity::Medium,
+                "route-unauthenticated",
+                format!("{target} admits anyone: it has no authentication"),
+            ),
+            (Some(_), None) => (
                 Severity::Low,
                 "route-unlimited",
-                format!(
-                    "route `{}` (`{}` → `function:{}`) has no rate limit",
-                    route.id, route.path.text, route.function
-                ),
+                format!("{target} has no rate limit"),
             ),
+            (Some(_), Some(_)) => continue,
         };
         out.push(Finding {
             severity,

@@ -101,6 +101,17 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let auth = septa_gateway::auth::RouteAuthAdmission::load(policy.manifest())?;
         gateway = gateway.with_admission(Box::new(auth));
     }
+    // After authentication, so a limit by principal counts the principal the host established.
+    if policy
+        .manifest()
+        .routes
+        .iter()
+        .any(|r| r.rate_limit.is_some())
+    {
+        gateway = gateway.with_admission(Box::new(septa_gateway::limits::RateLimitAdmission::new(
+            &policy,
+        )));
+    }
     let gateway = Arc::new(gateway);
     let workers = args
         .workers

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod ingress;
+pub mod limits;
 pub mod server;
 
 pub use ingress::{Admission, Gateway, Rejection};

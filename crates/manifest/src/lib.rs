@@ -17,6 +17,7 @@ pub use load::{MANIFEST_FILE, load, parse};
 pub use model::{
     AllowRule, ApiKey, ApiKeySet, AuthMethod, Build, CeilingSpec, EgressRule, Function, Group,
     Invariant, InvariantRule, JwtAlgorithm, JwtIssuer, Limits, Manifest, Method, Methods, Mode,
-    Name, PathText, Paths, Placement, Route, RouteAuth, Segment, SubnetKind,
+    Name, PathText, Paths, Placement, RateLimit, RateLimitKey, Route, RouteAuth, Segment,
+    SubnetKind,
 };
 pub use selector::Selector;

@@ -252,8 +252,46 @@ pub struct Route {
     pub auth: Option<RouteAuth>,
     /// The largest request body it accepts, in bytes; larger ones get 413.
     pub max_body_bytes: u64,
+    /// Its rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
     /// Where it is declared.
     pub location: Location,
+}
+
+/// A route's rate limit: a GCRA token bucket per consumer key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// What identifies a consumer.
+    pub key: RateLimitKey,
+    /// Sustained requests per second per key.
+    pub per_second: u32,
+    /// Requests a key may send at once on top of the sustained rate.
+    pub burst: u32,
+}
+
+/// What a rate limit counts requests by. Taken after authentication, from what the host
+/// established, never from headers a client can vary freely unless the route says so.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RateLimitKey {
+    /// The client's address as the gateway saw it (`X-Forwarded-For` is not trusted).
+    Ip,
+    /// The authenticated principal (`sub` of a JWT, or the API key's consumer).
+    Principal,
+    /// A request header's value.
+    Header(String),
+    /// One bucket for the whole route.
+    Route,
+}
+
+impl fmt::Display for RateLimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip => f.write_str("ip"),
+            Self::Principal => f.write_str("principal"),
+            Self::Header(h) => write!(f, "header:{h}"),
+            Self::Route => f.write_str("route"),
+        }
+    }
 }
 
 impl Route {

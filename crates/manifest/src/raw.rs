@@ -105,6 +105,17 @@ pub(crate) struct RawRoute {
     pub auth: Option<RawRouteAuth>,
     #[serde(default)]
     pub max_body_kb: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub key: Spanned<String>,
+    pub per_second: Spanned<u32>,
+    #[serde(default)]
+    pub burst: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]

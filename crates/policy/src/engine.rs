@@ -60,6 +60,8 @@ pub struct CompiledRoute {
     pub auth: Option<RouteAuth>,
     /// The largest request body it accepts, in bytes.
     pub max_body_bytes: u64,
+    /// Its rate limit, if any.
+    pub rate_limit: Option<septa_manifest::RateLimit>,
 }
 
 /// One allow rule connecting two functions, as the mesh index holds it.
@@ -228,6 +230,7 @@ impl Policy {
                 function,
                 auth: r.auth.clone(),
                 max_body_bytes: r.max_body_bytes,
+                rate_limit: r.rate_limit.clone(),
             };
             match by_pattern.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {

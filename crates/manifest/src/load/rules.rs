@@ -129,6 +129,13 @@ impl Loader {
                 }
                 Some(kb) => u64::from(*kb.get_ref()) * 1024,
             };
+            let rate_limit = match &r.rate_limit {
+                None => None,
+                Some(raw) => match self.rate_limit(raw) {
+                    Some(limit) => Some(limit),
+                    None => continue,
+                },
+            };
             let (Some(id), Some(f)) = (id, functions.get(function.as_str())) else {
                 continue;
             };
@@ -139,6 +146,7 @@ impl Loader {
                 function: f.name.clone(),
                 auth,
                 max_body_bytes,
+                rate_limit,
                 location: *at,
             });
         }
@@ -216,6 +224,50 @@ impl Loader {
             });
         }
         out
+    }
+
+    fn rate_limit(&mut self, raw: &RawRateLimit) -> Option<RateLimit> {
+        let key = match raw.key.get_ref().as_str() {
+            "ip" => RateLimitKey::Ip,
+            "principal" => RateLimitKey::Principal,
+            "route" => RateLimitKey::Route,
+            other => match other.strip_prefix("header:") {
+                Some(h)
+                    if !h.is_empty()
+                        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+                {
+                    RateLimitKey::Header(h.to_ascii_lowercase())
+                }
+                _ => {
+                    self.error_help(
+                        &raw.key.span(),
+                        format!("unknown rate limit key `{other}`"),
+                        "keys are `ip`, `principal`, `route` and `header:NAME`",
+                    );
+                    return None;
+                }
+            },
+        };
+        let per_second = *raw.per_second.get_ref();
+        if per_second == 0 || per_second > 1_000_000 {
+            self.error(
+                &raw.per_second.span(),
+                "`per_second` must be between 1 and 1000000",
+            );
+            return None;
+        }
+        let burst = raw.burst.as_ref().map_or(per_second, |b| *b.get_ref());
+        if burst == 0 || burst > 1_000_000 {
+            if let Some(b) = &raw.burst {
+                self.error(&b.span(), "`burst` must be between 1 and 1000000");
+            }
+            return None;
+        }
+        Some(RateLimit {
+            key,
+            per_second,
+            burst,
+        })
     }
 
     /// A route's `auth`: exactly one of `jwt` or `api_key`, naming a declared set.
