@@ -6,7 +6,7 @@ use septa_manifest::Selector;
 use septa_policy::path::normalize_path;
 use septa_policy::{Policy, RouteOutcome, Verdict};
 
-use crate::graph::{EdgeKind, Graph};
+use crate::graph::Graph;
 
 /// The answer to one query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,33 +80,10 @@ pub fn query(
     ))
 }
 
+/// Whether edge `e` admits a request with `method` on `path`, decided as enforcement would; a
+/// missing method or path means "some": with neither, every edge admits (the graph holds only
+/// allowed flows).
 fn last_hop_admits(
-    policy: &Policy,
-    graph: &Graph,
-    e: usize,
-    method: Option<&str>,
-    path: Option<&str>,
-) -> bool {
-    let edge = &graph.edges[e];
-    let (Some(method), Some(path)) = (method, path) else {
-        return matches_partially(policy, graph, e, method, path);
-    };
-    match (edge.kind, &graph.nodes[edge.from], &graph.nodes[edge.to]) {
-        (EdgeKind::Route, _, crate::Node::Function(to)) => {
-            matches!(policy.route(method, path), RouteOutcome::Matched { route, .. } if route.function == *to)
-        }
-        (
-            EdgeKind::Allow | EdgeKind::Audit,
-            crate::Node::Function(from),
-            crate::Node::Function(to),
-        ) => policy.decide_mesh(*from, *to, method, path).verdict != Verdict::Deny,
-        _ => false,
-    }
-}
-
-/// With only a method or only a path, an edge matches when some request with it would pass;
-/// with neither, every edge does (the graph holds only allowed flows).
-fn matches_partially(
     policy: &Policy,
     graph: &Graph,
     e: usize,
@@ -115,16 +92,16 @@ fn matches_partially(
 ) -> bool {
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
     let edge = &graph.edges[e];
-    match (method, path, &graph.nodes[edge.from], &graph.nodes[edge.to]) {
-        (None, None, _, _) => true,
-        (Some(m), None, _, crate::Node::Function(_)) => edge.methods.admits(m),
-        (None, Some(p), crate::Node::Function(from), crate::Node::Function(to)) => METHODS
+    let methods = method.as_ref().map_or(&METHODS[..], std::slice::from_ref);
+    match (path, &graph.nodes[edge.from], &graph.nodes[edge.to]) {
+        (None, _, crate::Node::Function(_)) => method.is_none_or(|m| edge.methods.admits(m)),
+        (Some(p), crate::Node::Function(from), crate::Node::Function(to)) => methods
             .iter()
             .any(|m| policy.decide_mesh(*from, *to, m, p).verdict != Verdict::Deny),
-        (None, Some(p), crate::Node::Gateway, crate::Node::Function(to)) => METHODS
-            .iter()
-            .any(|m| matches!(policy.route(m, p), RouteOutcome::Matched { route, .. } if route.function == *to)),
-        _ => false,
+        (Some(p), crate::Node::Gateway, crate::Node::Function(to)) => methods.iter().any(
+            |m| matches!(policy.route(m, p), RouteOutcome::Matched { route, .. } if route.function == *to),
+        ),
+        _ => method.is_none() && path.is_none(),
     }
 }
 

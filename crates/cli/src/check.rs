@@ -3,13 +3,17 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use septa_manifest::{Diagnostic, Diagnostics};
+use septa_manifest::{Diagnostic, Diagnostics, Manifest};
 use septa_policy::Policy;
 
 /// Loads and compiles the application at `dir` and checks its invariants: the policy, or every
 /// problem found.
 pub(crate) fn load_checked_policy(dir: &Path) -> Result<Policy, Diagnostics> {
-    let policy = load_policy(dir)?;
+    checked(load_policy(dir)?)
+}
+
+/// `policy` if its invariants hold, or each violation with its path.
+pub(crate) fn checked(policy: Policy) -> Result<Policy, Diagnostics> {
     let graph = septa_audit::Graph::build(&policy);
     let violations = septa_audit::check_invariants(&policy, &graph);
     if violations.is_empty() {
@@ -42,7 +46,11 @@ pub(crate) fn load_checked_policy(dir: &Path) -> Result<Policy, Diagnostics> {
 
 /// Loads and compiles the application at `dir`: the policy, or every problem found.
 pub(crate) fn load_policy(dir: &Path) -> Result<Policy, Diagnostics> {
-    let manifest = septa_manifest::load(dir)?;
+    compile(septa_manifest::load(dir)?)
+}
+
+/// Compiles a loaded manifest, with compile errors as positioned diagnostics.
+pub(crate) fn compile(manifest: Manifest) -> Result<Policy, Diagnostics> {
     let file = manifest.file.clone();
     Policy::compile(manifest).map_err(|errors| Diagnostics {
         file,

@@ -59,7 +59,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.build {
         build(&manifest)?;
     }
-    let policy = match crate::check::load_checked_policy(&args.dir) {
+    let policy = match crate::check::compile(manifest).and_then(crate::check::checked) {
         Ok(p) => Arc::new(p),
         Err(diagnostics) => {
             eprintln!("{diagnostics}");

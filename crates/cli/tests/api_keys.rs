@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Septa, repo};
+use common::Septa;
 
 fn sha256_hex(key: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
@@ -17,37 +17,24 @@ fn sha256_hex(key: &str) -> String {
 
 #[test]
 fn api_keys_admit_their_consumers_and_nobody_else() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("partners.txt"),
-        format!(
-            "# consumer sha256\nglobex {}\n",
-            sha256_hex("globex-secret")
-        ),
-    )
-    .unwrap();
-    let echo = repo().join("tests/components/target/wasm32-wasip2/release/echo.wasm");
-    std::fs::write(
-        dir.path().join("septa.toml"),
-        format!(
-            r#"septa_manifest_version = 1
-[application]
-name = "keys"
-[segment.edge]
-subnets = {{ web = "public" }}
-[api_keys.partners]
+    let rest = format!(
+        r#"[api_keys.partners]
 keys = [{{ consumer = "acme", sha256 = "{}" }}]
 keys_file = "partners.txt"
-[function.echo]
-source = {echo:?}
-placement = "edge/web"
 [[route]]
 id = "partner"
 path = "/partner/..."
 function = "echo"
 auth = {{ api_key = "partners" }}
 "#,
-            sha256_hex("acme-secret")
+        sha256_hex("acme-secret")
+    );
+    let dir = common::echo_app("keys", &rest);
+    std::fs::write(
+        dir.path().join("partners.txt"),
+        format!(
+            "# consumer sha256\nglobex {}\n",
+            sha256_hex("globex-secret")
         ),
     )
     .unwrap();

@@ -9,23 +9,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Septa, repo};
+use common::Septa;
 
 fn start() -> (Septa, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let echo = repo().join("tests/components/target/wasm32-wasip2/release/echo.wasm");
-    std::fs::write(
-        dir.path().join("septa.toml"),
-        format!(
-            r#"septa_manifest_version = 1
-[application]
-name = "hygiene"
-[segment.edge]
-subnets = {{ web = "public" }}
-[function.echo]
-source = {echo:?}
-placement = "edge/web"
-[[route]]
+    let dir = common::echo_app(
+        "hygiene",
+        r#"[[route]]
 id = "small"
 path = "/small/..."
 function = "echo"
@@ -34,10 +23,8 @@ max_body_kb = 1
 id = "default"
 path = "/..."
 function = "echo"
-"#
-        ),
-    )
-    .unwrap();
+"#,
+    );
     let septa = Septa::start_with(dir.path(), &["--header-timeout-ms", "500"]);
     (septa, dir)
 }

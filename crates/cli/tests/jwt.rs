@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{Septa, repo};
+use common::Septa;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use serde_json::{Value, json};
@@ -141,41 +141,31 @@ fn claims() -> Value {
 }
 
 fn start(keys: &Keys) -> (Septa, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("jwks.json"), keys.jwks().to_string()).unwrap();
-    let echo = repo().join("tests/components/target/wasm32-wasip2/release/echo.wasm");
-    let manifest = format!(
-        r#"septa_manifest_version = 1
-[application]
-name = "jwt"
-[segment.edge]
-subnets = {{ web = "public" }}
-[jwt.main]
+    let dir = common::echo_app(
+        "jwt",
+        r#"[jwt.main]
 issuer = "https://auth.test"
 audiences = ["shop"]
 algorithms = ["EdDSA", "ES256", "RS256"]
 jwks_file = "jwks.json"
 leeway_s = 5
-[function.echo]
-source = {echo:?}
-placement = "edge/web"
 [[route]]
 id = "orders"
 path = "/orders/..."
 function = "echo"
-auth = {{ jwt = "main", scopes = ["orders:read"] }}
+auth = { jwt = "main", scopes = ["orders:read"] }
 [[route]]
 id = "admin"
 path = "/admin/..."
 function = "echo"
-auth = {{ jwt = "main", scopes = ["admin"] }}
+auth = { jwt = "main", scopes = ["admin"] }
 [[route]]
 id = "open"
 path = "/open/..."
 function = "echo"
-"#
+"#,
     );
-    std::fs::write(dir.path().join("septa.toml"), manifest).unwrap();
+    std::fs::write(dir.path().join("jwks.json"), keys.jwks().to_string()).unwrap();
     (Septa::start(dir.path()), dir)
 }
 

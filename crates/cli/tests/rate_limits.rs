@@ -5,36 +5,23 @@
 
 mod common;
 
-use common::{Septa, repo};
+use common::Septa;
 
 fn start() -> (Septa, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let echo = repo().join("tests/components/target/wasm32-wasip2/release/echo.wasm");
-    std::fs::write(
-        dir.path().join("septa.toml"),
-        format!(
-            r#"septa_manifest_version = 1
-[application]
-name = "limits"
-[segment.edge]
-subnets = {{ web = "public" }}
-[function.echo]
-source = {echo:?}
-placement = "edge/web"
-[[route]]
+    let dir = common::echo_app(
+        "limits",
+        r#"[[route]]
 id = "by-consumer"
 path = "/consumer/..."
 function = "echo"
-rate_limit = {{ key = "header:x-consumer", per_second = 1, burst = 3 }}
+rate_limit = { key = "header:x-consumer", per_second = 1, burst = 3 }
 [[route]]
 id = "by-ip"
 path = "/ip/..."
 function = "echo"
-rate_limit = {{ key = "ip", per_second = 1, burst = 3 }}
-"#
-        ),
-    )
-    .unwrap();
+rate_limit = { key = "ip", per_second = 1, burst = 3 }
+"#,
+    );
     (Septa::start(dir.path()), dir)
 }
 

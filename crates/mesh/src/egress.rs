@@ -154,18 +154,13 @@ pub(crate) fn check_socket(
     flow.set_target(addr.to_string())
         .set_segment(source.spec.placement.segment.as_str());
     let decision = match use_ {
-        SocketAddrUse::TcpConnect => {
-            let decision = policy.decide_egress(
-                caller.function,
-                EgressScheme::Tcp,
-                EgressHost::Ip(addr.ip()),
-                addr.port(),
-            );
-            match policy.check_address(addr.ip()) {
-                Err(refused) if decision.verdict.permits() => refused,
-                _ => decision,
-            }
-        }
+        // `decide_egress` checks an IP destination against the operator ceiling itself.
+        SocketAddrUse::TcpConnect => policy.decide_egress(
+            caller.function,
+            EgressScheme::Tcp,
+            EgressHost::Ip(addr.ip()),
+            addr.port(),
+        ),
         other => Decision::refuse(
             Reason::UnsupportedProtocol(format!("socket use {other:?}")),
             false,

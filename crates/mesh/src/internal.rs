@@ -5,8 +5,8 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use septa_flows::FlowKind;
+use septa_policy::Decision;
 use septa_policy::path::{normalize_path, split_path_query};
-use septa_policy::{Decision, Reason};
 use septa_runtime::{Caller, WasiBody};
 
 use crate::{
@@ -45,14 +45,9 @@ pub(crate) async fn call(
         .set_path(raw_path)
         .set_segment(source.spec.placement.segment.as_str());
 
-    let Some(callee) = policy.function_id(&name) else {
-        return Ok(refuse(
-            flow,
-            Decision::refuse(
-                Reason::UnknownDestination(format!("{name}.internal")),
-                false,
-            ),
-        ));
+    let callee = match policy.mesh_destination(&name) {
+        Ok(callee) => callee,
+        Err(refused) => return Ok(refuse(flow, refused)),
     };
     let path = match normalize_path(raw_path) {
         Ok(path) => path,

@@ -480,6 +480,17 @@ impl Policy {
         }
     }
 
+    /// The function a mesh call to `NAME.internal` reaches, or the refusal for a name that is no
+    /// function of this application (refused in every mode).
+    pub fn mesh_destination(&self, name: &str) -> Result<FunctionId, Decision> {
+        self.function_id(name).ok_or_else(|| {
+            Decision::refuse(
+                Reason::UnknownDestination(format!("{name}.internal")),
+                false,
+            )
+        })
+    }
+
     /// Decides a call from function `from` to function `to` with `method` on normalized `path`.
     ///
     /// Deny by default: a rule must select the source in `from`, the destination in `to`, and

@@ -38,6 +38,19 @@ pub fn case(name: &str) -> PathBuf {
     repo().join("tests/cases").join(name)
 }
 
+/// A fresh application directory whose `septa.toml` has one public subnet `edge/web` holding the
+/// test `echo` function, followed by `rest` (routes, issuers, key sets).
+pub fn echo_app(name: &str, rest: &str) -> tempfile::TempDir {
+    build_components();
+    let dir = tempfile::tempdir().unwrap();
+    let echo = repo().join("tests/components/target/wasm32-wasip2/release/echo.wasm");
+    let manifest = format!(
+        "septa_manifest_version = 1\n[application]\nname = \"{name}\"\n[segment.edge]\nsubnets = {{ web = \"public\" }}\n[function.echo]\nsource = {echo:?}\nplacement = \"edge/web\"\n{rest}"
+    );
+    std::fs::write(dir.path().join("septa.toml"), manifest).unwrap();
+    dir
+}
+
 /// A running `septa up`.
 pub struct Septa {
     child: Child,
