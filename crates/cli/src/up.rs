@@ -96,22 +96,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         DialTimeouts::default(),
     );
     host.set_outbound(Arc::new(mesh));
-    let mut gateway = Gateway::new(policy.clone(), host.clone(), flows.clone());
-    if policy.manifest().routes.iter().any(|r| r.auth.is_some()) {
-        let auth = septa_gateway::auth::RouteAuthAdmission::load(policy.manifest())?;
-        gateway = gateway.with_admission(Box::new(auth));
-    }
-    // After authentication, so a limit by principal counts the principal the host established.
-    if policy
-        .manifest()
-        .routes
-        .iter()
-        .any(|r| r.rate_limit.is_some())
-    {
-        gateway = gateway.with_admission(Box::new(septa_gateway::limits::RateLimitAdmission::new(
-            &policy,
-        )));
-    }
+    let gateway = Gateway::new(policy.clone(), host.clone(), flows.clone())?;
     let gateway = Arc::new(gateway);
     let workers = args
         .workers

@@ -20,6 +20,11 @@ path = "/small/..."
 function = "echo"
 max_body_kb = 1
 [[route]]
+id = "slow"
+path = "/slow/..."
+function = "echo"
+body_timeout_ms = 300
+[[route]]
 id = "default"
 path = "/..."
 function = "echo"
@@ -91,4 +96,36 @@ fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     );
     // Everyone else is still served.
     assert_eq!(septa.get("/x").status, 200);
+}
+
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_a_408() {
+    let (septa, _dir) = start();
+    let mut stream = TcpStream::connect(septa.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let start = Instant::now();
+    // Declares 100 bytes, sends 10, then trickles nothing.
+    stream
+        .write_all(b"POST /slow/x HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    // A body that arrives in time on the same route is served.
+    assert_eq!(septa.request("POST", "/slow/y", &[], "hello").status, 200);
+    let flows = septa.stop();
+    let f = flows.iter().find(|f| f["path"] == "/slow/x").unwrap();
+    assert_eq!(f["status"], 408, "{f}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("the request body did not arrive within 300 ms"),
+        "{f}"
+    );
 }

@@ -163,6 +163,18 @@ auth = { jwt = "main", scopes = ["admin"] }
 id = "open"
 path = "/open/..."
 function = "echo"
+[[route]]
+id = "tenant"
+path = "/tenant/..."
+function = "echo"
+auth = { jwt = "main", claims = { tenant = ["acme", "globex"], email_verified = true }, forward_claims = ["tenant", "email", "groups"] }
+rate_limit = { key = "claim:tenant", per_second = 1, burst = 2 }
+[[route]]
+id = "trial"
+path = "/trial/..."
+function = "echo"
+mode = "audit"
+auth = { jwt = "main", scopes = ["admin"] }
 "#,
     );
     std::fs::write(dir.path().join("jwks.json"), keys.jwks().to_string()).unwrap();
@@ -292,18 +304,28 @@ fn every_way_a_token_can_be_wrong_is_refused_and_recorded() {
             "jwt: missing scope `admin`",
         ),
         (
+            "claim mismatch",
+            keys.sign(
+                &ed,
+                &with(json!({ "tenant": "initech", "email_verified": true })),
+            ),
+            403,
+            "jwt: claim `tenant` is not \"acme\" or \"globex\"",
+        ),
+        (
             "garbage",
             "not.a.token".to_owned(),
             401,
             "jwt: malformed token",
         ),
     ];
+    let path_of = |name: &str| match name {
+        "missing scope" => "/admin/x".to_owned(),
+        "claim mismatch" => "/tenant/x".to_owned(),
+        _ => format!("/orders/{}", name.replace(' ', "-")),
+    };
     for (name, token, status, _) in &cases {
-        let path = if *name == "missing scope" {
-            "/admin/x".to_owned()
-        } else {
-            format!("/orders/{}", name.replace(' ', "-"))
-        };
+        let path = path_of(name);
         let r = call(&septa, &path, token);
         assert_eq!(r.status, *status, "{name}: {r:?}");
         let challenge = r.header("www-authenticate").unwrap_or_default();
@@ -322,11 +344,7 @@ fn every_way_a_token_can_be_wrong_is_refused_and_recorded() {
 
     let flows = septa.stop();
     for (name, _, status, reason) in &cases {
-        let path = if *name == "missing scope" {
-            "/admin/x".to_owned()
-        } else {
-            format!("/orders/{}", name.replace(' ', "-"))
-        };
+        let path = path_of(name);
         let f = flows
             .iter()
             .find(|f| f["path"] == path.as_str())
@@ -338,4 +356,115 @@ fn every_way_a_token_can_be_wrong_is_refused_and_recorded() {
             "{name}: {f}"
         );
     }
+}
+
+#[test]
+fn claims_authorize_reach_the_function_as_headers_and_key_rate_limits() {
+    let keys = Keys::generate();
+    let (septa, _dir) = start(&keys);
+    let ed = json!({ "alg": "EdDSA", "kid": "ed" });
+    let token = |sub: &str, tenant: &str, verified: bool| {
+        let mut c = claims();
+        c["sub"] = json!(sub);
+        c["tenant"] = json!(tenant);
+        c["email_verified"] = json!(verified);
+        c["email"] = json!(format!("{sub}@example.test"));
+        c["groups"] = json!(["buyers", "beta"]);
+        keys.sign(&ed, &c)
+    };
+
+    // Claims that match are forwarded as headers; a client's own `septa-claim-*` is dropped.
+    let r = septa.request(
+        "GET",
+        "/tenant/a",
+        &[
+            (
+                "authorization",
+                &format!("Bearer {}", token("alice", "acme", true)),
+            ),
+            ("septa-claim-tenant", "globex"),
+            ("Septa-Claim-Role", "admin"),
+        ],
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["septa-principal"], "alice", "{headers}");
+    assert_eq!(headers["septa-claim-tenant"], "acme", "{headers}");
+    assert_eq!(headers["septa-claim-email"], "alice@example.test");
+    assert_eq!(headers["septa-claim-groups"], r#"["buyers","beta"]"#);
+    assert!(headers.get("septa-claim-role").is_none(), "{headers}");
+    assert_eq!(r.header("ratelimit-limit"), Some("2"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("1"));
+
+    // A claim that does not match is a 403 and spends nothing of the tenant's bucket.
+    let r = call(&septa, "/tenant/b", &token("mallory", "acme", false));
+    assert_eq!(r.status, 403, "{r:?}");
+    // The bucket is the tenant's: bob shares acme's, carol's globex is untouched.
+    assert_eq!(
+        call(&septa, "/tenant/c", &token("bob", "acme", true)).status,
+        200
+    );
+    let limited = call(&septa, "/tenant/d", &token("alice", "acme", true));
+    assert_eq!(limited.status, 429, "{limited:?}");
+    assert_eq!(
+        call(&septa, "/tenant/e", &token("carol", "globex", true)).status,
+        200
+    );
+
+    let flows = septa.stop();
+    let f = flows.iter().find(|f| f["path"] == "/tenant/b").unwrap();
+    assert_eq!(
+        f["reason"],
+        "jwt: claim `email_verified` is not true (subject `mallory`)"
+    );
+    let f = flows.iter().find(|f| f["path"] == "/tenant/d").unwrap();
+    assert_eq!(f["status"], 429);
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("by claim:tenant (`claim:tenant=acme`)"),
+        "{f}"
+    );
+}
+
+#[test]
+fn a_route_in_audit_mode_lets_refusals_through_and_records_what_enforcing_would_do() {
+    let keys = Keys::generate();
+    let (septa, _dir) = start(&keys);
+    let ed = json!({ "alg": "EdDSA", "kid": "ed" });
+    let no_token = septa.get("/trial/anonymous");
+    assert_eq!(no_token.status, 200, "{no_token:?}");
+    assert!(no_token.json()["headers"].get("septa-principal").is_none());
+    let reader = call(&septa, "/trial/reader", &keys.sign(&ed, &claims()));
+    assert_eq!(reader.status, 200, "{reader:?}");
+    let mut admin = claims();
+    admin["scope"] = json!("admin");
+    let admin = call(&septa, "/trial/admin", &keys.sign(&ed, &admin));
+    assert_eq!(admin.status, 200);
+    assert_eq!(admin.json()["headers"]["septa-principal"], "alice");
+
+    let flows = septa.stop();
+    let flow = |path: &str| flows.iter().find(|f| f["path"] == path).unwrap().clone();
+    let f = flow("/trial/anonymous");
+    assert_eq!(f["verdict"], "audit", "{f}");
+    assert_eq!(f["rule"], "trial");
+    assert_eq!(f["status"], 200);
+    assert_eq!(
+        f["reason"],
+        "route `trial` is in audit mode; enforcing would answer 401: jwt: no bearer token"
+    );
+    let f = flow("/trial/reader");
+    assert_eq!(f["verdict"], "audit", "{f}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("enforcing would answer 403: jwt: missing scope `admin` (subject `alice`)"),
+        "{f}"
+    );
+    let f = flow("/trial/admin");
+    assert_eq!(f["verdict"], "allow", "{f}");
+    assert_eq!(f["rule"], "trial");
 }

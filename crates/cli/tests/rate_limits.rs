@@ -1,5 +1,6 @@
-//! Rate limits: a burst per consumer key, 429 with Retry-After past it, other consumers
-//! unaffected, and no fresh bucket for a client that rewrites `X-Forwarded-For`.
+//! Rate limits and client addresses: a burst per consumer key, 429 with Retry-After past it,
+//! other consumers unaffected, no fresh bucket for a client that rewrites `X-Forwarded-For`
+//! unless it came through a declared proxy, route source networks, and the gateway's ceiling.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -41,6 +42,15 @@ fn a_consumer_past_its_burst_gets_429_and_others_do_not() {
         })
         .collect();
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // Admitted responses say how much is left.
+    let fresh: Vec<String> = (0..3)
+        .map(|_| {
+            let r = septa.request("GET", "/consumer/c", &[("x-consumer", "carol")], "");
+            assert_eq!(r.header("ratelimit-limit"), Some("3"));
+            r.header("ratelimit-remaining").unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(fresh, ["2", "1", "0"]);
     let limited = septa.request("GET", "/consumer/again", &[("x-consumer", "alice")], "");
     assert_eq!(limited.status, 429);
     let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
@@ -79,4 +89,116 @@ fn a_spoofed_forwarded_for_buys_no_fresh_bucket() {
         })
         .collect();
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
+}
+
+#[test]
+fn source_networks_use_the_peer_unless_a_declared_proxy_vouches() {
+    // No trusted proxies: the loopback peer is the client, whatever it claims.
+    let dir = common::echo_app(
+        "sources",
+        r#"[[route]]
+id = "office"
+path = "/office/..."
+function = "echo"
+sources = ["198.51.100.0/24"]
+[[route]]
+id = "local"
+path = "/local/..."
+function = "echo"
+sources = ["127.0.0.0/8", "::1"]
+"#,
+    );
+    let septa = Septa::start(dir.path());
+    let spoofed = septa.request(
+        "GET",
+        "/office/x",
+        &[("x-forwarded-for", "198.51.100.7")],
+        "",
+    );
+    assert_eq!(spoofed.status, 403, "{spoofed:?}");
+    assert!(spoofed.header("www-authenticate").is_none());
+    assert_eq!(septa.get("/local/x").status, 200);
+    let flows = septa.stop();
+    let f = flows.iter().find(|f| f["path"] == "/office/x").unwrap();
+    assert_eq!(f["verdict"], "deny");
+    assert_eq!(f["client"], "127.0.0.1");
+    assert_eq!(
+        f["reason"],
+        "client address 127.0.0.1 is not in route `office`'s sources"
+    );
+
+    // Loopback declared as a trusted proxy: its `X-Forwarded-For` is walked from the right.
+    let dir = common::echo_app(
+        "proxied",
+        r#"[gateway]
+trusted_proxies = ["127.0.0.1/32", "10.0.0.0/8"]
+[[route]]
+id = "office"
+path = "/office/..."
+function = "echo"
+sources = ["198.51.100.0/24"]
+rate_limit = { key = "ip", per_second = 1, burst = 2 }
+"#,
+    );
+    let septa = Septa::start(dir.path());
+    let via = |chain: &str, path: &str| {
+        septa
+            .request("GET", path, &[("x-forwarded-for", chain)], "")
+            .status
+    };
+    // The client forged the left part; the proxies appended what they saw.
+    assert_eq!(
+        via("198.51.100.99, 203.0.113.5, 10.0.0.1", "/office/a"),
+        403
+    );
+    assert_eq!(via("203.0.113.5, 198.51.100.7, 10.0.0.1", "/office/b"), 200);
+    assert_eq!(via("198.51.100.7", "/office/c"), 200);
+    // Same client, same bucket, whatever it puts in front.
+    assert_eq!(via("1.2.3.4, 198.51.100.7", "/office/d"), 429);
+    assert_eq!(via("198.51.100.8", "/office/e"), 200);
+    let flows = septa.stop();
+    let f = flows.iter().find(|f| f["path"] == "/office/b").unwrap();
+    assert_eq!(f["client"], "198.51.100.7", "{f}");
+    let f = flows.iter().find(|f| f["path"] == "/office/a").unwrap();
+    assert_eq!(f["client"], "203.0.113.5", "{f}");
+}
+
+#[test]
+fn the_gateway_ceiling_covers_every_route_and_audit_mode_too() {
+    let dir = common::echo_app(
+        "ceiling",
+        r#"[gateway]
+rate_limit = { per_second = 1, burst = 3 }
+[[route]]
+id = "a"
+path = "/a/..."
+function = "echo"
+[[route]]
+id = "b"
+path = "/b/..."
+function = "echo"
+mode = "audit"
+rate_limit = { key = "ip", per_second = 1, burst = 1 }
+"#,
+    );
+    let septa = Septa::start(dir.path());
+    let statuses: Vec<u16> = ["/a/1", "/b/1", "/b/2", "/a/2", "/b/3"]
+        .iter()
+        .map(|p| septa.get(p).status)
+        .collect();
+    // `/b/2` is over route b's own limit, but b is in audit mode: it passes, recorded. The
+    // fourth and fifth requests are over the gateway's ceiling, which audit mode does not lift.
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let flows = septa.stop();
+    let f = flows.iter().find(|f| f["path"] == "/b/2").unwrap();
+    assert_eq!(f["verdict"], "audit", "{f}");
+    let f = flows.iter().find(|f| f["path"] == "/b/3").unwrap();
+    assert_eq!(f["verdict"], "deny", "{f}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("rate limit of the gateway: 1 per second, burst 3"),
+        "{f}"
+    );
 }

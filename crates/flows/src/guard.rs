@@ -87,6 +87,13 @@ impl FlowGuard {
         self.update(|record| record.method = Some(method))
     }
 
+    /// Sets the client address the gateway established (the peer, or what trusted proxies
+    /// forwarded for).
+    pub fn set_client(&mut self, client: impl Into<String>) -> &mut Self {
+        let client = client.into();
+        self.update(|record| record.client = Some(client))
+    }
+
     /// Sets the request path.
     pub fn set_path(&mut self, path: impl Into<String>) -> &mut Self {
         let path = path.into();

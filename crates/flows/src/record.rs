@@ -116,6 +116,9 @@ pub struct FlowRecord {
     /// The segment the flow belongs to, for filtering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
+    /// The client address of an ingress flow, as the gateway established it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 impl FlowRecord {
@@ -144,6 +147,7 @@ impl FlowRecord {
             latency_us: 0,
             route: None,
             segment: None,
+            client: None,
         }
     }
 }
@@ -193,6 +197,7 @@ mod tests {
             latency_us: 678,
             route: Some("/api/checkout".to_owned()),
             segment: Some("edge".to_owned()),
+            client: Some("203.0.113.9".to_owned()),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), record);

@@ -1,18 +1,23 @@
 //! The ingress phases, in the order a request meets them.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
+use septa_manifest::Mode;
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{CompiledRoute, Policy, RouteOutcome, Verdict};
 use septa_runtime::{Host, HyperOutgoingBody};
+
+use crate::auth::{Principal, RouteAuthAdmission};
+use crate::client::{ClientAddresses, SourceAdmission};
+use crate::limits::{GatewayCeiling, RateLimitAdmission};
 
 /// The identity the host sets on requests that came through the gateway.
 pub const GATEWAY_IDENTITY: &str = "gateway";
@@ -28,17 +33,32 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// A check every routed request passes before dispatch: authentication, authorization and rate
-/// limits plug in here, in the order they are registered.
+/// What the admission checks know about a routed request, and what they establish about it.
+pub struct Admit<'a> {
+    /// The route it matched.
+    pub route: &'a CompiledRoute,
+    /// The client's address: the peer, or what trusted proxies say it is.
+    pub client: IpAddr,
+    /// The request head, its `septa-*` headers already stripped.
+    pub request: &'a mut http::request::Parts,
+    /// Who authenticated, once a check has established it.
+    pub principal: Option<Principal>,
+    /// Headers for the response, whatever the function answers (rate-limit state, say).
+    pub response_headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+/// A check every routed request passes before dispatch: the gateway-wide ceiling, source
+/// networks, authentication and authorization, and rate limits plug in here, in the order they
+/// are registered.
 pub trait Admission: Send + Sync + 'static {
-    /// Admits the request to `route`, or says why not. May add headers for the function (the
-    /// authenticated principal, say) to `request`.
-    fn admit(
-        &self,
-        route: &CompiledRoute,
-        client: SocketAddr,
-        request: &mut http::request::Parts,
-    ) -> Result<(), Rejection>;
+    /// Admits the request, or says why not.
+    fn admit(&self, request: &mut Admit<'_>) -> Result<(), Rejection>;
+
+    /// Whether a route in `audit` mode still enforces this check. Only protections of the
+    /// gateway itself (its request ceiling) are; a route's own checks are not.
+    fn enforced_in_audit_mode(&self) -> bool {
+        false
+    }
 }
 
 /// Everything the ingress path needs, shared by every worker thread.
@@ -46,39 +66,60 @@ pub struct Gateway {
     policy: Arc<Policy>,
     host: Arc<Host>,
     flows: FlowLog,
+    clients: ClientAddresses,
     admission: Vec<Box<dyn Admission>>,
 }
 
 type GatewayBody = HyperOutgoingBody;
 
 impl Gateway {
-    /// A gateway for `policy`, dispatching to `host`, recording to `flows`.
-    pub fn new(policy: Arc<Policy>, host: Arc<Host>, flows: FlowLog) -> Self {
-        Self {
+    /// A gateway for `policy`, dispatching to `host`, recording to `flows`, with every check the
+    /// policy asks for, in the order they run: the gateway-wide ceiling (before anything
+    /// costly), route sources, authentication and authorization, then the route's rate limit
+    /// (after authentication, so a limit by principal or claim counts what the host
+    /// established). Fails if a JWKS or API key file cannot be loaded.
+    pub fn new(
+        policy: Arc<Policy>,
+        host: Arc<Host>,
+        flows: FlowLog,
+    ) -> Result<Self, crate::auth::AuthLoadError> {
+        let manifest = policy.manifest();
+        let routes = &manifest.routes;
+        let mut checks: Vec<Box<dyn Admission>> = Vec::new();
+        if let Some(limit) = &manifest.gateway.rate_limit {
+            checks.push(Box::new(GatewayCeiling::new(limit.clone())));
+        }
+        if routes.iter().any(|r| !r.sources.is_empty()) {
+            checks.push(Box::new(SourceAdmission));
+        }
+        if routes.iter().any(|r| r.auth.is_some()) {
+            checks.push(Box::new(RouteAuthAdmission::load(manifest)?));
+        }
+        if routes.iter().any(|r| r.rate_limit.is_some()) {
+            checks.push(Box::new(RateLimitAdmission::new(&policy)));
+        }
+        Ok(Self {
+            clients: ClientAddresses::new(&manifest.gateway),
             policy,
             host,
             flows,
-            admission: Vec::new(),
-        }
+            admission: checks,
+        })
     }
 
-    /// Adds an admission check, run after routing and before dispatch.
-    pub fn with_admission(mut self, check: Box<dyn Admission>) -> Self {
-        self.admission.push(check);
-        self
-    }
-
-    /// Handles one request from `client`. Never fails: every refusal is a response.
+    /// Handles one request from `peer`. Never fails: every refusal is a response.
     pub async fn handle(
         &self,
-        client: SocketAddr,
+        peer: SocketAddr,
         request: Request<Incoming>,
     ) -> Result<Response<GatewayBody>, Infallible> {
         let mut flow = self
             .flows
             .guard(FlowKind::Ingress, GATEWAY_IDENTITY, "unrouted");
         let (mut parts, body) = request.into_parts();
-        flow.set_method(parts.method.as_str());
+        let client = self.clients.resolve(peer.ip(), &parts.headers);
+        flow.set_method(parts.method.as_str())
+            .set_client(client.to_string());
 
         // 1. Normalize: one canonical path for routing, policy and the function, or a 400.
         let target = parts
@@ -136,20 +177,59 @@ impl Gateway {
         // 3. Identity is the host's to set: drop whatever the client claimed.
         septa_runtime::strip_identity_headers(&mut parts.headers);
 
-        // 4. Admit: authentication, authorization, rate limits (none registered yet).
+        // 4. Admit: the gateway's ceiling, source networks, authentication, authorization and
+        //    rate limits. A route in audit mode records what would have been refused instead.
+        let mut admit = Admit {
+            route,
+            client,
+            request: &mut parts,
+            principal: None,
+            response_headers: Vec::new(),
+        };
+        let mut would_refuse: Option<Rejection> = None;
         for check in &self.admission {
-            if let Err(rejection) = check.admit(route, client, &mut parts) {
-                let headers: Vec<_> = rejection.headers.clone();
+            if let Err(rejection) = check.admit(&mut admit) {
+                if route.mode == Mode::Audit && !check.enforced_in_audit_mode() {
+                    would_refuse.get_or_insert(rejection);
+                    continue;
+                }
+                let mut headers = rejection.headers;
+                headers.extend(admit.response_headers);
                 return Ok(refuse(flow, rejection.status, &rejection.reason, &headers));
             }
         }
-        let rule = decision.rule.as_ref().map(ToString::to_string);
-        let verdict = match decision.verdict {
-            Verdict::Allow => FlowVerdict::Allow,
-            Verdict::Audit => FlowVerdict::Audit,
-            Verdict::Deny => FlowVerdict::Deny,
+        let Admit {
+            principal,
+            response_headers,
+            ..
+        } = admit;
+        if let Some(principal) = &principal {
+            let forward = route.auth.as_ref().map_or(&[][..], |a| &a.forward_claims);
+            for (name, value) in principal.headers(forward) {
+                parts.headers.insert(name, value);
+            }
+        }
+        match would_refuse {
+            Some(rejection) => flow.set_decision(
+                FlowVerdict::Audit,
+                Some(route.id.to_string()),
+                format!(
+                    "route `{}` is in audit mode; enforcing would answer {}: {}",
+                    route.id,
+                    rejection.status.as_u16(),
+                    rejection.reason
+                ),
+            ),
+            None => {
+                let rule = decision.rule.as_ref().map(ToString::to_string);
+                let verdict = match decision.verdict {
+                    Verdict::Allow => FlowVerdict::Allow,
+                    Verdict::Audit => FlowVerdict::Audit,
+                    Verdict::Deny => FlowVerdict::Deny,
+                };
+                flow.set_decision(verdict, rule, decision.reason.to_string())
+            }
         };
-        flow.set_decision(verdict, rule, decision.reason.to_string());
 
         // 5. Dispatch to a fresh instance, with the path the policy decided on.
         parts.headers.insert(
@@ -196,15 +276,26 @@ impl Gateway {
         }
         let limit = usize::try_from(route.max_body_bytes).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit).map_err(body_limit_error as fn(_) -> _);
+        let request = Request::from_parts(parts, body);
         match self
             .host
-            .handle_flow(route.function, 0, Request::from_parts(parts, body), flow)
+            .handle_flow(route.function, 0, request, Some(route.body_timeout), flow)
             .await
         {
-            Ok(response) => Ok(response),
+            Ok(mut response) => {
+                for (name, value) in response_headers {
+                    response.headers_mut().insert(name, value);
+                }
+                Ok(response)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "function failed");
-                Ok(json_error(e.status(), &e.to_string(), &[]))
+                let mut headers = response_headers;
+                if e.status() == StatusCode::REQUEST_TIMEOUT {
+                    // The rest of a body that did not arrive in time is not worth waiting for.
+                    headers.push((CONNECTION, HeaderValue::from_static("close")));
+                }
+                Ok(json_error(e.status(), &e.to_string(), &headers))
             }
         }
     }

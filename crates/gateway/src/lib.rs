@@ -5,9 +5,10 @@
 //! accepted it, and every request, refused or served, is one flow record.
 
 pub mod auth;
+pub mod client;
 pub mod ingress;
 pub mod limits;
 pub mod server;
 
-pub use ingress::{Admission, Gateway, Rejection};
+pub use ingress::{Admission, Admit, Gateway, Rejection};
 pub use server::{ConnectionLimits, Listening, serve};

@@ -1,22 +1,22 @@
-//! Rate limits: a GCRA token bucket per route and consumer key, with bounded memory.
+//! Rate limits: a GCRA token bucket per route and consumer key, with bounded memory, under a
+//! gateway-wide ceiling.
 //!
 //! The key is taken after authentication and normalization, from what the host established:
-//! the peer address (a client-supplied `X-Forwarded-For` buys nothing), the authenticated
-//! principal, or a header the route names. When a route's key table is full and nothing in it
+//! the client address (a client-supplied `X-Forwarded-For` buys nothing unless it came through
+//! a declared trusted proxy), the authenticated principal or one of its verified claims, or a
+//! header the route names. When a route's key table is full and nothing in it
 //! has expired, new keys are refused rather than old buckets reset, so flooding keys cannot
 //! buy anyone a fresh bucket.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use septa_manifest::{RateLimit, RateLimitKey};
-use septa_policy::{CompiledRoute, Policy};
+use septa_policy::Policy;
 
-use crate::auth::PRINCIPAL_HEADER;
-use crate::{Admission, Rejection};
+use crate::{Admission, Admit, Rejection};
 
 /// Keys one route remembers at most.
 const MAX_KEYS: usize = 100_000;
@@ -32,12 +32,30 @@ struct Buckets {
 }
 
 enum Outcome {
-    Admitted,
-    Limited { retry_after: Duration },
+    /// Admitted, with this many more requests admissible at once and the time until the key's
+    /// bucket is full again.
+    Admitted {
+        remaining: u64,
+        reset: Duration,
+    },
+    Limited {
+        retry_after: Duration,
+    },
     Full,
 }
 
 impl Buckets {
+    fn new(limit: RateLimit) -> Self {
+        let interval = Duration::from_secs(1) / limit.per_second;
+        let tolerance = interval * (limit.burst - 1);
+        Self {
+            limit,
+            interval,
+            tolerance,
+            tat: HashMap::new(),
+        }
+    }
+
     fn check(&mut self, key: &str, now: Instant) -> Outcome {
         if !self.tat.contains_key(key) && self.tat.len() >= MAX_KEYS {
             self.tat.retain(|_, tat| *tat > now);
@@ -51,9 +69,67 @@ impl Buckets {
                 retry_after: tat - (now + self.tolerance),
             };
         }
-        self.tat.insert(key.to_owned(), tat + self.interval);
-        Outcome::Admitted
+        let next = tat + self.interval;
+        match self.tat.get_mut(key) {
+            Some(slot) => *slot = next,
+            None => {
+                self.tat.insert(key.to_owned(), next);
+            }
+        }
+        let headroom = (now + self.tolerance + self.interval).saturating_duration_since(next);
+        Outcome::Admitted {
+            remaining: (headroom.as_nanos() / self.interval.as_nanos().max(1)) as u64,
+            reset: next - now,
+        }
     }
+
+    /// Checks `key`, answering a refusal with the standard headers and `what` in the reason.
+    fn admit(
+        &mut self,
+        key: &str,
+        what: &str,
+        response_headers: &mut Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<(), Rejection> {
+        let outcome = self.check(key, Instant::now());
+        let limit = &self.limit;
+        let burst = limit.burst.to_string();
+        match outcome {
+            Outcome::Admitted { remaining, reset } => {
+                response_headers.extend([
+                    header("ratelimit-limit", burst),
+                    header("ratelimit-remaining", remaining.to_string()),
+                    header("ratelimit-reset", seconds(reset).to_string()),
+                ]);
+                Ok(())
+            }
+            Outcome::Limited { retry_after } => {
+                let seconds = seconds(retry_after).to_string();
+                Err(Rejection {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    headers: vec![
+                        header("retry-after", seconds.clone()),
+                        header("ratelimit-limit", burst),
+                        header("ratelimit-remaining", "0".to_owned()),
+                        header("ratelimit-reset", seconds),
+                    ],
+                    reason: format!(
+                        "rate limit of {what}: {} per second, burst {}, by {} (`{key}`)",
+                        limit.per_second, limit.burst, limit.key
+                    ),
+                })
+            }
+            Outcome::Full => Err(Rejection {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                headers: vec![header("retry-after", "1".to_owned())],
+                reason: format!("rate limit of {what}: its key table is full"),
+            }),
+        }
+    }
+}
+
+/// Whole seconds, rounded up, as `Retry-After` and `RateLimit-Reset` count them.
+fn seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// The rate limits of every route that declares one.
@@ -68,37 +144,52 @@ impl RateLimitAdmission {
             .routes()
             .filter_map(|r| {
                 let limit = r.rate_limit.clone()?;
-                let interval = Duration::from_secs(1) / limit.per_second;
-                let tolerance = interval * (limit.burst - 1);
-                Some((
-                    r.id.to_string(),
-                    Mutex::new(Buckets {
-                        limit,
-                        interval,
-                        tolerance,
-                        tat: HashMap::new(),
-                    }),
-                ))
+                Some((r.id.to_string(), Mutex::new(Buckets::new(limit))))
             })
             .collect();
         Self { routes }
     }
 }
 
-fn key_of(limit: &RateLimit, client: SocketAddr, request: &http::request::Parts) -> String {
-    let header = |name: &str| {
-        request
-            .headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
+fn unavailable() -> Rejection {
+    Rejection {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        headers: Vec::new(),
+        reason: "rate limiter unavailable".to_owned(),
+    }
+}
+
+fn key_of(limit: &RateLimit, admit: &Admit<'_>) -> String {
+    let ip = || format!("ip:{}", admit.client);
     match &limit.key {
-        RateLimitKey::Ip => format!("ip:{}", client.ip()),
+        RateLimitKey::Ip => ip(),
         // A route without authentication has no principal: its callers share the address key.
-        RateLimitKey::Principal => header(PRINCIPAL_HEADER)
-            .map(|p| format!("principal:{p}"))
-            .unwrap_or_else(|| format!("ip:{}", client.ip())),
-        RateLimitKey::Header(name) => format!("header:{}", header(name).unwrap_or_default()),
+        RateLimitKey::Principal | RateLimitKey::ApiKey => admit
+            .principal
+            .as_ref()
+            .map(|p| format!("principal:{}", p.name))
+            .unwrap_or_else(ip),
+        // Tokens without the claim share one bucket: leaving it out buys nothing.
+        RateLimitKey::Claim(claim) => {
+            let value = admit
+                .principal
+                .as_ref()
+                .and_then(|p| p.claims.as_ref())
+                .and_then(|c| c.text(claim));
+            match value {
+                Some(v) => format!("claim:{claim}={v}"),
+                None => format!("claim:{claim}"),
+            }
+        }
+        RateLimitKey::Header(name) => format!(
+            "header:{}",
+            admit
+                .request
+                .headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .unwrap_or_default()
+        ),
         RateLimitKey::Route => "route".to_owned(),
     }
 }
@@ -111,47 +202,45 @@ fn header(name: &'static str, value: String) -> (HeaderName, HeaderValue) {
 }
 
 impl Admission for RateLimitAdmission {
-    fn admit(
-        &self,
-        route: &CompiledRoute,
-        client: SocketAddr,
-        request: &mut http::request::Parts,
-    ) -> Result<(), Rejection> {
-        let Some(buckets) = self.routes.get(route.id.as_str()) else {
+    fn admit(&self, admit: &mut Admit<'_>) -> Result<(), Rejection> {
+        let Some(buckets) = self.routes.get(admit.route.id.as_str()) else {
             return Ok(());
         };
         let Ok(mut buckets) = buckets.lock() else {
-            return Err(Rejection {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                headers: Vec::new(),
-                reason: "rate limiter unavailable".to_owned(),
-            });
+            return Err(unavailable());
         };
-        let key = key_of(&buckets.limit, client, request);
-        let limit = buckets.limit.clone();
-        match buckets.check(&key, Instant::now()) {
-            Outcome::Admitted => Ok(()),
-            Outcome::Limited { retry_after } => {
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                Err(Rejection {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    headers: vec![
-                        header("retry-after", seconds.to_string()),
-                        header("ratelimit-limit", limit.burst.to_string()),
-                        header("ratelimit-remaining", "0".to_owned()),
-                        header("ratelimit-reset", seconds.to_string()),
-                    ],
-                    reason: format!(
-                        "rate limit of route `{}`: {} per second, burst {}, by {} (`{key}`)",
-                        route.id, limit.per_second, limit.burst, limit.key
-                    ),
-                })
-            }
-            Outcome::Full => Err(Rejection {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                headers: vec![header("retry-after", "1".to_owned())],
-                reason: format!("rate limit of route `{}`: its key table is full", route.id),
-            }),
+        let key = key_of(&buckets.limit, admit);
+        let what = format!("route `{}`", admit.route.id);
+        buckets.admit(&key, &what, &mut admit.response_headers)
+    }
+}
+
+/// `[gateway] rate_limit`: one bucket for every routed request, checked before anything that
+/// costs (token verification), and enforced on routes in audit mode too.
+pub struct GatewayCeiling {
+    buckets: Mutex<Buckets>,
+}
+
+impl GatewayCeiling {
+    /// The ceiling `limit` declares.
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            buckets: Mutex::new(Buckets::new(limit)),
         }
+    }
+}
+
+impl Admission for GatewayCeiling {
+    fn admit(&self, _: &mut Admit<'_>) -> Result<(), Rejection> {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Err(unavailable());
+        };
+        // The route's own limit, when it has one, sets the headers the client sees.
+        let mut ignored = Vec::new();
+        buckets.admit("gateway", "the gateway", &mut ignored)
+    }
+
+    fn enforced_in_audit_mode(&self) -> bool {
+        true
     }
 }

@@ -107,6 +107,31 @@ pub(crate) struct RawRoute {
     pub max_body_kb: Option<Spanned<u32>>,
     #[serde(default)]
     pub rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    pub sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub body_timeout_ms: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub client_ip_header: Option<Spanned<String>>,
+    #[serde(default)]
+    pub rate_limit: Option<RawRateCeiling>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateCeiling {
+    pub per_second: Spanned<u32>,
+    #[serde(default)]
+    pub burst: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +152,26 @@ pub(crate) struct RawRouteAuth {
     pub api_key: Option<Spanned<String>>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, Spanned<RawClaimMatch>>,
+    #[serde(default)]
+    pub forward_claims: Vec<Spanned<String>>,
+}
+
+/// `claim = value` or `claim = [value, ...]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawClaimMatch {
+    One(RawClaimValue),
+    AnyOf(Vec<RawClaimValue>),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(crate) enum RawClaimValue {
+    String(String),
+    Integer(i64),
+    Bool(bool),
 }
 
 #[derive(Deserialize)]

@@ -114,7 +114,7 @@ pub(crate) async fn call(
     };
     let request = http::Request::from_parts(parts, body);
     match host
-        .handle_flow(callee, caller.depth + 1, request, flow)
+        .handle_flow(callee, caller.depth + 1, request, None, flow)
         .await
     {
         Ok(response) => Ok(response),

@@ -62,6 +62,12 @@ pub struct CompiledRoute {
     pub max_body_bytes: u64,
     /// Its rate limit, if any.
     pub rate_limit: Option<septa_manifest::RateLimit>,
+    /// Client networks it admits; empty admits every address.
+    pub sources: Vec<ipnet::IpNet>,
+    /// `audit` lets requests its checks would refuse through, recorded as `audit`.
+    pub mode: septa_manifest::Mode,
+    /// How long a client has to send the whole request body.
+    pub body_timeout: std::time::Duration,
 }
 
 /// One allow rule connecting two functions, as the mesh index holds it.
@@ -231,6 +237,9 @@ impl Policy {
                 auth: r.auth.clone(),
                 max_body_bytes: r.max_body_bytes,
                 rate_limit: r.rate_limit.clone(),
+                sources: r.sources.clone(),
+                mode: r.mode,
+                body_timeout: std::time::Duration::from_millis(u64::from(r.body_timeout_ms)),
             };
             match by_pattern.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {

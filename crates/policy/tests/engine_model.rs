@@ -173,6 +173,7 @@ fn manifest(spec: &Spec) -> Manifest {
         dir: PathBuf::from("."),
         application: name("model"),
         ceiling: CeilingSpec::default(),
+        gateway: Default::default(),
         segments,
         groups: BTreeMap::new(),
         functions,

@@ -6,8 +6,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -51,6 +52,68 @@ impl<B> Drop for RecordedBody<B> {
     fn drop(&mut self) {
         // A client that goes away mid-stream still gets its flow recorded, exactly once.
         drop(self.take_guard());
+    }
+}
+
+/// A request body that must arrive within a time limit. Past it, a function waiting for more of
+/// the body reads `connection-read-timeout` and the host answers 408 for the request, so a
+/// client trickling a body cannot hold an instance beyond the limit.
+pub struct DeadlineBody<B> {
+    inner: B,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl<B> DeadlineBody<B> {
+    /// Wraps `inner`, which must end within `limit` from now (`None`: no limit). The flag
+    /// returned is set if it did not.
+    pub fn new(inner: B, limit: Option<Duration>) -> (Self, Arc<AtomicBool>) {
+        let expired = Arc::new(AtomicBool::new(false));
+        let body = Self {
+            inner,
+            deadline: limit.map(|l| Box::pin(tokio::time::sleep(l))),
+            expired: expired.clone(),
+        };
+        (body, expired)
+    }
+}
+
+impl<B> Body for DeadlineBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                let passed = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                if !passed {
+                    return Poll::Pending;
+                }
+                this.expired.store(true, Ordering::Relaxed);
+                this.deadline = None;
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -19,7 +19,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use http_body_util::BodyExt;
 use septa_flows::FlowGuard;
 
-use crate::body::{CountedBody, RecordedBody};
+use crate::body::{CountedBody, DeadlineBody, RecordedBody};
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::state::State;
 use crate::{Caller, Outbound};
@@ -100,6 +100,12 @@ pub enum InvokeError {
         /// The function.
         function: String,
     },
+    /// The client did not send the whole request body in time.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    BodyTimeout {
+        /// The limit.
+        timeout_ms: u128,
+    },
     /// The host could not set up the request.
     #[error("function `{function}`: {message}")]
     Host {
@@ -116,6 +122,7 @@ impl InvokeError {
         match self {
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -301,12 +308,14 @@ impl Host {
     /// Runs function `id` as flow `flow`: the request's bytes are counted, and the flow is
     /// recorded when the response body ends; on failure it is recorded at once, with the error
     /// as its status and appended to its reason, and the error is returned for the caller to
-    /// answer with.
+    /// answer with. A body that has not arrived within `body_timeout` fails the request with
+    /// [`InvokeError::BodyTimeout`], whatever the function made of it.
     pub async fn handle_flow<B>(
         &self,
         id: FunctionId,
         depth: u8,
         request: hyper::Request<B>,
+        body_timeout: Option<std::time::Duration>,
         mut flow: FlowGuard,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
     where
@@ -314,11 +323,17 @@ impl Host {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let (parts, body) = request.into_parts();
+        let (body, expired) = DeadlineBody::new(body, body_timeout);
         let (body, bytes_in) = CountedBody::new(body);
-        match self
+        let mut outcome = self
             .handle(id, depth, hyper::Request::from_parts(parts, body))
-            .await
-        {
+            .await;
+        if expired.load(Ordering::Relaxed) {
+            outcome = Err(InvokeError::BodyTimeout {
+                timeout_ms: body_timeout.unwrap_or_default().as_millis(),
+            });
+        }
+        match outcome {
             Ok(response) => {
                 flow.set_status(response.status().as_u16());
                 let (parts, body) = response.into_parts();

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-pub use body::{CountedBody, RecordedBody};
+pub use body::{CountedBody, DeadlineBody, RecordedBody};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
 pub use host::{Host, InvokeError, LoadError, LoadReport};

@@ -3,14 +3,14 @@
 //! algorithm must be one the issuer lists and must match the key its `kid` names.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
     UnparsedPublicKey,
 };
-use septa_manifest::{JwtAlgorithm, JwtIssuer};
+use septa_manifest::{ClaimMatch, ClaimValue, JwtAlgorithm, JwtIssuer};
 use serde_json::Value;
 
 use super::base64url;
@@ -60,12 +60,13 @@ pub enum JwtError {
     Audience,
 }
 
-/// The claims of a verified token that the gateway uses.
+/// The claims of a verified token. Cheap to clone: the payload is shared.
 #[derive(Clone, Debug)]
 pub struct Claims {
     sub: String,
     scopes: Vec<String>,
     exp: u64,
+    payload: Arc<serde_json::Map<String, Value>>,
 }
 
 impl Claims {
@@ -77,6 +78,36 @@ impl Claims {
     /// The scopes of `scope` (space-separated) and `scp` (array or string).
     pub fn scopes(&self) -> Vec<&str> {
         self.scopes.iter().map(String::as_str).collect()
+    }
+
+    /// A claim of the payload.
+    pub fn get(&self, claim: &str) -> Option<&Value> {
+        self.payload.get(claim)
+    }
+
+    /// Whether the claim equals one of the match's values, or, being an array, holds one.
+    pub fn matches(&self, want: &ClaimMatch) -> bool {
+        let equals = |v: &Value| {
+            want.any_of.iter().any(|w| match (w, v) {
+                (ClaimValue::String(w), Value::String(v)) => w == v,
+                (ClaimValue::Integer(w), Value::Number(v)) => v.as_i64() == Some(*w),
+                (ClaimValue::Bool(w), Value::Bool(v)) => w == v,
+                _ => false,
+            })
+        };
+        match self.get(&want.claim) {
+            Some(Value::Array(items)) => items.iter().any(equals),
+            Some(v) => equals(v),
+            None => false,
+        }
+    }
+
+    /// A claim as a header value would carry it: strings as they are, anything else as JSON.
+    pub fn text(&self, claim: &str) -> Option<String> {
+        match self.get(claim)? {
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
     }
 }
 
@@ -292,14 +323,19 @@ impl JwtVerifier {
             }
             _ => {}
         }
+        let Value::Object(payload) = payload else {
+            return Err(JwtError::Malformed);
+        };
+        let sub = payload
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         Ok(Claims {
-            sub: payload
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            sub,
             scopes,
             exp,
+            payload: Arc::new(payload),
         })
     }
 }

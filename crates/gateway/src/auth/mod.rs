@@ -1,22 +1,57 @@
 //! Authentication and authorization at the gateway: JWT bearer tokens checked against a
-//! route's issuer and scopes, plugged in as an [`crate::Admission`] check.
+//! route's issuer, scopes and claims, or API keys, plugged in as an [`crate::Admission`] check.
+//! What it establishes is a [`Principal`], which the ingress hands to the function as headers.
 
 mod base64url;
 pub mod jwt;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use septa_manifest::{ApiKey, ApiKeySet, AuthMethod, Manifest};
-use septa_policy::CompiledRoute;
 
-use crate::{Admission, Rejection};
-use jwt::{JwtError, JwtVerifier};
+use crate::{Admission, Admit, Rejection};
+use jwt::{Claims, JwtError, JwtVerifier};
 
 /// The header carrying the authenticated principal (`sub`) to the function.
 pub const PRINCIPAL_HEADER: &str = "septa-principal";
+
+/// The prefix of the headers carrying a route's `forward_claims` to the function.
+pub const CLAIM_HEADER_PREFIX: &str = "septa-claim-";
+
+/// Who a request authenticated as: a token's subject with its claims, or a key's consumer.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// `sub`, or the API key's consumer.
+    pub name: String,
+    /// The verified token's claims; `None` for an API key.
+    pub claims: Option<Claims>,
+}
+
+impl Principal {
+    /// The headers the function gets: the principal, and each of `forward` the token carries.
+    pub fn headers(&self, forward: &[String]) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::new();
+        if let Ok(value) = HeaderValue::from_str(&self.name) {
+            out.push((HeaderName::from_static(PRINCIPAL_HEADER), value));
+        }
+        let Some(claims) = &self.claims else {
+            return out;
+        };
+        for claim in forward {
+            let name = format!("{CLAIM_HEADER_PREFIX}{}", claim.to_ascii_lowercase());
+            let (Ok(name), Some(Ok(value))) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                claims.text(claim).map(|t| HeaderValue::from_str(&t)),
+            ) else {
+                continue;
+            };
+            out.push((name, value));
+        }
+        out
+    }
+}
 
 /// Checks routes' `auth`: a valid bearer token from the route's issuer with every scope, or a
 /// known API key.
@@ -60,11 +95,7 @@ impl RouteAuthAdmission {
         })
     }
 
-    fn admit_api_key(
-        &self,
-        set: &str,
-        request: &mut http::request::Parts,
-    ) -> Result<(), Rejection> {
+    fn admit_api_key(&self, set: &str, admit: &mut Admit<'_>) -> Result<(), Rejection> {
         let Some(keys) = self.key_sets.get(set) else {
             return Err(challenge(
                 "ApiKey",
@@ -72,7 +103,8 @@ impl RouteAuthAdmission {
                 None,
             ));
         };
-        let Some(presented) = request
+        let Some(presented) = admit
+            .request
             .headers
             .get(API_KEY_HEADER)
             .map(HeaderValue::as_bytes)
@@ -90,9 +122,10 @@ impl RouteAuthAdmission {
                 Some("invalid_key"),
             ));
         };
-        if let Ok(value) = HeaderValue::from_str(consumer) {
-            request.headers.insert(PRINCIPAL_HEADER, value);
-        }
+        admit.principal = Some(Principal {
+            name: consumer.to_owned(),
+            claims: None,
+        });
         Ok(())
     }
 }
@@ -184,18 +217,26 @@ fn challenge(scheme: &str, reason: String, error: Option<&str>) -> Rejection {
     }
 }
 
+/// A 403 for a token that is valid but not enough: the challenge says `insufficient_scope`
+/// (RFC 6750) whether a scope or a claim was missing; the flow records which.
+fn insufficient(reason: String) -> Rejection {
+    Rejection {
+        status: StatusCode::FORBIDDEN,
+        headers: vec![(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"septa\", error=\"insufficient_scope\""),
+        )],
+        reason,
+    }
+}
+
 impl Admission for RouteAuthAdmission {
-    fn admit(
-        &self,
-        route: &CompiledRoute,
-        _client: SocketAddr,
-        request: &mut http::request::Parts,
-    ) -> Result<(), Rejection> {
-        let Some(auth) = &route.auth else {
+    fn admit(&self, admit: &mut Admit<'_>) -> Result<(), Rejection> {
+        let Some(auth) = &admit.route.auth else {
             return Ok(());
         };
         let issuer = match &auth.method {
-            AuthMethod::ApiKey(set) => return self.admit_api_key(set.as_str(), request),
+            AuthMethod::ApiKey(set) => return self.admit_api_key(set.as_str(), admit),
             AuthMethod::Jwt(issuer) => issuer,
         };
         let Some(verifier) = self.verifiers.get(issuer.as_str()) else {
@@ -204,7 +245,8 @@ impl Admission for RouteAuthAdmission {
                 None,
             ));
         };
-        let token = request
+        let token = admit
+            .request
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -220,23 +262,24 @@ impl Admission for RouteAuthAdmission {
             .map_err(|e| unauthorized(format!("jwt: {e}"), Some("invalid_token")))?;
         let granted = claims.scopes();
         if let Some(missing) = auth.scopes.iter().find(|s| !granted.contains(&s.as_str())) {
-            return Err(Rejection {
-                status: StatusCode::FORBIDDEN,
-                headers: vec![(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        "Bearer realm=\"septa\", error=\"insufficient_scope\"",
-                    ),
-                )],
-                reason: format!(
-                    "jwt: missing scope `{missing}` (subject `{}`)",
-                    claims.subject()
-                ),
-            });
+            return Err(insufficient(format!(
+                "jwt: missing scope `{missing}` (subject `{}`)",
+                claims.subject()
+            )));
         }
-        if let Ok(sub) = HeaderValue::from_str(claims.subject()) {
-            request.headers.insert(PRINCIPAL_HEADER, sub);
+        if let Some(failed) = auth.claims.iter().find(|m| !claims.matches(m)) {
+            let wanted: Vec<String> = failed.any_of.iter().map(ToString::to_string).collect();
+            return Err(insufficient(format!(
+                "jwt: claim `{}` is not {} (subject `{}`)",
+                failed.claim,
+                wanted.join(" or "),
+                claims.subject()
+            )));
         }
+        admit.principal = Some(Principal {
+            name: claims.subject().to_owned(),
+            claims: Some(claims),
+        });
         Ok(())
     }
 }

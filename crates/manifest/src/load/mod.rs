@@ -17,10 +17,11 @@ use crate::raw::*;
 /// The manifest's file name inside an application directory.
 pub const MANIFEST_FILE: &str = "septa.toml";
 
-const TOP_LEVEL_KEYS: [&str; 12] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "septa_manifest_version",
     "application",
     "ceiling",
+    "gateway",
     "segment",
     "group",
     "function",
@@ -78,6 +79,7 @@ struct Sections {
     version: Option<Spanned<i64>>,
     application: Option<RawApplication>,
     ceiling: RawCeiling,
+    gateway: RawGateway,
     segments: Vec<(Spanned<String>, RawSegment)>,
     groups: Vec<(Spanned<String>, RawGroup)>,
     functions: Vec<(Spanned<String>, RawFunction)>,
@@ -152,6 +154,7 @@ impl Loader {
                 },
                 "application" => s.application = self.entry(value),
                 "ceiling" => s.ceiling = self.entry(value).unwrap_or_default(),
+                "gateway" => s.gateway = self.entry(value).unwrap_or_default(),
                 "segment" => s.segments = self.named_entries("segment", value),
                 "group" => s.groups = self.named_entries("group", value),
                 "function" => s.functions = self.named_entries("function", value),

@@ -131,10 +131,26 @@ impl Loader {
             };
             let rate_limit = match &r.rate_limit {
                 None => None,
-                Some(raw) => match self.rate_limit(raw) {
+                Some(raw) => match self.rate_limit(raw, auth.as_ref()) {
                     Some(limit) => Some(limit),
                     None => continue,
                 },
+            };
+            let sources = self.ip_nets(&r.sources);
+            let body_timeout_ms = match &r.body_timeout_ms {
+                None => Route::DEFAULT_BODY_TIMEOUT_MS,
+                Some(ms) if *ms.get_ref() == 0 || *ms.get_ref() > Route::MAX_BODY_TIMEOUT_MS => {
+                    self.error(
+                        &ms.span(),
+                        format!(
+                            "`body_timeout_ms` must be between 1 and {}, not {}",
+                            Route::MAX_BODY_TIMEOUT_MS,
+                            ms.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                Some(ms) => *ms.get_ref(),
             };
             let (Some(id), Some(f)) = (id, functions.get(function.as_str())) else {
                 continue;
@@ -147,6 +163,9 @@ impl Loader {
                 auth,
                 max_body_bytes,
                 rate_limit,
+                sources,
+                mode: r.mode.unwrap_or_default(),
+                body_timeout_ms,
                 location: *at,
             });
         }
@@ -226,48 +245,73 @@ impl Loader {
         out
     }
 
-    fn rate_limit(&mut self, raw: &RawRateLimit) -> Option<RateLimit> {
-        let key = match raw.key.get_ref().as_str() {
+    fn rate_limit(&mut self, raw: &RawRateLimit, auth: Option<&RouteAuth>) -> Option<RateLimit> {
+        let text = raw.key.get_ref().as_str();
+        let key = match text {
             "ip" => RateLimitKey::Ip,
             "principal" => RateLimitKey::Principal,
             "route" => RateLimitKey::Route,
-            other => match other.strip_prefix("header:") {
-                Some(h)
-                    if !h.is_empty()
-                        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-                {
+            "api_key" => RateLimitKey::ApiKey,
+            other => match (other.strip_prefix("header:"), other.strip_prefix("claim:")) {
+                (Some(h), _) if http_header_name(h).is_some() => {
                     RateLimitKey::Header(h.to_ascii_lowercase())
                 }
+                (_, Some(c)) if claim_name(c) => RateLimitKey::Claim(c.to_owned()),
                 _ => {
                     self.error_help(
                         &raw.key.span(),
                         format!("unknown rate limit key `{other}`"),
-                        "keys are `ip`, `principal`, `route` and `header:NAME`",
+                        "keys are `ip`, `principal`, `api_key`, `claim:NAME`, `header:NAME` and `route`",
                     );
                     return None;
                 }
             },
         };
-        let per_second = *raw.per_second.get_ref();
-        if per_second == 0 || per_second > 1_000_000 {
-            self.error(
-                &raw.per_second.span(),
-                "`per_second` must be between 1 and 1000000",
+        let needs = match (&key, auth.map(|a| &a.method)) {
+            (RateLimitKey::ApiKey, Some(AuthMethod::ApiKey(_)))
+            | (RateLimitKey::Claim(_), Some(AuthMethod::Jwt(_))) => None,
+            (RateLimitKey::ApiKey, _) => Some("`auth = { api_key = \"SET\" }`"),
+            (RateLimitKey::Claim(_), _) => Some("`auth = { jwt = \"ISSUER\" }`"),
+            _ => None,
+        };
+        if let Some(needs) = needs {
+            self.error_help(
+                &raw.key.span(),
+                format!("rate limit key `{text}` needs the route to authenticate with {needs}"),
+                "without it every caller would share one bucket; use `ip` for anonymous routes",
             );
             return None;
         }
-        let burst = raw.burst.as_ref().map_or(per_second, |b| *b.get_ref());
-        if burst == 0 || burst > 1_000_000 {
-            if let Some(b) = &raw.burst {
-                self.error(&b.span(), "`burst` must be between 1 and 1000000");
-            }
-            return None;
-        }
+        let (per_second, burst) = self.rate(&raw.per_second, raw.burst.as_ref())?;
         Some(RateLimit {
             key,
             per_second,
             burst,
         })
+    }
+
+    /// A rate and burst within bounds; the burst defaults to the rate.
+    pub(super) fn rate(
+        &mut self,
+        per_second: &Spanned<u32>,
+        burst: Option<&Spanned<u32>>,
+    ) -> Option<(u32, u32)> {
+        let rate = *per_second.get_ref();
+        if rate == 0 || rate > 1_000_000 {
+            self.error(
+                &per_second.span(),
+                "`per_second` must be between 1 and 1000000",
+            );
+            return None;
+        }
+        let Some(burst) = burst else {
+            return Some((rate, rate));
+        };
+        if *burst.get_ref() == 0 || *burst.get_ref() > 1_000_000 {
+            self.error(&burst.span(), "`burst` must be between 1 and 1000000");
+            return None;
+        }
+        Some((rate, *burst.get_ref()))
     }
 
     /// A route's `auth`: exactly one of `jwt` or `api_key`, naming a declared set.
@@ -287,8 +331,14 @@ impl Loader {
                 }
             },
             (None, Some(k)) => {
-                if !raw.scopes.is_empty() {
-                    self.error(&k.span(), "`scopes` apply to JWTs; an API key carries none");
+                if !raw.scopes.is_empty()
+                    || !raw.claims.is_empty()
+                    || !raw.forward_claims.is_empty()
+                {
+                    self.error(
+                        &k.span(),
+                        "`scopes`, `claims` and `forward_claims` apply to JWTs; an API key carries none",
+                    );
                     return None;
                 }
                 match api_keys.get(k.get_ref().as_str()) {
@@ -317,9 +367,45 @@ impl Loader {
                 return None;
             }
         };
+        let mut claims = Vec::new();
+        for (claim, want) in &raw.claims {
+            if !claim_name(claim) {
+                self.error(&want.span(), format!("`{claim}` is not a claim name"));
+                continue;
+            }
+            let any_of = match want.get_ref() {
+                RawClaimMatch::One(v) => vec![claim_value(v)],
+                RawClaimMatch::AnyOf(list) => list.iter().map(claim_value).collect(),
+            };
+            if any_of.is_empty() {
+                self.error(
+                    &want.span(),
+                    format!("claim `{claim}` must match at least one value"),
+                );
+                continue;
+            }
+            claims.push(ClaimMatch {
+                claim: claim.clone(),
+                any_of,
+            });
+        }
+        let mut forward_claims = Vec::new();
+        for c in &raw.forward_claims {
+            if http_header_name(c.get_ref()).is_some() {
+                forward_claims.push(c.get_ref().clone());
+            } else {
+                self.error_help(
+                    &c.span(),
+                    format!("claim `{}` cannot be forwarded as a header", c.get_ref()),
+                    "forwarded claims become `septa-claim-NAME` headers: letters, digits, `-` and `_`",
+                );
+            }
+        }
         Some(RouteAuth {
             method,
             scopes: raw.scopes.clone(),
+            claims,
+            forward_claims,
         })
     }
 
@@ -554,6 +640,30 @@ impl Loader {
 }
 
 /// A route without an `id` is named after its path: `/api/checkout` → `api-checkout`.
+/// A header name as septa writes it (lower case), if `text` is one it accepts: ASCII letters,
+/// digits, `-` and `_`.
+pub(super) fn http_header_name(text: &str) -> Option<String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| text.to_ascii_lowercase())
+}
+
+/// A claim name septa can match: printable, no spaces, at most 64 bytes.
+fn claim_name(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn claim_value(raw: &RawClaimValue) -> ClaimValue {
+    match raw {
+        RawClaimValue::String(s) => ClaimValue::String(s.clone()),
+        RawClaimValue::Integer(i) => ClaimValue::Integer(*i),
+        RawClaimValue::Bool(b) => ClaimValue::Bool(*b),
+    }
+}
+
 pub(super) fn route_id_from_path(path: &str) -> String {
     let mut id = String::new();
     for c in path.chars() {
