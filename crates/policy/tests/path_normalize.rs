@@ -65,6 +65,12 @@ const REJECTED: &[(&str, PathError)] = &[
     ("/..", PathError::DotSegment),
     ("/.", PathError::DotSegment),
     ("/./", PathError::DotSegment),
+    // Servlet containers strip `;` parameters before resolving dot segments.
+    ("/a/..;/b", PathError::DotSegment),
+    ("/a/..;x=1/b", PathError::DotSegment),
+    ("/a/.;x", PathError::DotSegment),
+    ("/..;", PathError::DotSegment),
+    ("/a/;x/b", PathError::EmptySegment),
     ("//", PathError::EmptySegment),
     ("//a", PathError::EmptySegment),
     ("/a//b", PathError::EmptySegment),
@@ -140,7 +146,7 @@ fn error_messages_are_lowercase_and_name_the_input() {
     );
     assert_eq!(
         PathError::DotSegment.to_string(),
-        "path contains a dot segment (`.` or `..`)"
+        "path contains a dot segment (`.`, `..`, or either followed by `;`)"
     );
     for &(_, error) in REJECTED {
         let message = error.to_string();

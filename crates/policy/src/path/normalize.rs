@@ -57,8 +57,9 @@ pub enum PathError {
     /// The path contains a raw byte outside ASCII; clients must percent-encode it.
     #[error("path contains a non-ASCII character (percent-encode it)")]
     NonAscii,
-    /// A whole segment is `.` or `..`.
-    #[error("path contains a dot segment (`.` or `..`)")]
+    /// A whole segment is `.` or `..`, or is once a `;` parameter is stripped (`..;x`), as
+    /// servlet containers and some proxies read it.
+    #[error("path contains a dot segment (`.`, `..`, or either followed by `;`)")]
     DotSegment,
     /// Two slashes in a row (`//`), including at the start of the path.
     #[error("path contains an empty segment (`//`)")]
@@ -265,11 +266,15 @@ impl<'a> Rewriter<'a> {
 }
 
 /// Refuses the segment `raw[start..end]` when it is empty (and not the final segment after a
-/// trailing slash) or a dot segment.
+/// trailing slash) or a dot segment, also when read up to its first `;` as servlet containers
+/// read `..;/` or `/;x/`.
 fn check_segment(raw: &[u8], start: usize, end: usize, last: bool) -> Result<(), PathError> {
-    match &raw[start..end] {
-        b"" if !last => Err(PathError::EmptySegment),
-        b"." | b".." => Err(PathError::DotSegment),
+    let segment = &raw[start..end];
+    let before_params = segment.split(|&b| b == b';').next().unwrap_or_default();
+    match (segment, before_params) {
+        (b"", _) if !last => Err(PathError::EmptySegment),
+        (_, b"." | b"..") => Err(PathError::DotSegment),
+        ([b';', ..], b"") => Err(PathError::EmptySegment),
         _ => Ok(()),
     }
 }
