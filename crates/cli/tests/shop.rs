@@ -282,3 +282,81 @@ fn bytes_in_and_out_are_counted() {
     assert_eq!(ingress["bytes_in"], body.len(), "{ingress}");
     assert_eq!(ingress["bytes_out"], r.body.len(), "{ingress}");
 }
+
+/// What the README shows: a token minted by `examples/shop/mint-token`, and the demo API key.
+fn mint(subject: &str, scope: &str) -> String {
+    let out = std::process::Command::new(repo().join("examples/shop/mint-token"))
+        .args([subject, scope])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn signed_in_customers_and_partners_get_in_and_nobody_else_does() {
+    let septa = shop();
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    let alice = septa.request(
+        "GET",
+        "/api/orders",
+        &[("authorization", &bearer(&mint("alice", "orders:read")))],
+        "",
+    );
+    assert_eq!(alice.status, 200, "{alice:?}");
+    let body = alice.json();
+    assert_eq!(body["customer"], "alice");
+    assert_eq!(body["email"], "alice@shop.example");
+    assert_eq!(alice.header("ratelimit-limit"), Some("10"));
+
+    let no_token = septa.get("/api/orders");
+    assert_eq!(no_token.status, 401);
+    let no_scope = septa.request(
+        "GET",
+        "/api/orders",
+        &[("authorization", &bearer(&mint("bob", "profile")))],
+        "",
+    );
+    assert_eq!(no_scope.status, 403);
+    // `/api/orders/` is another path: it takes the open `api` route, and the storefront serves
+    // nothing there (routes match exactly; the function must not fold trailing slashes).
+    assert_eq!(septa.get("/api/orders/").status, 404);
+
+    let partner = septa.request(
+        "GET",
+        "/partner/products",
+        &[("x-api-key", "acme-demo-key")],
+        "",
+    );
+    assert_eq!(partner.status, 200, "{partner:?}");
+    assert_eq!(partner.json()["partner"], "acme");
+    assert!(partner.json()["products"].is_array());
+    let wrong_key = septa.request("GET", "/partner/products", &[("x-api-key", "guess")], "");
+    assert_eq!(wrong_key.status, 401);
+    // The partner's burst is 5: the sixth call in a row waits.
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| {
+            septa
+                .request("GET", "/partner/products", &[("x-api-key", "acme-demo-key")], "")
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 429]);
+
+    let flows = septa.stop();
+    let orders: Vec<_> = flows.iter().filter(|f| f["route"] == "orders").collect();
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    assert_eq!(orders[0]["verdict"], "allow");
+    assert_eq!(orders[1]["reason"], "jwt: no bearer token");
+    assert!(
+        orders[2]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("jwt: missing scope `orders:read`")
+    );
+}

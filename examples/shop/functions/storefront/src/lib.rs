@@ -5,6 +5,10 @@
 //! - `POST /api/checkout`: an allowed call to `checkout`, which itself calls `ledger`.
 //! - `GET /api/ledger`: a call to `ledger` that the policy denies; the answer reports
 //!   the denial instead of hiding it.
+//! - `GET /api/orders`: only with a customer token; the gateway verified it and tells the
+//!   function who the customer is (`septa-principal`, `septa-claim-email`).
+//! - `GET /partner/products`: only with a partner API key; `septa-principal` names the
+//!   partner.
 
 use common::{Call, Fetched, Reply, Request, mesh_url};
 use serde_json::{Value, json};
@@ -27,6 +31,8 @@ fn route(request: &Request) -> Reply {
         ("GET", "/api/products") => products(),
         ("POST", "/api/checkout") => checkout(request),
         ("GET", "/api/ledger") => ledger(),
+        ("GET", "/api/orders") => orders(request),
+        ("GET", "/partner/products") => partner_products(request),
         _ => Reply::not_found(request),
     }
 }
@@ -47,17 +53,22 @@ const HOME_PAGE: &str = r#"<!doctype html>
 "#;
 
 fn products() -> Reply {
-    let catalog = match Call::get(mesh_url("catalog", "/products")).send() {
-        Ok(catalog) => catalog,
-        Err(error) => return Reply::error(502, format!("catalog call failed: {error}")),
-    };
-    if !catalog.is_success() {
-        return upstream_failed("catalog", &catalog);
-    }
-    match serde_json::from_slice::<Value>(&catalog.body) {
+    match catalog_products() {
         Ok(products) => Reply::json(200, &json!({ "products": products })),
-        Err(error) => Reply::error(502, format!("catalog answered invalid json: {error}")),
+        Err(failed) => failed,
     }
+}
+
+/// The catalog's products, or the 502 saying why they could not be had.
+fn catalog_products() -> Result<Value, Reply> {
+    let catalog = Call::get(mesh_url("catalog", "/products"))
+        .send()
+        .map_err(|error| Reply::error(502, format!("catalog call failed: {error}")))?;
+    if !catalog.is_success() {
+        return Err(upstream_failed("catalog", &catalog));
+    }
+    serde_json::from_slice::<Value>(&catalog.body)
+        .map_err(|error| Reply::error(502, format!("catalog answered invalid json: {error}")))
 }
 
 fn checkout(request: &Request) -> Reply {
@@ -96,6 +107,30 @@ fn ledger() -> Reply {
             }),
         ),
         Err(error) => Reply::error(502, format!("ledger call failed: {error}")),
+    }
+}
+
+/// The signed-in customer's orders. The gateway only routes here with a verified token, and
+/// sets the identity headers itself (a client's own `septa-*` headers never arrive).
+fn orders(request: &Request) -> Reply {
+    let customer = request.headers.get("septa-principal").unwrap_or_default();
+    let email = request.headers.get("septa-claim-email");
+    Reply::json(
+        200,
+        &json!({
+            "customer": customer,
+            "email": email,
+            "orders": [{ "id": "o-1001", "total_cents": 1250, "status": "shipped" }],
+        }),
+    )
+}
+
+/// The catalog, for a partner holding an API key.
+fn partner_products(request: &Request) -> Reply {
+    let partner = request.headers.get("septa-principal").unwrap_or_default();
+    match catalog_products() {
+        Ok(products) => Reply::json(200, &json!({ "partner": partner, "products": products })),
+        Err(failed) => failed,
     }
 }
 
