@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::Septa;
 
 fn start() -> (Septa, tempfile::TempDir) {
@@ -200,5 +202,73 @@ rate_limit = { key = "ip", per_second = 1, burst = 1 }
             .unwrap()
             .starts_with("rate limit of the gateway: 1 per second, burst 3"),
         "{f}"
+    );
+}
+
+#[test]
+fn a_per_consumer_limit_admits_its_rate_over_a_run_and_spares_the_others() {
+    const RATE: f64 = 100.0;
+    const BURST: f64 = 10.0;
+    const RUN: Duration = Duration::from_secs(3);
+    let dir = common::echo_app(
+        "load",
+        r#"[[route]]
+id = "metered"
+path = "/metered/..."
+function = "echo"
+rate_limit = { key = "header:x-consumer", per_second = 100, burst = 10 }
+"#,
+    );
+    let septa = Septa::start(dir.path());
+    let addr = septa.addr;
+    let started = Instant::now();
+    // Two connections of a greedy consumer, offering far more than its rate.
+    let greedy: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut connection = common::Connection::open(addr);
+                let (mut admitted, mut limited) = (0u32, 0u32);
+                while started.elapsed() < RUN {
+                    match connection.get("/metered/x", &[("x-consumer", "greedy")]) {
+                        200 => admitted += 1,
+                        429 => limited += 1,
+                        other => panic!("greedy consumer got {other}"),
+                    }
+                }
+                (admitted, limited)
+            })
+        })
+        .collect();
+    // A modest consumer on the same route, well under its own rate.
+    let mut modest = common::Connection::open(addr);
+    let mut modest_statuses = Vec::new();
+    while started.elapsed() < RUN {
+        modest_statuses.push(modest.get("/metered/y", &[("x-consumer", "modest")]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut admitted, mut limited) = (0, 0);
+    for t in greedy {
+        let (a, l) = t.join().unwrap();
+        admitted += a;
+        limited += l;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(septa);
+
+    let ideal = BURST + RATE * elapsed;
+    let error = (f64::from(admitted) - ideal) / ideal;
+    eprintln!(
+        "greedy: {admitted} admitted, {limited} limited in {elapsed:.3} s; ideal {ideal:.1}, error {:+.2}%",
+        error * 100.0
+    );
+    assert!(
+        limited > admitted,
+        "the greedy consumer must offer more than its rate"
+    );
+    assert!(error.abs() <= 0.02, "admitted {admitted}, ideal {ideal:.1}");
+    assert!(modest_statuses.len() >= 40, "{}", modest_statuses.len());
+    assert!(
+        modest_statuses.iter().all(|s| *s == 200),
+        "{modest_statuses:?}"
     );
 }

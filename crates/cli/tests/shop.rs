@@ -342,7 +342,12 @@ fn signed_in_customers_and_partners_get_in_and_nobody_else_does() {
     let statuses: Vec<u16> = (0..5)
         .map(|_| {
             septa
-                .request("GET", "/partner/products", &[("x-api-key", "acme-demo-key")], "")
+                .request(
+                    "GET",
+                    "/partner/products",
+                    &[("x-api-key", "acme-demo-key")],
+                    "",
+                )
                 .status
         })
         .collect();

@@ -302,3 +302,80 @@ pub fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// One keep-alive HTTP/1.1 connection, for tests that send many requests in a row.
+pub struct Connection {
+    addr: SocketAddr,
+    reader: Option<BufReader<TcpStream>>,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr) -> Self {
+        Self { addr, reader: None }
+    }
+
+    /// Sends `GET path` with `headers` and reads the whole response; returns its status.
+    /// Reconnects when the server closed the connection.
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> u16 {
+        let mut raw = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n");
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        let reader = self.reader.get_or_insert_with(|| {
+            let stream = TcpStream::connect(self.addr).unwrap();
+            stream.set_nodelay(true).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            BufReader::new(stream)
+        });
+        reader.get_mut().write_all(raw.as_bytes()).unwrap();
+        let (status, close) = read_response(reader);
+        if close {
+            self.reader = None;
+        }
+        status
+    }
+}
+
+/// Reads one response off a keep-alive connection: (status, whether the server closes).
+fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let (mut length, mut chunked, mut close) = (0usize, false, false);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap(),
+            "transfer-encoding" => chunked = value.contains("chunked"),
+            "connection" => close = value.trim().eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            if size == 0 {
+                // No trailers: the final CRLF.
+                reader.read_exact(&mut chunk).unwrap();
+                break;
+            }
+            reader.read_exact(&mut chunk).unwrap();
+        }
+    } else {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+    }
+    (status, close)
+}
