@@ -70,11 +70,12 @@ pub(crate) fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         Ok(policy) => {
             let m = policy.manifest();
             println!(
-                "{}: ok: application `{}`: {} segments, {} functions, {} routes, {} allow rules, {} egress rules, {} invariants hold",
+                "{}: ok: application `{}`: {} segments, {} functions, {} endpoints, {} routes, {} allow rules, {} egress rules, {} invariants hold",
                 m.file.display(),
                 m.application,
                 m.segments.len(),
-                m.functions.len(),
+                m.components().count(),
+                m.functions.len() - m.components().count(),
                 m.routes.len(),
                 m.allows.len(),
                 m.egress.len(),

@@ -115,9 +115,10 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let m = policy.manifest();
     println!(
-        "septa: application `{}`: {} functions in {} segments ({} compiled, {} from cache)",
+        "septa: application `{}`: {} functions and {} endpoints in {} segments ({} compiled, {} from cache)",
         m.application,
-        m.functions.len(),
+        m.components().count(),
+        m.functions.len() - m.components().count(),
         m.segments.len(),
         report.compiled,
         report.cache_hits

@@ -124,8 +124,16 @@ fn a_function_at_its_concurrency_limit_refuses_at_once_with_503() {
         stream.read_to_string(&mut out).unwrap();
         out
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let refused = septa.get("/single/ok");
+    // The spinner holds the only slot for its 1 s timeout; once it has it (the machine may be
+    // slow to start it), a second request is refused at once.
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let r = septa.get("/single/ok");
+        if r.status != 200 || started.elapsed() > Duration::from_millis(900) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         !spinner.is_finished(),
         "the spinning instance ended too early for this test"

@@ -87,6 +87,12 @@ impl FlowGuard {
         self.update(|record| record.method = Some(method))
     }
 
+    /// Sets which enforcement point the flow belongs to, once it is known (a mesh call turns
+    /// out to be an endpoint call when its destination is resolved).
+    pub fn set_kind(&mut self, kind: FlowKind) -> &mut Self {
+        self.update(|record| record.kind = kind)
+    }
+
     /// Sets the client address the gateway established (the peer, or what trusted proxies
     /// forwarded for).
     pub fn set_client(&mut self, client: impl Into<String>) -> &mut Self {

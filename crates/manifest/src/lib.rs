@@ -16,8 +16,8 @@ pub use egress::{EgressScheme, EgressTarget, HostPattern};
 pub use load::{MANIFEST_FILE, load, parse};
 pub use model::{
     AllowRule, ApiKey, ApiKeySet, AuthMethod, Build, CeilingSpec, ClaimMatch, ClaimValue,
-    EgressRule, Function, GatewaySpec, Group, Invariant, InvariantRule, JwtAlgorithm, JwtIssuer,
-    Limits, Manifest, Method, Methods, Mode, Name, PathText, Paths, Placement, RateLimit,
-    RateLimitKey, Route, RouteAuth, Segment, SubnetKind,
+    Connection, EgressRule, EndpointBackend, Function, FunctionKind, GatewaySpec, Group, Invariant,
+    InvariantRule, JwtAlgorithm, JwtIssuer, Limits, Manifest, Method, Methods, Mode, Name,
+    PathText, Paths, Placement, RateLimit, RateLimitKey, Route, RouteAuth, Segment, SubnetKind,
 };
 pub use selector::Selector;

@@ -172,12 +172,47 @@ pub struct Build {
     pub workdir: PathBuf,
 }
 
-/// A function: a `wasi:http/proxy` component placed in one segment and subnet.
+/// What answers at a mesh name: a component septa runs, or a private endpoint to a data store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// A `wasi:http/proxy` component (`[function.NAME]`).
+    Component,
+    /// A private endpoint (`[endpoint.NAME]`): a key-value store reached only through the mesh.
+    Endpoint(EndpointBackend),
+}
+
+/// Where a private endpoint keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointBackend {
+    /// An embedded store, one file per endpoint under the data directory (the default).
+    Embedded,
+    /// A Redis server.
+    Redis(Connection),
+    /// A PostgreSQL server (a table per endpoint).
+    Postgres(Connection),
+}
+
+/// Where a backend's connection URL comes from. Credentials never live in the manifest: a URL
+/// written inline may not carry a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// A URL without credentials, written in the manifest.
+    Url(String),
+    /// An environment variable holding the URL.
+    Env(String),
+    /// A file holding the URL (resolved against the manifest's directory).
+    File(PathBuf),
+}
+
+/// A function: something placed in one segment and subnet that the mesh reaches at
+/// `NAME.internal` — a `wasi:http/proxy` component, or a private endpoint to a data store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Function {
     /// Its name, also its mesh host name `NAME.internal`.
     pub name: Name,
-    /// The component file, resolved against the manifest's directory.
+    /// A component or an endpoint.
+    pub kind: FunctionKind,
+    /// The component file, resolved against the manifest's directory; empty for an endpoint.
     pub source: PathBuf,
     /// Its segment and subnet.
     pub placement: Placement,
@@ -562,7 +597,8 @@ pub struct Manifest {
     pub segments: BTreeMap<Name, Segment>,
     /// Security groups by name.
     pub groups: BTreeMap<Name, Group>,
-    /// Functions by name.
+    /// Functions by name: the components, and the endpoints (`kind` tells them apart; they
+    /// share the `NAME.internal` namespace).
     pub functions: BTreeMap<Name, Function>,
     /// Gateway routes, in file order.
     pub routes: Vec<Route>,
@@ -578,7 +614,27 @@ pub struct Manifest {
     pub api_keys: BTreeMap<Name, ApiKeySet>,
 }
 
+impl Function {
+    /// The identity flows name it by: `function:NAME` or `endpoint:NAME`.
+    pub fn identity(&self) -> String {
+        match self.kind {
+            FunctionKind::Component => format!("function:{}", self.name),
+            FunctionKind::Endpoint(_) => format!("endpoint:{}", self.name),
+        }
+    }
+
+    /// Whether it is a private endpoint rather than a component.
+    pub fn is_endpoint(&self) -> bool {
+        matches!(self.kind, FunctionKind::Endpoint(_))
+    }
+}
+
 impl Manifest {
+    /// The components septa runs, without the endpoints.
+    pub fn components(&self) -> impl Iterator<Item = &Function> {
+        self.functions.values().filter(|f| !f.is_endpoint())
+    }
+
     /// Labels that apply to a function: its own and its segment's.
     pub fn function_labels<'a>(&'a self, function: &'a Function) -> impl Iterator<Item = &'a Name> {
         let segment_labels = self

@@ -94,6 +94,41 @@ pub(crate) struct RawFunction {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpoint {
+    pub placement: Spanned<String>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub labels: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub backend: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub limits: RawEndpointLimits,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpointLimits {
+    pub timeout_ms: Option<Spanned<u32>>,
+    pub max_concurrency: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
     #[serde(default)]
     pub id: Option<Spanned<String>>,

@@ -17,15 +17,18 @@ pub enum Selector {
     Subnet(Name, Name),
     /// Every function in a security group.
     Group(Name),
-    /// One function.
+    /// One function (a component).
     Function(Name),
+    /// One private endpoint.
+    Endpoint(Name),
     /// Every function carrying a label, directly or through its segment.
     Label(Name),
 }
 
 /// The selector kinds, for messages and suggestions.
-pub(crate) const SELECTOR_KINDS: [&str; 6] =
-    ["gateway", "segment", "subnet", "group", "function", "label"];
+pub(crate) const SELECTOR_KINDS: [&str; 7] = [
+    "gateway", "segment", "subnet", "group", "function", "endpoint", "label",
+];
 
 impl Selector {
     /// Parses `kind:name` (or `gateway`); the error says what was expected.
@@ -47,6 +50,7 @@ impl Selector {
             "segment" => Ok(Self::Segment(name(rest)?)),
             "group" => Ok(Self::Group(name(rest)?)),
             "function" => Ok(Self::Function(name(rest)?)),
+            "endpoint" => Ok(Self::Endpoint(name(rest)?)),
             "label" => Ok(Self::Label(name(rest)?)),
             "subnet" => {
                 let Some((segment, subnet)) = rest.split_once('/') else {
@@ -70,15 +74,17 @@ impl Selector {
 }
 
 impl Selector {
-    /// Whether this selector selects function `f`; `segments` supplies the labels a function
-    /// inherits from its segment. This is the one definition of what a selector means.
+    /// Whether this selector selects function `f` (a component or an endpoint); `segments`
+    /// supplies the labels a function inherits from its segment. This is the one definition of
+    /// what a selector means.
     pub fn selects(&self, segments: &BTreeMap<Name, Segment>, f: &Function) -> bool {
         match self {
             Self::Gateway => false,
             Self::Segment(s) => f.placement.segment == *s,
             Self::Subnet(s, n) => f.placement.segment == *s && f.placement.subnet == *n,
             Self::Group(g) => f.groups.contains(g),
-            Self::Function(n) => f.name == *n,
+            Self::Function(n) => f.name == *n && !f.is_endpoint(),
+            Self::Endpoint(n) => f.name == *n && f.is_endpoint(),
             Self::Label(l) => {
                 f.labels.contains(l)
                     || segments
@@ -105,6 +111,7 @@ impl fmt::Display for Selector {
             Self::Subnet(s, n) => write!(f, "subnet:{s}/{n}"),
             Self::Group(n) => write!(f, "group:{n}"),
             Self::Function(n) => write!(f, "function:{n}"),
+            Self::Endpoint(n) => write!(f, "endpoint:{n}"),
             Self::Label(n) => write!(f, "label:{n}"),
         }
     }

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use septa_flows::FlowKind;
 use septa_policy::Decision;
 use septa_policy::path::{normalize_path, split_path_query};
-use septa_runtime::{Caller, WasiBody};
+use septa_runtime::{Caller, CountedBody, RecordedBody, WasiBody};
 
 use crate::{
     CALLER_HEADER, DENY_REASON_HEADER, Inner, MAX_DEPTH, header_text, strip_identity_headers,
@@ -49,6 +49,12 @@ pub(crate) async fn call(
         Ok(callee) => callee,
         Err(refused) => return Ok(refuse(flow, refused)),
     };
+    let destination = policy.function(callee);
+    let to_endpoint = destination.spec.is_endpoint();
+    if to_endpoint {
+        flow.set_kind(FlowKind::Endpoint)
+            .set_destination(destination.identity.clone());
+    }
     let path = match normalize_path(raw_path) {
         Ok(path) => path,
         Err(e) => {
@@ -103,6 +109,27 @@ pub(crate) async fn call(
         .path_and_query(path_and_query)
         .build()
         .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))?;
+
+    if to_endpoint {
+        let Some(endpoints) = &inner.endpoints else {
+            flow.set_reason(format!("{reason}; no endpoint service is running"))
+                .set_status(503);
+            return Ok(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "endpoints are not served by this septa",
+            ));
+        };
+        let (body, bytes_in) = CountedBody::new(body);
+        let request = http::Request::from_parts(parts, body.boxed_unsync());
+        let response = endpoints.call(callee, request).await;
+        flow.set_status(response.status().as_u16());
+        let (parts, body) = response.into_parts();
+        let body = RecordedBody::new(body, flow)
+            .with_bytes_in(bytes_in)
+            .boxed_unsync();
+        return Ok(Response::from_parts(parts, body));
+    }
 
     let Some(host) = inner.host.upgrade() else {
         flow.set_reason("the host is shutting down").set_status(503);

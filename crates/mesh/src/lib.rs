@@ -4,7 +4,8 @@
 //! is a mesh call: decided by [`Policy::decide_mesh`] with the caller identity the host knows,
 //! then dispatched in process to a fresh instance of the callee with `septa-caller` set by the
 //! host. Anything else is egress: decided by [`Policy::decide_egress`] before any DNS lookup,
-//! then the address actually dialled is checked against the operator ceiling and pinned.
+//! then the address actually dialled is checked against the operator ceiling and pinned. A mesh
+//! call to a private endpoint is decided the same way and answered by the [`EndpointService`].
 //! Every decision is one flow record.
 
 pub mod dial;
@@ -17,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use septa_flows::FlowLog;
-use septa_policy::Policy;
+use septa_policy::{FunctionId, Policy};
 pub use septa_runtime::{CALLER_HEADER, header_text, strip_identity_headers};
 use septa_runtime::{
     Caller, Host, Outbound, RequestOptions, ResponseFuture, SocketAddrUse, WasiBody,
@@ -42,6 +43,18 @@ struct Inner {
     host: Weak<Host>,
     flows: FlowLog,
     timeouts: DialTimeouts,
+    endpoints: Option<Arc<dyn EndpointService>>,
+}
+
+/// A response to an endpoint call, boxed the way guests read responses.
+pub type EndpointFuture = Pin<Box<dyn Future<Output = http::Response<WasiBody>> + Send>>;
+
+/// What answers mesh calls to private endpoints (`[endpoint.NAME]`) once the policy allowed
+/// them: the key-value stores. It never fails; a store that is down is a 503 response.
+pub trait EndpointService: Send + Sync + 'static {
+    /// Answers `request` (its path normalized, its `septa-*` headers the host's) for endpoint
+    /// `endpoint`.
+    fn call(&self, endpoint: FunctionId, request: http::Request<WasiBody>) -> EndpointFuture;
 }
 
 impl Mesh {
@@ -58,7 +71,23 @@ impl Mesh {
                 host: Arc::downgrade(host),
                 flows,
                 timeouts,
+                endpoints: None,
             }),
+        }
+    }
+
+    /// The same mesh, delivering allowed endpoint calls to `endpoints`. Without it, an allowed
+    /// call to an endpoint is answered 503.
+    pub fn with_endpoints(self, endpoints: Arc<dyn EndpointService>) -> Self {
+        let inner = Inner {
+            policy: self.inner.policy.clone(),
+            host: self.inner.host.clone(),
+            flows: self.inner.flows.clone(),
+            timeouts: self.inner.timeouts,
+            endpoints: Some(endpoints),
+        };
+        Self {
+            inner: Arc::new(inner),
         }
     }
 }

@@ -210,7 +210,7 @@ impl Policy {
             .enumerate()
             .map(|(i, f)| FunctionInfo {
                 id: FunctionId(i as u32),
-                identity: format!("function:{}", f.name),
+                identity: f.identity(),
                 audit: f.mode == Mode::Audit,
                 spec: f.clone(),
             })

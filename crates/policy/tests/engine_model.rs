@@ -142,6 +142,7 @@ fn manifest(spec: &Spec) -> Manifest {
         functions.insert(
             n.clone(),
             Function {
+                kind: septa_manifest::FunctionKind::Component,
                 name: n,
                 source: PathBuf::from("x.wasm"),
                 placement: Placement {
@@ -233,7 +234,8 @@ fn selects(m: &Manifest, sel: &Selector, f: &Function) -> bool {
         Selector::Segment(s) => &f.placement.segment == s,
         Selector::Subnet(s, n) => &f.placement.segment == s && &f.placement.subnet == n,
         Selector::Group(g) => f.groups.contains(g),
-        Selector::Function(n) => &f.name == n,
+        Selector::Function(n) => &f.name == n && !f.is_endpoint(),
+        Selector::Endpoint(n) => &f.name == n && f.is_endpoint(),
         Selector::Label(l) => f.labels.contains(l) || segment.labels.contains(l),
     }
 }

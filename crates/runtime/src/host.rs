@@ -131,7 +131,8 @@ impl InvokeError {
 /// Runs the functions of one compiled policy.
 pub struct Host {
     engine: Engine,
-    functions: Vec<LoadedFunction>,
+    /// By function id; `None` for endpoints, which the mesh answers without an instance.
+    functions: Vec<Option<LoadedFunction>>,
     outbound: OnceLock<Arc<dyn Outbound>>,
 }
 
@@ -165,6 +166,10 @@ impl Host {
         let mut functions = Vec::with_capacity(policy.functions().len());
         for info in policy.functions() {
             let spec = &info.spec;
+            if spec.is_endpoint() {
+                functions.push(None);
+                continue;
+            }
             let name = spec.name.as_str();
             let path = spec.source.display().to_string();
             let bytes = std::fs::read(&spec.source).map_err(|source| LoadError::Read {
@@ -184,14 +189,14 @@ impl Host {
                 .and_then(ProxyPre::new)
                 .map_err(|e| component_error(name, &path, e))?;
             let max_concurrency = spec.limits.max_concurrency as usize;
-            functions.push(LoadedFunction {
+            functions.push(Some(LoadedFunction {
                 name: name.to_owned(),
                 pre,
                 memory_limit: (spec.limits.memory_mb as usize) << 20,
                 timeout: Duration::from_millis(u64::from(spec.limits.timeout_ms)),
                 max_concurrency,
                 slots: Arc::new(Semaphore::new(max_concurrency)),
-            });
+            }));
         }
         Ok((
             Self {
@@ -226,9 +231,10 @@ impl Host {
         let function = self
             .functions
             .get(id.index())
+            .and_then(Option::as_ref)
             .ok_or_else(|| InvokeError::Host {
                 function: format!("#{}", id.index()),
-                message: "no such function in the loaded policy".to_owned(),
+                message: "no component with this id in the loaded policy".to_owned(),
             })?;
         let permit: OwnedSemaphorePermit =
             function

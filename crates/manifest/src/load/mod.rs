@@ -17,7 +17,7 @@ use crate::raw::*;
 /// The manifest's file name inside an application directory.
 pub const MANIFEST_FILE: &str = "septa.toml";
 
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 14] = [
     "septa_manifest_version",
     "application",
     "ceiling",
@@ -25,6 +25,7 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
     "segment",
     "group",
     "function",
+    "endpoint",
     "route",
     "allow",
     "egress",
@@ -83,6 +84,7 @@ struct Sections {
     segments: Vec<(Spanned<String>, RawSegment)>,
     groups: Vec<(Spanned<String>, RawGroup)>,
     functions: Vec<(Spanned<String>, RawFunction)>,
+    endpoints: Vec<(Spanned<String>, RawEndpoint)>,
     routes: Vec<(Location, RawRoute)>,
     allows: Vec<(Location, RawAllow)>,
     egress: Vec<(Location, RawEgress)>,
@@ -158,6 +160,7 @@ impl Loader {
                 "segment" => s.segments = self.named_entries("segment", value),
                 "group" => s.groups = self.named_entries("group", value),
                 "function" => s.functions = self.named_entries("function", value),
+                "endpoint" => s.endpoints = self.named_entries("endpoint", value),
                 "route" => s.routes = self.array_entries("route", value),
                 "allow" => s.allows = self.array_entries("allow", value),
                 "egress" => s.egress = self.array_entries("egress", value),

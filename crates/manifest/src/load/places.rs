@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde_spanned::Spanned;
@@ -44,7 +44,8 @@ impl Loader {
         let gateway = self.gateway(&s.gateway);
         let segments = self.segments(&s.segments);
         let groups = self.groups(&s.groups);
-        let functions = self.functions(dir, &s.functions, &segments, &groups);
+        let mut functions = self.functions(dir, &s.functions, &segments, &groups);
+        self.endpoints(dir, &s.endpoints, &segments, &groups, &mut functions);
         let mut refs = References::new(&segments, &groups, &functions);
         let jwt = self.jwt_issuers(dir, &s.jwt);
         let api_keys = self.api_key_sets(dir, &s.api_keys);
@@ -190,12 +191,7 @@ impl Loader {
                 continue;
             };
             let placement = self.placement(&f.placement, segments);
-            for g in &f.groups {
-                if !groups.contains_key(g.get_ref().as_str()) {
-                    let hint = did_you_mean(g.get_ref(), groups.keys().map(Name::as_str));
-                    self.unknown(&g.span(), "group", g.get_ref(), hint, "[group.NAME]");
-                }
-            }
+            self.known_groups(&f.groups, groups);
             let fgroups = self.names(&f.groups);
             let labels = self.names(&f.labels);
             let limits = self.limits(&f.limits);
@@ -216,6 +212,7 @@ impl Loader {
                 fname.clone(),
                 Function {
                     name: fname,
+                    kind: FunctionKind::Component,
                     source: dir.join(f.source.get_ref()),
                     placement,
                     subnet_kind,
@@ -229,6 +226,179 @@ impl Loader {
             );
         }
         out
+    }
+
+    fn known_groups(&mut self, names: &[Spanned<String>], groups: &BTreeMap<Name, Group>) {
+        for g in names {
+            if !groups.contains_key(g.get_ref().as_str()) {
+                let hint = did_you_mean(g.get_ref(), groups.keys().map(Name::as_str));
+                self.unknown(&g.span(), "group", g.get_ref(), hint, "[group.NAME]");
+            }
+        }
+    }
+
+    /// `[endpoint.NAME]` entries, added to `functions`: they share the `NAME.internal` names.
+    fn endpoints(
+        &mut self,
+        dir: &Path,
+        raw: &[(Spanned<String>, RawEndpoint)],
+        segments: &BTreeMap<Name, Segment>,
+        groups: &BTreeMap<Name, Group>,
+        functions: &mut BTreeMap<Name, Function>,
+    ) {
+        for (name, e) in raw {
+            let Some(ename) = self.name(name) else {
+                continue;
+            };
+            if functions.contains_key(&ename) {
+                self.error_help(
+                    &name.span(),
+                    format!("endpoint `{ename}` has the name of a function"),
+                    "functions and endpoints share the mesh names `NAME.internal`; rename one",
+                );
+                continue;
+            }
+            let placement = self.placement(&e.placement, segments);
+            self.known_groups(&e.groups, groups);
+            let egroups = self.names(&e.groups);
+            let labels = self.names(&e.labels);
+            let backend = self.endpoint_backend(dir, name.get_ref(), e);
+            let defaults = Limits::default();
+            let limits = self.limits(&RawLimits {
+                memory_mb: None,
+                timeout_ms: e.limits.timeout_ms.clone(),
+                max_concurrency: e.limits.max_concurrency.clone(),
+            });
+            let (Some((placement, subnet_kind, segment_mode)), Some(backend)) =
+                (placement, backend)
+            else {
+                continue;
+            };
+            functions.insert(
+                ename.clone(),
+                Function {
+                    name: ename,
+                    kind: FunctionKind::Endpoint(backend),
+                    source: PathBuf::new(),
+                    placement,
+                    subnet_kind,
+                    groups: egroups,
+                    labels,
+                    mode: e.mode.unwrap_or(segment_mode),
+                    limits: Limits {
+                        memory_mb: defaults.memory_mb,
+                        ..limits
+                    },
+                    build: None,
+                    location: self.loc(&name.span()),
+                },
+            );
+        }
+    }
+
+    fn endpoint_backend(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        e: &RawEndpoint,
+    ) -> Option<EndpointBackend> {
+        let kind = e
+            .backend
+            .as_ref()
+            .map_or("embedded", |b| b.get_ref().as_str());
+        let sources = [&e.url, &e.url_env, &e.url_file];
+        let given: Vec<&Spanned<String>> = sources.iter().filter_map(|s| s.as_ref()).collect();
+        if kind == "embedded" {
+            if let Some(extra) = given.first() {
+                self.error(
+                    &extra.span(),
+                    format!(
+                        "endpoint `{name}` is embedded: it takes no `url`, `url_env` or `url_file`"
+                    ),
+                );
+                return None;
+            }
+            return Some(EndpointBackend::Embedded);
+        }
+        let scheme = match kind {
+            "redis" => "redis",
+            "postgres" => "postgres",
+            other => {
+                let span = e.backend.as_ref().map(Spanned::span).unwrap_or_default();
+                self.error_help(
+                    &span,
+                    format!("unknown backend `{other}`"),
+                    "backends are `embedded` (the default), `redis` and `postgres`",
+                );
+                return None;
+            }
+        };
+        let connection = match (&e.url, &e.url_env, &e.url_file) {
+            (Some(url), None, None) => {
+                let text = url.get_ref();
+                let Some(rest) = text
+                    .strip_prefix(scheme)
+                    .and_then(|r| r.strip_prefix("://"))
+                    .or_else(|| {
+                        (scheme == "postgres")
+                            .then(|| text.strip_prefix("postgresql://"))
+                            .flatten()
+                    })
+                else {
+                    self.error(
+                        &url.span(),
+                        format!("a {kind} endpoint's `url` must start with `{scheme}://`"),
+                    );
+                    return None;
+                };
+                let authority = rest.split(['/', '?']).next().unwrap_or_default();
+                if authority.contains('@') {
+                    self.error_help(
+                        &url.span(),
+                        format!("endpoint `{name}`'s `url` carries credentials"),
+                        "credentials never go in the manifest: put the whole URL in an environment variable (`url_env`) or a file (`url_file`)",
+                    );
+                    return None;
+                }
+                Connection::Url(text.clone())
+            }
+            (None, Some(var), None) => {
+                let ok = !var.get_ref().is_empty()
+                    && var
+                        .get_ref()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !ok {
+                    self.error(
+                        &var.span(),
+                        format!("`{}` is not an environment variable name", var.get_ref()),
+                    );
+                    return None;
+                }
+                Connection::Env(var.get_ref().clone())
+            }
+            (None, None, Some(file)) => Connection::File(dir.join(file.get_ref())),
+            (None, None, None) => {
+                let span = e.backend.as_ref().map(Spanned::span).unwrap_or_default();
+                self.error_help(
+                    &span,
+                    format!("a {kind} endpoint needs a connection"),
+                    "give `url` (without credentials), `url_env` or `url_file`",
+                );
+                return None;
+            }
+            _ => {
+                self.error(
+                    &given[1].span(),
+                    "give one of `url`, `url_env` and `url_file`, not several",
+                );
+                return None;
+            }
+        };
+        Some(match kind {
+            "redis" => EndpointBackend::Redis(connection),
+            _ => EndpointBackend::Postgres(connection),
+        })
     }
 
     pub(super) fn placement(

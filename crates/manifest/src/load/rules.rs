@@ -93,6 +93,11 @@ impl Loader {
                     let hint = did_you_mean(function, functions.keys().map(Name::as_str));
                     self.unknown(&r.function.span(), "function", function, hint, "[function.NAME]");
                 }
+                Some(f) if f.is_endpoint() => self.error_help(
+                    &r.function.span(),
+                    format!("route `{}` targets endpoint `{function}`; endpoints have no listener and are reached only through the mesh", r.path.get_ref()),
+                    "route to a function that reads the endpoint through an `[[allow]]` rule",
+                ),
                 Some(f) if f.subnet_kind != SubnetKind::Public => self.error_help(
                     &r.function.span(),
                     format!(
@@ -181,6 +186,7 @@ impl Loader {
         for (at, r) in raw {
             let id = self.rule_id(&r.id, refs);
             let from = self.selector(&r.from, refs, "from");
+            let from = from.filter(|sel| self.not_an_endpoint_source(sel, &r.from));
             let to = self.selector(&r.to, refs, "to");
             let methods = self.methods(&r.methods);
             let paths = match &r.paths {
@@ -211,6 +217,7 @@ impl Loader {
         for (at, r) in raw {
             let id = self.rule_id(&r.id, refs);
             let from = self.selector(&r.from, refs, "from");
+            let from = from.filter(|sel| self.not_an_endpoint_source(sel, &r.from));
             if let Some(sel) = &from {
                 let isolated: Vec<&str> = refs.isolated_functions_in(sel);
                 if !isolated.is_empty() {
@@ -243,6 +250,19 @@ impl Loader {
             });
         }
         out
+    }
+
+    /// Refuses `from = "endpoint:NAME"`: endpoints answer, they never call.
+    fn not_an_endpoint_source(&mut self, sel: &Selector, raw: &Spanned<String>) -> bool {
+        if let Selector::Endpoint(n) = sel {
+            self.error_help(
+                &raw.span(),
+                format!("endpoint `{n}` cannot be a rule's `from`: endpoints answer calls, they never make them"),
+                "rules open flows from functions; name the function that calls the endpoint",
+            );
+            return false;
+        }
+        true
     }
 
     fn rate_limit(&mut self, raw: &RawRateLimit, auth: Option<&RouteAuth>) -> Option<RateLimit> {
@@ -614,10 +634,44 @@ impl Loader {
                 self.unknown(&span, "group", n.as_str(), hint, "[group.NAME]");
                 return None;
             }
-            Selector::Function(n) if !refs.functions.contains_key(n) => {
-                let hint = did_you_mean(n.as_str(), refs.functions.keys().map(Name::as_str));
-                self.unknown(&span, "function", n.as_str(), hint, "[function.NAME]");
-                return None;
+            Selector::Function(n) | Selector::Endpoint(n) => {
+                let is_endpoint = matches!(sel, Selector::Endpoint(_));
+                let (kind, section, other, mismatch) = if is_endpoint {
+                    (
+                        "endpoint",
+                        "[endpoint.NAME]",
+                        "function",
+                        "is a function, not an endpoint",
+                    )
+                } else {
+                    (
+                        "function",
+                        "[function.NAME]",
+                        "endpoint",
+                        "is an endpoint, not a function",
+                    )
+                };
+                match refs.functions.get(n) {
+                    Some(f) if f.is_endpoint() == is_endpoint => {}
+                    Some(_) => {
+                        self.error_help(
+                            &span,
+                            format!("`{n}` {mismatch}"),
+                            format!("write `{other}:{n}`"),
+                        );
+                        return None;
+                    }
+                    None => {
+                        let names = refs
+                            .functions
+                            .values()
+                            .filter(|f| f.is_endpoint() == is_endpoint)
+                            .map(|f| f.name.as_str());
+                        let hint = did_you_mean(n.as_str(), names);
+                        self.unknown(&span, kind, n.as_str(), hint, section);
+                        return None;
+                    }
+                }
             }
             Selector::Label(n) if !refs.labels.contains(n.as_str()) => {
                 let hint = did_you_mean(n.as_str(), refs.labels.iter().map(String::as_str));
