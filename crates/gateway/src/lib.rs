@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod client;
+mod framing;
 pub mod ingress;
 pub mod limits;
 pub mod server;

@@ -1,12 +1,17 @@
 //! Thread per core: one `current_thread` runtime per worker, each with its own listening socket
 //! on the same port (`SO_REUSEPORT`), so a request is accepted, decided, run and answered on one
 //! thread with no hand-off.
+//!
+//! Each HTTP/1 connection is read through `framing::FramedStream`, which refuses requests with
+//! ambiguous framing and answers `408` to a client too slow with its head.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -14,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::Gateway;
+use crate::framing::{ConnectionWatch, FramedStream, ScanLimits, refusal_response};
 
 /// A running gateway: where it listens and how to stop it.
 pub struct Listening {
@@ -48,12 +54,20 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// Limits on what a client may send before a request is routed: they protect every route alike.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
-    /// Time to receive a request's headers (slow clients are disconnected).
+    /// Time to receive a request's headers, and to send the first bytes of a connection. An
+    /// HTTP/1 client that started a head and is too slow is answered `408` and disconnected.
     pub header_read_timeout: Duration,
     /// Largest header section, in bytes (HTTP/1.1 answers 431 past it).
     pub max_header_bytes: usize,
     /// Most header fields in one request.
     pub max_headers: usize,
+}
+
+impl ConnectionLimits {
+    /// hyper's read buffer limit: the largest head it reads (it never goes below 8 KiB).
+    fn read_buffer_bytes(&self) -> usize {
+        self.max_header_bytes.max(8192)
+    }
 }
 
 impl Default for ConnectionLimits {
@@ -133,33 +147,69 @@ async fn connection(
     mut stopped: watch::Receiver<bool>,
     limits: ConnectionLimits,
 ) {
-    let service = service_fn(move |request| {
-        let gateway = gateway.clone();
-        async move { gateway.handle(client, request).await }
-    });
+    let framing = Arc::new(ConnectionWatch::default());
+    let scan_limits = ScanLimits {
+        max_head_bytes: limits.read_buffer_bytes(),
+        max_headers: limits.max_headers,
+    };
+    let io = FramedStream::new(stream, framing.clone(), scan_limits);
+    let service = {
+        let framing = framing.clone();
+        service_fn(move |request: Request<Incoming>| {
+            let gateway = gateway.clone();
+            let refused = framing.check(request.version());
+            async move {
+                match refused {
+                    Some(error) => {
+                        tracing::debug!(%client, %error, "refused a request before routing");
+                        Ok(refusal_response(error))
+                    }
+                    None => gateway.handle(client, request).await,
+                }
+            }
+        })
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's own minimum buffer is 8 KiB.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_buf_size(limits.read_buffer_bytes())
         .max_headers(limits.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    // Dropping `conn` drops the stream, which is when a timed-out head is answered `408`.
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(%client, error = %e, "connection ended with an error");
+    // hyper's header timer starts only once hyper-util has told HTTP/1 from HTTP/2, and that
+    // waits for the client's first bytes without a limit: bound the wait by the same timeout.
+    let first_bytes = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(first_bytes);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
+                        framing.header_timed_out();
+                    }
+                    tracing::debug!(%client, error = %e, "connection ended with an error");
+                }
+                break;
             }
-        }
-        _ = stopped.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            _ = stopped.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+                break;
+            }
+            () = &mut first_bytes, if !framing.protocol_known() => {
+                if !framing.protocol_known() {
+                    tracing::debug!(%client, "no request started in time");
+                    break;
+                }
+            }
         }
     }
 }
