@@ -102,7 +102,14 @@ pub fn serve(
         let handle = std::thread::Builder::new()
             .name(format!("septa-worker-{i}"))
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                // Poll the sockets between every two tasks: a guest that loops is always ready to
+                // run again after its epoch yield, and with tokio's default (every 61 tasks) it
+                // would keep this worker's other connections unread for 61 ticks at a time.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .event_interval(1)
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start a worker runtime");

@@ -103,6 +103,9 @@ pub struct Segment {
     pub labels: Vec<Name>,
     /// Enforce or audit; functions inherit it unless they set their own.
     pub mode: Mode,
+    /// Requests its functions and endpoints may serve at once, together (a bulkhead: past it,
+    /// 503 at once); `None` leaves only each function's own `max_concurrency`.
+    pub max_concurrency: Option<u32>,
     /// Where it is declared.
     pub location: Location,
 }

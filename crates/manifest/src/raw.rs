@@ -39,11 +39,19 @@ pub(crate) struct RawSegment {
     #[serde(default)]
     pub mode: Option<Mode>,
     #[serde(default)]
+    pub limits: RawSegmentLimits,
+    #[serde(default)]
     #[expect(
         dead_code,
         reason = "accepted for people reading the manifest; septa does not use it"
     )]
     pub description: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSegmentLimits {
+    pub max_concurrency: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]

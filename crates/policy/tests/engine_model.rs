@@ -131,6 +131,7 @@ fn manifest(spec: &Spec) -> Manifest {
                     .map(|(j, _)| name(&format!("l{j}")))
                     .collect(),
                 mode: Mode::Enforce,
+                max_concurrency: None,
                 location: at,
             },
         );

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances; a guest yields to its neighbours at least this often.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often the epoch advances; a guest yields to its neighbours at least this often. It bounds
+/// how long a looping guest keeps a worker from its other requests: at 5 ms, a segment of looping
+/// guests pushed another segment's p99 up 16-30x in `tests/noisy_neighbour.rs`; at 1 ms, a few x.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Largest linear memory any instance may reserve; each function's own limit is lower.
 const MAX_MEMORY_BYTES: usize = 4 << 30;

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::StatusCode;
 use hyper::body::Body;
 use septa_policy::{FunctionId, Policy};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -20,6 +19,7 @@ use http_body_util::BodyExt;
 use septa_flows::FlowGuard;
 
 use crate::body::{CountedBody, DeadlineBody, RecordedBody};
+use crate::bulkhead::Bulkheads;
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::state::State;
 use crate::{Caller, Outbound};
@@ -30,8 +30,6 @@ struct LoadedFunction {
     pre: ProxyPre<State>,
     memory_limit: usize,
     timeout: Duration,
-    max_concurrency: usize,
-    slots: Arc<Semaphore>,
 }
 
 /// Why a function could not be loaded.
@@ -68,6 +66,14 @@ pub enum InvokeError {
         /// The function.
         function: String,
         /// Its `max_concurrency`.
+        limit: usize,
+    },
+    /// Every slot of the function's segment is busy.
+    #[error("segment `{segment}` is at its concurrency limit of {limit}")]
+    SegmentOverloaded {
+        /// The segment.
+        segment: String,
+        /// Its `limits.max_concurrency`.
         limit: usize,
     },
     /// The guest ran past its timeout and was stopped.
@@ -120,7 +126,9 @@ impl InvokeError {
     /// The HTTP status the caller gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::SegmentOverloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,6 +141,7 @@ pub struct Host {
     engine: Engine,
     /// By function id; `None` for endpoints, which the mesh answers without an instance.
     functions: Vec<Option<LoadedFunction>>,
+    bulkheads: Arc<Bulkheads>,
     outbound: OnceLock<Arc<dyn Outbound>>,
 }
 
@@ -188,24 +197,28 @@ impl Host {
                 .instantiate_pre(&component)
                 .and_then(ProxyPre::new)
                 .map_err(|e| component_error(name, &path, e))?;
-            let max_concurrency = spec.limits.max_concurrency as usize;
             functions.push(Some(LoadedFunction {
                 name: name.to_owned(),
                 pre,
                 memory_limit: (spec.limits.memory_mb as usize) << 20,
                 timeout: Duration::from_millis(u64::from(spec.limits.timeout_ms)),
-                max_concurrency,
-                slots: Arc::new(Semaphore::new(max_concurrency)),
             }));
         }
         Ok((
             Self {
                 engine: engine.clone(),
                 functions,
+                bulkheads: Arc::new(Bulkheads::new(policy)),
                 outbound: OnceLock::new(),
             },
             report,
         ))
+    }
+
+    /// The concurrency caps of functions and segments, for what else serves requests (the
+    /// endpoints) to take its slots from the same bulkheads.
+    pub fn bulkheads(&self) -> Arc<Bulkheads> {
+        self.bulkheads.clone()
     }
 
     /// Wires the outbound path (the mesh). Until it is set, every guest egress is denied.
@@ -236,15 +249,7 @@ impl Host {
                 function: format!("#{}", id.index()),
                 message: "no component with this id in the loaded policy".to_owned(),
             })?;
-        let permit: OwnedSemaphorePermit =
-            function
-                .slots
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| InvokeError::Overloaded {
-                    function: function.name.clone(),
-                    limit: function.max_concurrency,
-                })?;
+        let permit = self.bulkheads.enter(id)?;
         let host_error = |e: wasmtime::Error| InvokeError::Host {
             function: function.name.clone(),
             message: format!("{e:#}"),

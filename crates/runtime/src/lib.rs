@@ -6,6 +6,7 @@
 //! the dependency arrows stay one way: the runtime knows nothing of policy decisions.
 
 mod body;
+mod bulkhead;
 mod cache;
 mod engine;
 mod host;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 pub use body::{CountedBody, DeadlineBody, RecordedBody};
+pub use bulkhead::{Admitted, Bulkheads};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
 pub use host::{Host, InvokeError, LoadError, LoadReport};

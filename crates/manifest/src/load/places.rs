@@ -148,6 +148,21 @@ impl Loader {
                 }
             }
             let labels = self.names(&seg.labels);
+            let max_concurrency = match &seg.limits.max_concurrency {
+                Some(n) if *n.get_ref() == 0 || *n.get_ref() > Limits::MAX_CONCURRENCY => {
+                    self.error(
+                        &n.span(),
+                        format!(
+                            "`limits.max_concurrency` must be between 1 and {}, not {}",
+                            Limits::MAX_CONCURRENCY,
+                            n.get_ref()
+                        ),
+                    );
+                    None
+                }
+                Some(n) => Some(*n.get_ref()),
+                None => None,
+            };
             out.insert(
                 segment_name.clone(),
                 Segment {
@@ -155,6 +170,7 @@ impl Loader {
                     subnets,
                     labels,
                     mode: seg.mode.unwrap_or_default(),
+                    max_concurrency,
                     location: self.loc(&name.span()),
                 },
             );
