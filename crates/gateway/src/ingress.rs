@@ -107,6 +107,28 @@ impl Gateway {
         })
     }
 
+    /// Records a request the connection layer refused before routing (ambiguous framing), so
+    /// smuggling attempts are in the flow log like every other decision.
+    pub fn record_refusal<B>(
+        &self,
+        peer: SocketAddr,
+        request: &Request<B>,
+        status: StatusCode,
+        reason: &str,
+    ) {
+        let mut flow = self
+            .flows
+            .guard(FlowKind::Ingress, GATEWAY_IDENTITY, "unrouted");
+        let client = self.clients.resolve(peer.ip(), request.headers());
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        flow.set_method(request.method().as_str())
+            .set_path(split_path_query(target).0)
+            .set_client(client.to_string())
+            .set_decision(FlowVerdict::Deny, None, reason)
+            .set_status(status.as_u16());
+        flow.finish();
+    }
+
     /// Handles one request from `peer`. Never fails: every refusal is a response.
     pub async fn handle(
         &self,

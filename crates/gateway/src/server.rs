@@ -169,6 +169,12 @@ async fn connection(
                 match refused {
                     Some(error) => {
                         tracing::debug!(%client, %error, "refused a request before routing");
+                        gateway.record_refusal(
+                            client,
+                            &request,
+                            error.status(),
+                            &error.to_string(),
+                        );
                         Ok(refusal_response(error))
                     }
                     None => gateway.handle(client, request).await,
