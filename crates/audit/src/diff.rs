@@ -75,7 +75,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
 /// Every edge of a graph in words, keyed by the names of its ends so that two policies compare.
 fn flows(graph: &Graph) -> BTreeSet<String> {
     graph
-        .edges
+        .edges()
         .iter()
         .map(|e| {
             let opened_by = match e.kind {

@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use septa_manifest::{EgressScheme, HostPattern, InvariantRule, Mode};
+use septa_manifest::{EgressScheme, HostPattern, InvariantRule, Location, Mode};
 use septa_policy::Policy;
 use serde::Serialize;
 
-use crate::graph::{EdgeKind, Graph};
+use crate::graph::{Edge, Graph};
+use crate::rules;
 
 /// How much a finding matters; `--fail-on` compares against it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -68,6 +69,9 @@ pub struct Finding {
     /// `file:line:col` of the declaration to look at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The line and column of that declaration in the manifest, for exports that point into it.
+    #[serde(skip)]
+    pub position: Option<Location>,
 }
 
 /// Checks every `[[invariant]]`: one critical finding per violated invariant, with the
@@ -113,24 +117,22 @@ pub fn check_invariants(policy: &Policy, graph: &Graph) -> Vec<Finding> {
                     invariant.id,
                     graph.describe(&path)
                 ),
-                rules: path.iter().map(|&e| graph.edges[e].rule.clone()).collect(),
+                rules: path.iter().map(|e| e.rule.clone()).collect(),
                 path: path_nodes(graph, &path),
                 location: Some(format!("{}:{}", manifest.file.display(), invariant.location)),
+            position: Some(invariant.location),
             });
         }
     }
     out
 }
 
-fn path_nodes(graph: &Graph, path: &[usize]) -> Vec<String> {
+fn path_nodes(graph: &Graph, path: &[Edge]) -> Vec<String> {
     let mut nodes = Vec::new();
-    if let Some(&first) = path.first() {
-        nodes.push(graph.name(graph.edges[first].from).to_owned());
+    if let Some(first) = path.first() {
+        nodes.push(graph.name(first.from).to_owned());
     }
-    nodes.extend(
-        path.iter()
-            .map(|&e| graph.name(graph.edges[e].to).to_owned()),
-    );
+    nodes.extend(path.iter().map(|e| graph.name(e.to).to_owned()));
     nodes
 }
 
@@ -141,7 +143,9 @@ pub fn audit(policy: &Policy, graph: &Graph) -> Vec<Finding> {
     open_routes(policy, &mut findings);
     wide_egress(policy, &mut findings);
     audit_modes(policy, &mut findings);
-    dead_rules(policy, graph, &mut findings);
+    rules::dead_rules(policy, graph, &mut findings);
+    rules::shadowed_rules(policy, graph, &mut findings);
+    rules::wide_cross_segment_rules(policy, graph, &mut findings);
     blast_radius(policy, graph, &mut findings);
     findings.sort_by(|a, b| {
         b.severity
@@ -154,6 +158,8 @@ pub fn audit(policy: &Policy, graph: &Graph) -> Vec<Finding> {
 /// Every labelled function the internet can reach, with the shortest path and its weakest hop.
 fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
     let manifest = policy.manifest();
+    // One search from the gateway finds the shortest path to every function.
+    let from_internet = graph.shortest_paths_from(0);
     for f in policy.functions() {
         let labels: BTreeSet<String> = manifest
             .function_labels(&f.spec)
@@ -162,8 +168,7 @@ fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
         if labels.is_empty() {
             continue;
         }
-        let target = HashSet::from([graph.function_node(f.id)]);
-        let Some(path) = graph.shortest_path(&[0], &target, &HashSet::new()) else {
+        let Some(path) = from_internet.to(graph.function_node(f.id)) else {
             continue;
         };
         let labels_text = labels
@@ -173,7 +178,6 @@ fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
             .join(", ");
         let weakest = path
             .iter()
-            .map(|&e| &graph.edges[e])
             .find(|e| e.unrestricted)
             .map(|e| format!("; weakest hop: `{}` admits any method on any path", e.rule))
             .unwrap_or_default();
@@ -187,9 +191,10 @@ fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
                 path.len(),
                 graph.describe(&path)
             ),
-            rules: path.iter().map(|&e| graph.edges[e].rule.clone()).collect(),
+            rules: path.iter().map(|e| e.rule.clone()).collect(),
             path: path_nodes(graph, &path),
             location: Some(format!("{}:{}", manifest.file.display(), f.spec.location)),
+            position: Some(f.spec.location),
         });
     }
 }
@@ -227,6 +232,7 @@ fn open_routes(policy: &Policy, out: &mut Vec<Finding>) {
             rules: vec![route.id.to_string()],
             path: Vec::new(),
             location: Some(format!("{}:{}", manifest.file.display(), route.location)),
+            position: Some(route.location),
         });
     }
 }
@@ -258,6 +264,7 @@ fn wide_egress(policy: &Policy, out: &mut Vec<Finding>) {
                 rules: vec![rule.id.to_string()],
                 path: Vec::new(),
                 location: Some(format!("{}:{}", manifest.file.display(), rule.location)),
+                position: Some(rule.location),
             });
         }
     }
@@ -277,6 +284,7 @@ fn audit_modes(policy: &Policy, out: &mut Vec<Finding>) {
             rules: Vec::new(),
             path: Vec::new(),
             location: Some(format!("{}:{}", manifest.file.display(), segment.location)),
+            position: Some(segment.location),
         });
     }
     for f in policy.functions().iter().filter(|f| f.audit) {
@@ -298,58 +306,39 @@ fn audit_modes(policy: &Policy, out: &mut Vec<Finding>) {
             rules: Vec::new(),
             path: Vec::new(),
             location: Some(format!("{}:{}", manifest.file.display(), f.spec.location)),
+            position: Some(f.spec.location),
         });
     }
 }
 
-/// Rules that can never match because a side selects no function.
-fn dead_rules(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
-    let manifest = policy.manifest();
-    let live: HashSet<&str> = graph
-        .edges
-        .iter()
-        .filter(|e| matches!(e.kind, EdgeKind::Allow | EdgeKind::Egress))
-        .map(|e| e.rule.as_str())
-        .collect();
-    let dead = manifest
-        .allows
-        .iter()
-        .map(|r| (&r.id, r.location, "allow"))
-        .chain(
-            manifest
-                .egress
-                .iter()
-                .map(|r| (&r.id, r.location, "egress")),
-        );
-    for (id, location, kind) in dead {
-        if live.contains(id.as_str()) {
-            continue;
-        }
-        out.push(Finding {
-            severity: Severity::Low,
-            kind: "rule-never-matches",
-            subject: format!("{kind}:{id}"),
-            message: format!("{kind} rule `{id}` can never match: its selectors select no function it could apply to"),
-            rules: vec![id.to_string()],
-            path: Vec::new(),
-            location: Some(format!("{}:{location}", manifest.file.display())),
-        });
-    }
-}
+/// The most places a blast-radius finding names; it counts the rest.
+const LISTED_PLACES: usize = 20;
 
 /// What a compromised function could reach, transitively.
 fn blast_radius(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
+    let reach = graph.reach();
     for f in policy.functions() {
-        let reached = graph.reachable_from(graph.function_node(f.id));
-        let names: Vec<&str> = reached.iter().map(|&n| graph.name(n)).collect();
-        let message = if names.is_empty() {
+        let node = graph.function_node(f.id);
+        let mut count = 0;
+        let mut names = Vec::new();
+        for n in reach.from(node) {
+            count += 1;
+            if names.len() < LISTED_PLACES {
+                names.push(graph.name(n));
+            }
+        }
+        let message = if count == 0 {
             format!("a compromised `{}` reaches nothing", f.identity)
         } else {
-            let places = if names.len() == 1 { "place" } else { "places" };
+            let places = if count == 1 { "place" } else { "places" };
+            let more = if count > names.len() {
+                format!(" and {} more", count - names.len())
+            } else {
+                String::new()
+            };
             format!(
-                "a compromised `{}` reaches {} {places}: {}",
+                "a compromised `{}` reaches {count} {places}: {}{more}",
                 f.identity,
-                names.len(),
                 names.join(", ")
             )
         };
@@ -361,6 +350,7 @@ fn blast_radius(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
             rules: Vec::new(),
             path: Vec::new(),
             location: None,
+            position: None,
         });
     }
 }

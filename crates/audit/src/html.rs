@@ -108,7 +108,7 @@ pub fn render(policy: &Policy, graph: &Graph, findings: &[Finding]) -> String {
     let height = TOP + tallest.max(ROW * (destinations.len() + 1)) + GAP;
 
     let mut svg_edges = String::new();
-    for edge in &graph.edges {
+    for edge in graph.edges() {
         let (Some(&(cx1, cy1, h1)), Some(&(cx2, cy2, h2))) =
             (position.get(&edge.from), position.get(&edge.to))
         else {
@@ -156,7 +156,7 @@ pub fn render(policy: &Policy, graph: &Graph, findings: &[Finding]) -> String {
         );
     }
     let mut flows = String::new();
-    for edge in &graph.edges {
+    for edge in graph.edges() {
         let _ = write!(
             flows,
             "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td></tr>",

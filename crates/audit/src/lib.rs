@@ -11,6 +11,9 @@ mod graph;
 mod html;
 mod pci;
 mod query;
+mod rules;
+mod sarif;
+mod selection;
 mod suggest;
 
 pub use diff::{Diff, diff};
@@ -19,4 +22,5 @@ pub use graph::{Edge, EdgeKind, Graph, Node};
 pub use html::render as render_html;
 pub use pci::{PackCheck, pci};
 pub use query::{Answer, query};
+pub use sarif::render as render_sarif;
 pub use suggest::{Observed, Suggestion, not_allowed, suggest};

@@ -69,7 +69,7 @@ pub fn pci(policy: &Policy, graph: &Graph) -> Vec<PackCheck> {
 
     // Out-of-scope functions that can open flows into the CDE are connected-to systems.
     let connected: Vec<String> = graph
-        .edges
+        .edges()
         .iter()
         .filter(|e| {
             matches!(graph.nodes[e.from], Node::Function(_)) && !in_cde(e.from) && in_cde(e.to)
@@ -91,7 +91,7 @@ pub fn pci(policy: &Policy, graph: &Graph) -> Vec<PackCheck> {
     });
 
     let wide: Vec<String> = graph
-        .edges
+        .edges()
         .iter()
         .filter(|e| in_cde(e.from) && matches!(e.kind, EdgeKind::Egress | EdgeKind::Audit))
         .filter(|e| matches!(graph.nodes[e.to], Node::Egress(_)))
@@ -104,7 +104,7 @@ pub fn pci(policy: &Policy, graph: &Graph) -> Vec<PackCheck> {
         passed: wide.is_empty(),
         evidence: if wide.is_empty() {
             let named: Vec<String> = graph
-                .edges
+                .edges()
                 .iter()
                 .filter(|e| in_cde(e.from) && e.kind == EdgeKind::Egress)
                 .map(describe)
@@ -127,7 +127,7 @@ pub fn pci(policy: &Policy, graph: &Graph) -> Vec<PackCheck> {
         .collect();
     let mut open_graph_blocked = HashSet::new();
     let open_routes: Vec<usize> = graph
-        .edges
+        .edges()
         .iter()
         .filter(|e| e.kind == EdgeKind::Route && !authenticated.contains(e.rule.as_str()))
         .map(|e| e.to)
@@ -135,7 +135,7 @@ pub fn pci(policy: &Policy, graph: &Graph) -> Vec<PackCheck> {
     // Start the search at the functions unauthenticated routes reach; a CDE function reached
     // directly is itself an unauthenticated ingress.
     let direct: Vec<String> = graph
-        .edges
+        .edges()
         .iter()
         .filter(|e| {
             e.kind == EdgeKind::Route && !authenticated.contains(e.rule.as_str()) && in_cde(e.to)

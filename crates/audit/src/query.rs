@@ -42,7 +42,7 @@ pub fn query(
     for &target in &targets {
         // The last hop must admit the method and path, decided exactly as enforcement would.
         for (e, edge) in graph
-            .edges
+            .edges()
             .iter()
             .enumerate()
             .filter(|(_, e)| e.to == target)
@@ -51,7 +51,7 @@ pub fn query(
                 continue;
             }
             let hops = if sources.contains(&edge.from) {
-                Some(vec![e])
+                Some(vec![edge.clone()])
             } else if direct {
                 None
             } else {
@@ -59,7 +59,7 @@ pub fn query(
                 graph
                     .shortest_path(&sources, &reach, &HashSet::new())
                     .map(|mut p| {
-                        p.push(e);
+                        p.push(edge.clone());
                         p
                     })
             };
@@ -91,7 +91,7 @@ fn last_hop_admits(
     path: Option<&str>,
 ) -> bool {
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
-    let edge = &graph.edges[e];
+    let edge = &graph.edges()[e];
     let methods = method.as_ref().map_or(&METHODS[..], std::slice::from_ref);
     match (path, &graph.nodes[edge.from], &graph.nodes[edge.to]) {
         (None, _, crate::Node::Function(_)) => method.is_none_or(|m| edge.methods.admits(m)),

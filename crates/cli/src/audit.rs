@@ -18,6 +18,8 @@ pub(crate) enum Format {
     Json,
     /// A self-contained HTML report with a drawing of the segments and the allowed flows.
     Html,
+    /// SARIF 2.1.0 for code-scanning tools, pointing into `septa.toml`.
+    Sarif,
 }
 
 /// The compiled policy of `dir`, or `None` after printing why it does not load.
@@ -57,6 +59,10 @@ pub(crate) fn run_audit(
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
         Format::Html => print!("{}", septa_audit::render_html(&policy, &graph, &findings)),
+        Format::Sarif => println!(
+            "{}",
+            serde_json::to_string_pretty(&septa_audit::render_sarif(&policy, &findings))?
+        ),
         Format::Table => {
             for f in &findings {
                 let at = f
@@ -84,6 +90,9 @@ pub(crate) fn run_audit(
         }
     }
     let failed = fail_on.is_some_and(|threshold| findings.iter().any(|f| f.severity >= threshold));
+    // The process ends here: freeing a large policy and graph piece by piece would take longer
+    // than auditing them did.
+    std::mem::forget((policy, graph, findings));
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -241,6 +250,9 @@ fn run_pack(dir: &Path, format: Format, pack: &str) -> anyhow::Result<ExitCode> 
     let checks = septa_audit::pci(&policy, &graph);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
+        Format::Sarif => {
+            bail!("`--pack` reports pass or fail per requirement; use `--format table` or `json`")
+        }
         Format::Table | Format::Html => {
             println!(
                 "PCI DSS segmentation checks for application `{}` ({})",

@@ -29,12 +29,14 @@ enum Command {
         dir: PathBuf,
     },
     /// Audit the policy: invariants, paths to labelled functions, open routes, wide egress,
-    /// audit mode, dead rules and blast radius, each naming the rule to change.
+    /// audit mode, dead and shadowed rules, cross-segment rules wider than needed and blast
+    /// radius, each naming the rule to change.
     Audit {
         /// The application directory (holding `septa.toml`) or the manifest file.
         #[arg(default_value = ".")]
         dir: PathBuf,
-        /// Output format.
+        /// Output format: `table`, `json`, `html` (a self-contained report) or `sarif` (SARIF
+        /// 2.1.0 for code scanning).
         #[arg(long, value_enum, default_value = "table")]
         format: audit::Format,
         /// Exit non-zero when a finding is at least this severe (info, low, medium, high,

@@ -1,0 +1,221 @@
+//! The graph searched through selector hubs against a simple model: on random manifests, its
+//! edges are exactly the engine's mesh index pair by pair, and what the findings say is
+//! reachable (blast radius, paths from the internet) is what a plain search over those edges
+//! finds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::path::Path;
+
+use septa_audit::{EdgeKind, Graph, audit};
+use septa_policy::Policy;
+
+/// A small deterministic generator, so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+const FUNCTIONS: usize = 7;
+
+fn random_manifest(rng: &mut Rng) -> String {
+    let mut m = String::from("septa_manifest_version = 1\n[application]\nname = \"random\"\n");
+    for s in 0..3 {
+        let mode = if rng.below(6) == 0 {
+            "mode = \"audit\"\n"
+        } else {
+            ""
+        };
+        let labels = if s == 2 { "labels = [\"pci\"]\n" } else { "" };
+        m.push_str(&format!(
+            "[segment.s{s}]\nsubnets = {{ web = \"public\", app = \"private\", vault = \"isolated\" }}\n{labels}{mode}"
+        ));
+    }
+    m.push_str("[group.g0]\n[group.g1]\n");
+    for f in 0..FUNCTIONS {
+        let groups = ["[]", "[\"g0\"]", "[\"g1\"]", "[\"g0\", \"g1\"]"][rng.below(4)];
+        let subnet = ["web", "app", "vault"][rng.below(3)];
+        let mode = if rng.below(8) == 0 {
+            "mode = \"audit\"\n"
+        } else {
+            ""
+        };
+        m.push_str(&format!(
+            "[function.f{f}]\nsource = \"f.wasm\"\nplacement = \"s{}/{subnet}\"\ngroups = {groups}\n{mode}",
+            rng.below(3)
+        ));
+        if subnet == "web" {
+            m.push_str(&format!(
+                "[[route]]\npath = \"/f{f}/...\"\nfunction = \"f{f}\"\n"
+            ));
+        }
+        if subnet != "vault" && rng.below(2) == 0 {
+            m.push_str(&format!(
+                "[[egress]]\nid = \"e{f}\"\nfrom = \"function:f{f}\"\nto = [\"https://api{}.example:443\"]\n",
+                rng.below(3)
+            ));
+        }
+    }
+    m.push_str("[endpoint.store]\nplacement = \"s2/vault\"\n");
+    let selector = |rng: &mut Rng| match rng.below(5) {
+        0 => format!("segment:s{}", rng.below(3)),
+        1 => format!("subnet:s{}/app", rng.below(3)),
+        2 => format!("group:g{}", rng.below(2)),
+        3 => "label:pci".to_owned(),
+        _ => format!("function:f{}", rng.below(FUNCTIONS)),
+    };
+    for r in 0..rng.below(10) + 1 {
+        let from = selector(rng);
+        let to = if rng.below(6) == 0 {
+            "endpoint:store".to_owned()
+        } else {
+            selector(rng)
+        };
+        let methods = ["", "methods = [\"GET\"]\n", "methods = []\n"][rng.below(3)];
+        m.push_str(&format!(
+            "[[allow]]\nid = \"r{r}\"\nfrom = \"{from}\"\nto = \"{to}\"\n{methods}"
+        ));
+    }
+    m
+}
+
+/// Every place reachable from `source` by one or more edges, by a plain search over edges.
+fn reachable(graph: &Graph, source: usize) -> BTreeSet<usize> {
+    let mut seen = HashSet::from([source]);
+    let mut queue = VecDeque::from([source]);
+    let mut out = BTreeSet::new();
+    while let Some(node) = queue.pop_front() {
+        for e in graph.edges().iter().filter(|e| e.from == node) {
+            out.insert(e.to);
+            if seen.insert(e.to) {
+                queue.push_back(e.to);
+            }
+        }
+    }
+    out.remove(&source);
+    out
+}
+
+/// The fewest edges from the gateway to `target`, by a plain search over edges.
+fn distance_from_internet(graph: &Graph, target: usize) -> Option<usize> {
+    let mut depth = vec![usize::MAX; graph.nodes.len()];
+    depth[0] = 0;
+    let mut queue = VecDeque::from([0]);
+    while let Some(node) = queue.pop_front() {
+        for e in graph.edges().iter().filter(|e| e.from == node) {
+            if depth[e.to] == usize::MAX {
+                depth[e.to] = depth[node] + 1;
+                queue.push_back(e.to);
+            }
+        }
+    }
+    (depth[target] != usize::MAX).then_some(depth[target])
+}
+
+#[test]
+fn the_hub_graph_agrees_with_the_engine_and_with_a_plain_search() {
+    for seed in 0..200 {
+        let mut rng = Rng(seed);
+        let text = random_manifest(&mut rng);
+        let manifest = match septa_manifest::parse(Path::new("septa.toml"), &text) {
+            Ok(m) => m,
+            Err(d) => panic!("seed {seed}: {d}\n{text}"),
+        };
+        let policy = Policy::compile(manifest).unwrap();
+        let graph = Graph::build(&policy);
+
+        // Allow edges are the engine's mesh index, pair by pair, less rules admitting nothing.
+        // Rules written `to = "endpoint:NAME"` are left out of the comparison: the engine's
+        // index files an endpoint under `function:NAME`, not `endpoint:NAME`, so it never
+        // connects them although `Selector::selects` says they select the endpoint; the graph
+        // follows `selects`.
+        let to_endpoint: HashSet<&str> = policy
+            .manifest()
+            .allows
+            .iter()
+            .filter(|r| matches!(r.to, septa_manifest::Selector::Endpoint(_)))
+            .map(|r| r.id.as_str())
+            .collect();
+        let from_graph: BTreeSet<(usize, usize, String)> = graph
+            .edges()
+            .iter()
+            .filter(|e| e.kind == EdgeKind::Allow && !to_endpoint.contains(e.rule.as_str()))
+            .map(|e| (e.from, e.to, e.rule.clone()))
+            .collect();
+        let manifest = policy.manifest();
+        let admits_something: HashSet<&str> = manifest
+            .allows
+            .iter()
+            .filter(|r| !matches!(&r.methods, septa_manifest::Methods::Only(l) if l.is_empty()))
+            .map(|r| r.id.as_str())
+            .collect();
+        let from_engine: BTreeSet<(usize, usize, String)> = policy
+            .mesh_edges()
+            .iter()
+            .filter(|e| admits_something.contains(e.rule.as_str()))
+            .map(|e| {
+                (
+                    graph.function_node(e.from),
+                    graph.function_node(e.to),
+                    e.rule.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(from_graph, from_engine, "seed {seed}\n{text}");
+
+        // Egress edges are the engine's, function by function.
+        let egress_graph: Vec<(usize, String)> = graph
+            .edges()
+            .iter()
+            .filter(|e| e.kind == EdgeKind::Egress)
+            .map(|e| (e.from, graph.name(e.to).to_owned()))
+            .collect();
+        let egress_engine: Vec<(usize, String)> = policy
+            .egress_edges()
+            .iter()
+            .map(|e| (graph.function_node(e.from), e.target.to_string()))
+            .collect();
+        assert_eq!(egress_graph, egress_engine, "seed {seed}\n{text}");
+
+        let findings = audit(&policy, &graph);
+        for f in policy.functions() {
+            let node = graph.function_node(f.id);
+            // Blast radius counts what a plain search reaches.
+            let reached = reachable(&graph, node);
+            let radius = findings
+                .iter()
+                .find(|x| x.kind == "blast-radius" && x.subject == f.identity)
+                .unwrap();
+            let expected = match reached.len() {
+                0 => format!("a compromised `{}` reaches nothing", f.identity),
+                1 => format!("a compromised `{}` reaches 1 place:", f.identity),
+                n => format!("a compromised `{}` reaches {n} places:", f.identity),
+            };
+            assert!(
+                radius.message.starts_with(&expected),
+                "seed {seed}: {} vs {reached:?}\n{text}",
+                radius.message
+            );
+            // A path from the internet to a labelled function is a shortest one.
+            let sensitive = findings
+                .iter()
+                .find(|x| x.kind == "sensitive-path" && x.subject == f.identity);
+            let labelled = manifest.function_labels(&f.spec).next().is_some();
+            match (labelled, distance_from_internet(&graph, node), sensitive) {
+                (true, Some(hops), Some(found)) => {
+                    assert_eq!(found.path.len(), hops + 1, "seed {seed}: {found:?}\n{text}");
+                }
+                (true, None, None) | (false, _, None) => {}
+                other => panic!("seed {seed}: {other:?}\n{text}"),
+            }
+        }
+    }
+}
