@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod check;
+mod jwks;
 mod up;
 
 use std::path::PathBuf;

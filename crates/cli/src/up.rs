@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use septa_flows::FlowLog;
 use septa_gateway::Gateway;
+use septa_gateway::auth::refresh::FirstFetch;
 use septa_mesh::{DialTimeouts, Mesh};
 use septa_runtime::{ComponentCache, EpochTicker, Host, build_engine};
 
@@ -96,8 +98,13 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         DialTimeouts::default(),
     );
     host.set_outbound(Arc::new(mesh));
-    let gateway = Gateway::new(policy.clone(), host.clone(), flows.clone())?;
+    let jwks = crate::jwks::EgressJwksFetcher::new(policy.clone())?;
+    let gateway = Gateway::new(policy.clone(), host.clone(), flows.clone(), Arc::new(jwks))?;
     let gateway = Arc::new(gateway);
+    let key_refresh = gateway
+        .start_key_refresh()
+        .context("cannot start the key refresh")?;
+    let first_fetches = key_refresh.wait_first(FIRST_FETCH_WAIT);
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -131,7 +138,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             policy.function(route.function).spec.name
         );
     }
-
+    report_first_fetches(key_refresh.issuers(), &first_fetches);
     if let Some(addr) = &admin {
         println!("septa: admin on http://{addr}");
     }
@@ -139,9 +146,28 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     wait_for_signal()?;
     println!("septa: shutting down");
     listening.shutdown();
+    drop(key_refresh);
     drop(host);
     flows.shutdown().context("cannot flush the flow log")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `up` waits for issuers' first key fetches before it listens anyway.
+const FIRST_FETCH_WAIT: Duration = Duration::from_secs(5);
+
+/// Says, for every issuer whose keys are fetched, whether it has keys to verify with yet.
+fn report_first_fetches(issuers: &[String], done: &[FirstFetch]) {
+    for name in issuers {
+        match done.iter().find(|f| &f.issuer == name).map(|f| &f.outcome) {
+            Some(Ok(count)) => println!("septa: jwt issuer `{name}`: {count} keys fetched"),
+            Some(Err(reason)) => {
+                println!("septa: {reason}; its routes answer 401 until a fetch succeeds (retrying)")
+            }
+            None => println!(
+                "septa: jwt issuer `{name}`: keys still being fetched; its routes answer 401 until they arrive"
+            ),
+        }
+    }
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {

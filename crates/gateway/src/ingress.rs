@@ -10,11 +10,13 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
-use septa_manifest::Mode;
+use septa_manifest::{JwtIssuer, Mode};
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{CompiledRoute, Policy, RouteOutcome, Verdict};
 use septa_runtime::{Host, HyperOutgoingBody};
 
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::refresh::{JwksFetcher, KeyRefresh};
 use crate::auth::{Principal, RouteAuthAdmission};
 use crate::client::{ClientAddresses, SourceAdmission};
 use crate::limits::{GatewayCeiling, RateLimitAdmission};
@@ -68,6 +70,8 @@ pub struct Gateway {
     flows: FlowLog,
     clients: ClientAddresses,
     admission: Vec<Box<dyn Admission>>,
+    jwks: Arc<dyn JwksFetcher>,
+    fetched_issuers: Vec<(Arc<JwtVerifier>, JwtIssuer)>,
 }
 
 type GatewayBody = HyperOutgoingBody;
@@ -77,15 +81,18 @@ impl Gateway {
     /// policy asks for, in the order they run: the gateway-wide ceiling (before anything
     /// costly), route sources, authentication and authorization, then the route's rate limit
     /// (after authentication, so a limit by principal or claim counts what the host
-    /// established). Fails if a JWKS or API key file cannot be loaded.
+    /// established). Fails if a JWKS or API key file cannot be loaded. Issuers whose keys are
+    /// fetched through `jwks` start with none; [`Gateway::start_key_refresh`] fetches them.
     pub fn new(
         policy: Arc<Policy>,
         host: Arc<Host>,
         flows: FlowLog,
+        jwks: Arc<dyn JwksFetcher>,
     ) -> Result<Self, crate::auth::AuthLoadError> {
         let manifest = policy.manifest();
         let routes = &manifest.routes;
         let mut checks: Vec<Box<dyn Admission>> = Vec::new();
+        let mut fetched_issuers = Vec::new();
         if let Some(limit) = &manifest.gateway.rate_limit {
             checks.push(Box::new(GatewayCeiling::new(limit.clone())));
         }
@@ -93,7 +100,9 @@ impl Gateway {
             checks.push(Box::new(SourceAdmission));
         }
         if routes.iter().any(|r| r.auth.is_some()) {
-            checks.push(Box::new(RouteAuthAdmission::load(manifest)?));
+            let auth = RouteAuthAdmission::load(manifest)?;
+            fetched_issuers = auth.fetched_issuers(manifest);
+            checks.push(Box::new(auth));
         }
         if routes.iter().any(|r| r.rate_limit.is_some()) {
             checks.push(Box::new(RateLimitAdmission::new(&policy)));
@@ -104,7 +113,20 @@ impl Gateway {
             host,
             flows,
             admission: checks,
+            jwks,
+            fetched_issuers,
         })
+    }
+
+    /// Starts fetching the keys of every issuer with a `jwks_url` that a route uses, and keeps
+    /// them fresh in the background until the returned handle is dropped. Wait for the first
+    /// fetches with [`KeyRefresh::wait_first`] before listening.
+    pub fn start_key_refresh(&self) -> std::io::Result<KeyRefresh> {
+        KeyRefresh::start(
+            self.fetched_issuers.clone(),
+            self.jwks.clone(),
+            self.flows.clone(),
+        )
     }
 
     /// Records a request the connection layer refused before routing (ambiguous framing), so

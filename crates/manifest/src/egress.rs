@@ -140,7 +140,7 @@ impl fmt::Display for EgressTarget {
 }
 
 /// Splits `host[:port]`, where an IPv6 host is bracketed and a CIDR host contains `/`.
-fn split_host_port(rest: &str) -> Result<(&str, Option<&str>), String> {
+pub(crate) fn split_host_port(rest: &str) -> Result<(&str, Option<&str>), String> {
     if let Some(inner) = rest.strip_prefix('[') {
         let Some(end) = inner.find(']') else {
             return Err("unclosed `[` in IPv6 host".to_owned());
@@ -172,7 +172,7 @@ fn split_host_port(rest: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
-fn parse_host(host: &str) -> Result<HostPattern, String> {
+pub(crate) fn parse_host(host: &str) -> Result<HostPattern, String> {
     if host.is_empty() {
         return Err("the host is empty".to_owned());
     }

@@ -6,6 +6,7 @@
 
 mod diagnostic;
 mod egress;
+mod https_url;
 mod load;
 mod model;
 mod raw;
@@ -13,11 +14,13 @@ mod selector;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use egress::{EgressScheme, EgressTarget, HostPattern};
+pub use https_url::HttpsUrl;
 pub use load::{MANIFEST_FILE, load, parse};
 pub use model::{
     AllowRule, ApiKey, ApiKeySet, AuthMethod, Build, CeilingSpec, ClaimMatch, ClaimValue,
     Connection, EgressRule, EndpointBackend, Function, FunctionKind, GatewaySpec, Group, Invariant,
-    InvariantRule, JwtAlgorithm, JwtIssuer, Limits, Manifest, Method, Methods, Mode, Name,
-    PathText, Paths, Placement, RateLimit, RateLimitKey, Route, RouteAuth, Segment, SubnetKind,
+    InvariantRule, JwksSource, JwtAlgorithm, JwtIssuer, Limits, Manifest, Method, Methods, Mode,
+    Name, PathText, Paths, Placement, RateLimit, RateLimitKey, Route, RouteAuth, Segment,
+    SubnetKind,
 };
 pub use selector::Selector;

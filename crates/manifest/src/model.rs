@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use crate::diagnostic::Location;
 use crate::egress::EgressTarget;
+use crate::https_url::HttpsUrl;
 use crate::selector::Selector;
 
 /// A validated name: a segment, subnet, group, function, label or rule id.
@@ -499,6 +500,24 @@ impl JwtAlgorithm {
     }
 }
 
+/// Where an issuer's JSON Web Key Set comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file read once at start-up, resolved against the manifest's directory.
+    File(PathBuf),
+    /// An `https://` URL the gateway fetches through the operator ceiling, before it listens and
+    /// then every `refresh_s` seconds (and early when a token names an unknown key).
+    Url {
+        /// The URL; it counts as the issuer's own egress and opens nothing else.
+        url: HttpsUrl,
+        /// Seconds between refreshes (10 to 86400).
+        refresh_s: u32,
+        /// A PEM bundle of the certificate authorities to trust, resolved against the manifest's
+        /// directory; `None` trusts the system's roots.
+        ca_file: Option<PathBuf>,
+    },
+}
+
 /// A JWT issuer routes can require.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JwtIssuer {
@@ -510,8 +529,8 @@ pub struct JwtIssuer {
     pub audiences: Vec<String>,
     /// Accepted algorithms.
     pub algorithms: Vec<JwtAlgorithm>,
-    /// The JWKS file, resolved against the manifest's directory.
-    pub jwks_file: PathBuf,
+    /// Where its keys come from.
+    pub jwks: JwksSource,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_s: u32,
     /// Where it is declared.

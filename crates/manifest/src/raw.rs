@@ -239,7 +239,14 @@ pub(crate) struct RawJwt {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Spanned<String>>,
-    pub jwks_file: Spanned<String>,
+    #[serde(default)]
+    pub jwks_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub jwks_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub jwks_refresh_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
     #[serde(default)]
     pub leeway_s: Option<Spanned<u32>>,
 }

@@ -323,7 +323,7 @@ pub async fn send_pinned<B>(
     addr: SocketAddr,
     scheme: Scheme,
     server_name: &str,
-    mut request: Request<B>,
+    request: Request<B>,
     timeouts: DialTimeouts,
 ) -> Result<(Response<Incoming>, ConnectionTask), DialError>
 where
@@ -331,8 +331,50 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let tls = match scheme {
+        Scheme::Http => None,
+        Scheme::Https => Some(tls_config()?),
+    };
+    dial_pinned(addr, server_name, request, timeouts, tls).await
+}
+
+/// As [`send_pinned`] over HTTPS, but verifying the server's certificate against `tls` (built by
+/// [`tls_client_config`]) rather than the webpki roots: for septa's own fetches from servers an
+/// operator's private certificate authority vouches for.
+///
+/// # Errors
+///
+/// As [`send_pinned`].
+pub async fn send_pinned_tls<B>(
+    addr: SocketAddr,
+    server_name: &str,
+    request: Request<B>,
+    timeouts: DialTimeouts,
+    tls: Arc<ClientConfig>,
+) -> Result<(Response<Incoming>, ConnectionTask), DialError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    dial_pinned(addr, server_name, request, timeouts, Some(tls)).await
+}
+
+/// Connects to `addr`, with a TLS handshake when `tls` is given, and exchanges `request`.
+async fn dial_pinned<B>(
+    addr: SocketAddr,
+    server_name: &str,
+    mut request: Request<B>,
+    timeouts: DialTimeouts,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<(Response<Incoming>, ConnectionTask), DialError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     to_origin_form(&mut request)?;
-    tracing::debug!(%addr, ?scheme, server_name, "dialling pinned address");
+    tracing::debug!(%addr, tls = tls.is_some(), server_name, "dialling pinned address");
     let connect_deadline = Instant::now() + timeouts.connect;
     let connect_timeout = || DialError::ConnectionTimeout {
         addr,
@@ -344,10 +386,10 @@ where
         .map_err(|source| connect_error(addr, timeouts.connect, source))?;
     tcp.set_nodelay(true)
         .map_err(|source| connect_error(addr, timeouts.connect, source))?;
-    match scheme {
-        Scheme::Http => exchange(TokioIo::new(tcp), addr, request, timeouts.first_byte).await,
-        Scheme::Https => {
-            let tls = timeout_at(connect_deadline, tls_handshake(tcp, server_name))
+    match tls {
+        None => exchange(TokioIo::new(tcp), addr, request, timeouts.first_byte).await,
+        Some(config) => {
+            let tls = timeout_at(connect_deadline, tls_handshake(tcp, server_name, config))
                 .await
                 .map_err(|_elapsed| connect_timeout())??;
             exchange(TokioIo::new(tls), addr, request, timeouts.first_byte).await
@@ -425,24 +467,37 @@ fn to_origin_form<B>(request: &mut Request<B>) -> Result<(), DialError> {
     Ok(())
 }
 
-/// The shared TLS client configuration: ring, webpki roots, ALPN `http/1.1`.
+/// The shared TLS client configuration for guests' egress: ring, webpki roots, ALPN `http/1.1`.
 fn tls_config() -> Result<Arc<ClientConfig>, DialError> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, rustls::Error>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = RootCertStore {
+            build_client_config(RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
-            Ok(Arc::new(config))
+            })
         })
         .clone()
         .map_err(|source| DialError::TlsConfig { source })
+}
+
+/// A TLS client configuration trusting `roots`: ring, the safe default protocol versions, no
+/// client certificate, ALPN `http/1.1`.
+///
+/// # Errors
+///
+/// [`DialError::TlsConfig`] when rustls refuses the combination.
+pub fn tls_client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, DialError> {
+    build_client_config(roots).map_err(|source| DialError::TlsConfig { source })
+}
+
+fn build_client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The name to send as SNI and verify the certificate against.
@@ -460,8 +515,9 @@ fn tls_server_name(server_name: &str) -> Result<ServerName<'static>, DialError> 
 async fn tls_handshake(
     tcp: TcpStream,
     server_name: &str,
+    config: Arc<ClientConfig>,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DialError> {
-    let connector = TlsConnector::from(tls_config()?);
+    let connector = TlsConnector::from(config);
     connector
         .connect(tls_server_name(server_name)?, tcp)
         .await

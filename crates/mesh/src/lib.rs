@@ -7,9 +7,13 @@
 //! then the address actually dialled is checked against the operator ceiling and pinned. A mesh
 //! call to a private endpoint is decided the same way and answered by the [`EndpointService`].
 //! Every decision is one flow record.
+//!
+//! [`fetch`] is the same path for septa's own fetches (an issuer's JWKS), whose source is the
+//! gateway.
 
 pub mod dial;
 mod egress;
+pub mod fetch;
 mod internal;
 
 use std::future::Future;

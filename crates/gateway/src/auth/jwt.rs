@@ -1,19 +1,22 @@
-//! JWT verification: RS256, ES256 and EdDSA against a JWKS file, with `exp`, `nbf`, `iss` and
-//! `aud` always checked. `none` and HMAC never verify, whatever the header says, because the
-//! algorithm must be one the issuer lists and must match the key its `kid` names.
+//! JWT verification: RS256, ES256 and EdDSA against an issuer's key set (from a file, or fetched
+//! and refreshed by [`super::refresh`]), with `exp`, `nbf`, `iss` and `aud` always checked.
+//! `none` and HMAC never verify, whatever the header says, because the algorithm must be one the
+//! issuer lists and must match the key its `kid` names.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
     UnparsedPublicKey,
 };
-use septa_manifest::{ClaimMatch, ClaimValue, JwtAlgorithm, JwtIssuer};
+use septa_manifest::{ClaimMatch, ClaimValue, JwksSource, JwtAlgorithm, JwtIssuer};
 use serde_json::Value;
 
 use super::base64url;
+use super::jwks::{Key, KeySet};
+use super::refresh::RefreshSignal;
 
 /// Verified tokens kept until they expire, so the hot path does not re-verify signatures.
 const CACHE_ENTRIES: usize = 10_000;
@@ -40,6 +43,9 @@ pub enum JwtError {
     /// No `kid`, or one the JWKS does not hold.
     #[error("unknown key id")]
     UnknownKey,
+    /// The issuer's keys are fetched and no fetch has succeeded yet.
+    #[error("no keys loaded for the issuer yet")]
+    NoKeys,
     /// The key named by `kid` is for another algorithm.
     #[error("key and algorithm do not match")]
     KeyMismatch,
@@ -111,32 +117,38 @@ impl Claims {
     }
 }
 
+/// A verified token in the cache, with the id of the key that verified it.
 #[derive(Debug)]
-enum Key {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Ec(Vec<u8>),
-    Ed(Vec<u8>),
+struct Verified {
+    claims: Claims,
+    kid: String,
 }
 
-impl Key {
-    fn algorithm(&self) -> JwtAlgorithm {
-        match self {
-            Self::Rsa { .. } => JwtAlgorithm::Rs256,
-            Self::Ec(_) => JwtAlgorithm::Es256,
-            Self::Ed(_) => JwtAlgorithm::EdDsa,
-        }
-    }
+/// One generation of an issuer's keys, with the tokens verified under it.
+///
+/// The token cache lives and dies with the key set: installing a new set builds a new cache that
+/// keeps only the tokens whose key is still in the new set with the same material. A request that
+/// verified under the old set and caches its token after the swap writes into the old generation,
+/// which nothing reads any more; so no token outlives the key that verified it.
+#[derive(Debug, Default)]
+struct Generation {
+    /// `None` until an issuer whose keys are fetched has its first document.
+    keys: Option<KeySet>,
+    verified: Mutex<HashMap<Vec<u8>, Verified>>,
 }
 
 /// Verifies tokens of one issuer.
 #[derive(Debug)]
 pub struct JwtVerifier {
+    name: String,
     issuer: String,
     audiences: Vec<String>,
     algorithms: Vec<JwtAlgorithm>,
     leeway: u64,
-    keys: HashMap<String, Key>,
-    cache: Mutex<HashMap<Vec<u8>, Claims>>,
+    /// Swapped whole, so a request sees the old set or the new one, never a mix.
+    current: RwLock<Arc<Generation>>,
+    /// For an issuer whose keys are fetched: how a request asks for an early refresh.
+    refresh: Option<RefreshSignal>,
 }
 
 fn now() -> u64 {
@@ -146,92 +158,146 @@ fn now() -> u64 {
 }
 
 impl JwtVerifier {
-    /// Loads the issuer's JWKS file.
+    /// A verifier for `issuer`: its JWKS file is read now; a JWKS URL starts with no keys, and
+    /// every token is refused until the key refresh installs some.
     pub fn load(issuer: &JwtIssuer) -> Result<Self, JwtError> {
-        let fail = |message: String| JwtError::Jwks {
-            issuer: issuer.name.to_string(),
-            path: issuer.jwks_file.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(&issuer.jwks_file).map_err(|e| fail(e.to_string()))?;
-        let jwks: Value =
-            serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
-        let Some(list) = jwks.get("keys").and_then(Value::as_array) else {
-            return Err(fail("no `keys` array".to_owned()));
-        };
-        let mut keys = HashMap::new();
-        for (i, jwk) in list.iter().enumerate() {
-            let field = |name: &str| {
-                jwk.get(name)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| fail(format!("key {i} has no `{name}`")))
-            };
-            let bytes = |name: &str| {
-                field(name).and_then(|v| {
-                    base64url::decode(v)
-                        .ok_or_else(|| fail(format!("key {i}: `{name}` is not base64url")))
-                })
-            };
-            let kid = field("kid")?.to_owned();
-            let key = match (field("kty")?, jwk.get("crv").and_then(Value::as_str)) {
-                ("RSA", _) => Key::Rsa {
-                    n: bytes("n")?,
-                    e: bytes("e")?,
-                },
-                ("EC", Some("P-256")) => {
-                    let (x, y) = (bytes("x")?, bytes("y")?);
-                    if x.len() != 32 || y.len() != 32 {
-                        return Err(fail(format!("key {i}: P-256 coordinates must be 32 bytes")));
-                    }
-                    Key::Ec([&[4u8][..], &x, &y].concat())
-                }
-                ("OKP", Some("Ed25519")) => Key::Ed(bytes("x")?),
-                (kty, crv) => {
-                    return Err(fail(format!(
-                        "key {i}: unsupported key type `{kty}` {crv:?}"
-                    )));
-                }
-            };
-            if keys.insert(kid.clone(), key).is_some() {
-                return Err(fail(format!("duplicate `kid` `{kid}`")));
+        let (keys, refresh) = match &issuer.jwks {
+            JwksSource::File(path) => {
+                let fail = |message: String| JwtError::Jwks {
+                    issuer: issuer.name.to_string(),
+                    path: path.display().to_string(),
+                    message,
+                };
+                let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+                (Some(KeySet::parse(&text).map_err(fail)?), None)
             }
-        }
+            JwksSource::Url { .. } => (None, Some(RefreshSignal::new())),
+        };
         Ok(Self {
+            name: issuer.name.to_string(),
             issuer: issuer.issuer.clone(),
             audiences: issuer.audiences.clone(),
             algorithms: issuer.algorithms.clone(),
             leeway: u64::from(issuer.leeway_s),
-            keys,
-            cache: Mutex::new(HashMap::new()),
+            current: RwLock::new(Arc::new(Generation {
+                keys,
+                verified: Mutex::default(),
+            })),
+            refresh,
         })
     }
 
+    /// The issuer's name in the manifest (`[jwt.NAME]`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the keys are fetched from a URL (and so refreshed).
+    pub fn is_fetched(&self) -> bool {
+        self.refresh.is_some()
+    }
+
+    /// Whether the issuer has keys to verify with (a fetched issuer has none until its first
+    /// successful fetch).
+    pub fn has_keys(&self) -> bool {
+        self.generation().keys.is_some()
+    }
+
+    pub(crate) fn refresh_signal(&self) -> Option<&RefreshSignal> {
+        self.refresh.as_ref()
+    }
+
+    fn generation(&self) -> Arc<Generation> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Installs `keys` atomically, unless they equal the keys in use. Verified tokens are kept
+    /// only where their key is in the new set with the same material. Returns whether the set
+    /// changed.
+    pub(crate) fn install(&self, keys: KeySet) -> bool {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let old = current.clone();
+        if old.keys.as_ref() == Some(&keys) {
+            return false;
+        }
+        let kept: HashMap<Vec<u8>, Verified> = old
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .filter(|(_, v)| {
+                let before = old.keys.as_ref().and_then(|k| k.get(&v.kid));
+                before.is_some() && before == keys.get(&v.kid)
+            })
+            .collect();
+        *current = Arc::new(Generation {
+            keys: Some(keys),
+            verified: Mutex::new(kept),
+        });
+        true
+    }
+
     /// Verifies `token`, from the cache of verified tokens when it is there and unexpired.
+    ///
+    /// A token naming a key the set does not hold is refused at once; for fetched keys it also
+    /// asks for an early refresh (at most one per [`super::refresh::EARLY_REFRESH_INTERVAL`]),
+    /// so a key the issuer has just rotated in verifies once the refresh has run.
     pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
         let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
             .as_ref()
             .to_vec();
         let now = now();
-        if let Ok(cache) = self.cache.lock()
-            && let Some(claims) = cache.get(&digest)
-            && claims.exp + self.leeway > now
+        let generation = self.generation();
+        if let Ok(cache) = generation.verified.lock()
+            && let Some(hit) = cache.get(&digest)
+            && hit.claims.exp + self.leeway > now
         {
-            return Ok(claims.clone());
+            return Ok(hit.claims.clone());
         }
-        let claims = self.verify_uncached(token, now)?;
-        if let Ok(mut cache) = self.cache.lock() {
+        let Some(keys) = &generation.keys else {
+            self.request_refresh();
+            return Err(JwtError::NoKeys);
+        };
+        let (claims, kid) = match self.verify_uncached(keys, token, now) {
+            Err(JwtError::UnknownKey) => {
+                self.request_refresh();
+                return Err(JwtError::UnknownKey);
+            }
+            other => other?,
+        };
+        if let Ok(mut cache) = generation.verified.lock() {
             if cache.len() >= CACHE_ENTRIES {
-                cache.retain(|_, c| c.exp + self.leeway > now);
+                cache.retain(|_, v| v.claims.exp + self.leeway > now);
                 if cache.len() >= CACHE_ENTRIES {
                     cache.clear();
                 }
             }
-            cache.insert(digest, claims.clone());
+            cache.insert(
+                digest,
+                Verified {
+                    claims: claims.clone(),
+                    kid,
+                },
+            );
         }
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str, now: u64) -> Result<Claims, JwtError> {
+    fn request_refresh(&self) {
+        if let Some(signal) = &self.refresh {
+            signal.request();
+        }
+    }
+
+    fn verify_uncached(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: u64,
+    ) -> Result<(Claims, String), JwtError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -257,7 +323,7 @@ impl JwtVerifier {
             .get("kid")
             .and_then(Value::as_str)
             .ok_or(JwtError::UnknownKey)?;
-        let key = self.keys.get(kid).ok_or(JwtError::UnknownKey)?;
+        let key = keys.get(kid).ok_or(JwtError::UnknownKey)?;
         if key.algorithm() != algorithm {
             return Err(JwtError::KeyMismatch);
         }
@@ -331,11 +397,146 @@ impl JwtVerifier {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        Ok(Claims {
+        let claims = Claims {
             sub,
             scopes,
             exp,
             payload: Arc::new(payload),
-        })
+        };
+        Ok((claims, kid.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use ring::rand::SystemRandom;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    use serde_json::json;
+
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    struct TestKey(Ed25519KeyPair);
+
+    impl TestKey {
+        fn new() -> Self {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+            Self(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap())
+        }
+
+        fn jwk(&self, kid: &str) -> serde_json::Value {
+            json!({ "kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64(self.0.public_key().as_ref()) })
+        }
+
+        fn token(&self, kid: &str) -> String {
+            let header = json!({ "alg": "EdDSA", "kid": kid });
+            let claims = json!({ "iss": "https://auth.test", "aud": "shop", "sub": "alice", "exp": now() + 600 });
+            let input = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(claims.to_string().as_bytes())
+            );
+            format!("{input}.{}", b64(self.0.sign(input.as_bytes()).as_ref()))
+        }
+    }
+
+    fn keys(jwks: &[serde_json::Value]) -> KeySet {
+        KeySet::parse(json!({ "keys": jwks }).to_string().as_bytes()).unwrap()
+    }
+
+    fn fetched_verifier() -> JwtVerifier {
+        let manifest = septa_manifest::parse(
+            Path::new("septa.toml"),
+            r#"septa_manifest_version = 1
+[application]
+name = "t"
+[jwt.main]
+issuer = "https://auth.test"
+audiences = ["shop"]
+algorithms = ["EdDSA"]
+jwks_url = "https://auth.test/jwks.json"
+"#,
+        )
+        .unwrap();
+        JwtVerifier::load(&manifest.jwt.values().next().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_fetched_issuer_refuses_every_token_until_it_has_keys() {
+        let verifier = fetched_verifier();
+        let key = TestKey::new();
+        assert!(!verifier.has_keys());
+        assert!(matches!(
+            verifier.verify(&key.token("a")),
+            Err(JwtError::NoKeys)
+        ));
+        assert!(verifier.install(keys(&[key.jwk("a")])));
+        assert!(verifier.verify(&key.token("a")).is_ok());
+    }
+
+    #[test]
+    fn a_cached_token_stops_passing_when_its_key_leaves_the_set() {
+        let verifier = fetched_verifier();
+        let (old, new) = (TestKey::new(), TestKey::new());
+        verifier.install(keys(&[old.jwk("old")]));
+        let token = old.token("old");
+        assert!(verifier.verify(&token).is_ok());
+        assert_eq!(verifier.generation().verified.lock().unwrap().len(), 1);
+
+        // The same document again changes nothing, and the cache is kept.
+        assert!(!verifier.install(keys(&[old.jwk("old")])));
+        assert_eq!(verifier.generation().verified.lock().unwrap().len(), 1);
+
+        // A new key joins: the old token is still good and still cached.
+        assert!(verifier.install(keys(&[old.jwk("old"), new.jwk("new")])));
+        assert_eq!(verifier.generation().verified.lock().unwrap().len(), 1);
+        assert!(verifier.verify(&token).is_ok());
+
+        // The old key leaves: its cached token is gone with it.
+        assert!(verifier.install(keys(&[new.jwk("new")])));
+        assert!(verifier.generation().verified.lock().unwrap().is_empty());
+        assert!(matches!(verifier.verify(&token), Err(JwtError::UnknownKey)));
+        assert!(verifier.verify(&new.token("new")).is_ok());
+    }
+
+    #[test]
+    fn a_kid_reused_for_other_key_material_drops_the_tokens_of_the_old_one() {
+        let verifier = fetched_verifier();
+        let (first, second) = (TestKey::new(), TestKey::new());
+        verifier.install(keys(&[first.jwk("k")]));
+        let token = first.token("k");
+        assert!(verifier.verify(&token).is_ok());
+        assert!(verifier.install(keys(&[second.jwk("k")])));
+        assert!(matches!(verifier.verify(&token), Err(JwtError::Signature)));
+    }
+
+    #[test]
+    fn an_unknown_kid_asks_for_one_early_refresh_per_window() {
+        let verifier = fetched_verifier();
+        let key = TestKey::new();
+        verifier.install(keys(&[key.jwk("a")]));
+        let signal = verifier.refresh_signal().unwrap();
+        assert!(matches!(
+            verifier.verify(&key.token("rotated")),
+            Err(JwtError::UnknownKey)
+        ));
+        // That request took the window: the next one within it does not wake the loop again.
+        assert!(!signal.request());
     }
 }

@@ -3,13 +3,16 @@
 //! What it establishes is a [`Principal`], which the ingress hands to the function as headers.
 
 mod base64url;
+mod jwks;
 pub mod jwt;
+pub mod refresh;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, StatusCode};
-use septa_manifest::{ApiKey, ApiKeySet, AuthMethod, Manifest};
+use septa_manifest::{ApiKey, ApiKeySet, AuthMethod, JwtIssuer, Manifest};
 
 use crate::{Admission, Admit, Rejection};
 use jwt::{Claims, JwtError, JwtVerifier};
@@ -56,7 +59,7 @@ impl Principal {
 /// Checks routes' `auth`: a valid bearer token from the route's issuer with every scope, or a
 /// known API key.
 pub struct RouteAuthAdmission {
-    verifiers: HashMap<String, JwtVerifier>,
+    verifiers: HashMap<String, Arc<JwtVerifier>>,
     key_sets: HashMap<String, ApiKeys>,
 }
 
@@ -79,11 +82,16 @@ pub enum AuthLoadError {
 }
 
 impl RouteAuthAdmission {
-    /// Loads every `[jwt.NAME]` issuer's keys and every `[api_keys.NAME]` set.
+    /// Loads every `[jwt.NAME]` issuer's keys and every `[api_keys.NAME]` set. Issuers whose
+    /// keys are fetched start with none: hand [`RouteAuthAdmission::fetched_issuers`] to
+    /// [`refresh::KeyRefresh`].
     pub fn load(manifest: &Manifest) -> Result<Self, AuthLoadError> {
         let mut verifiers = HashMap::new();
         for issuer in manifest.jwt.values() {
-            verifiers.insert(issuer.name.to_string(), JwtVerifier::load(issuer)?);
+            verifiers.insert(
+                issuer.name.to_string(),
+                Arc::new(JwtVerifier::load(issuer)?),
+            );
         }
         let mut key_sets = HashMap::new();
         for set in manifest.api_keys.values() {
@@ -93,6 +101,20 @@ impl RouteAuthAdmission {
             verifiers,
             key_sets,
         })
+    }
+
+    /// The issuers whose keys are fetched from a URL, with their declarations.
+    pub fn fetched_issuers(&self, manifest: &Manifest) -> Vec<(Arc<JwtVerifier>, JwtIssuer)> {
+        manifest
+            .jwt
+            .values()
+            .filter_map(|issuer| {
+                let verifier = self.verifiers.get(issuer.name.as_str())?;
+                verifier
+                    .is_fetched()
+                    .then(|| (verifier.clone(), issuer.clone()))
+            })
+            .collect()
     }
 
     fn admit_api_key(&self, set: &str, admit: &mut Admit<'_>) -> Result<(), Rejection> {

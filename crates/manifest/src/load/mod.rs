@@ -1,7 +1,7 @@
 //! Reading `septa.toml`: syntax, then schema section by section, then references.
 //!
 //! Stage one (here) checks syntax and each entry's schema; [`places`] resolves segments and
-//! functions; [`rules`] resolves routes and rules. Each stage keeps going after an error so one run reports every problem it can find.
+//! functions; [`rules`] resolves routes and rules; [`jwt`] resolves issuers. Each stage keeps going after an error so one run reports every problem it can find.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -269,6 +269,7 @@ impl Loader {
     }
 }
 
+mod jwt;
 mod places;
 mod rules;
 

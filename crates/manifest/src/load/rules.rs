@@ -470,63 +470,6 @@ impl Loader {
         out
     }
 
-    pub(super) fn jwt_issuers(
-        &mut self,
-        dir: &std::path::Path,
-        raw: &[(Spanned<String>, RawJwt)],
-    ) -> BTreeMap<Name, JwtIssuer> {
-        let mut out = BTreeMap::new();
-        for (name, j) in raw {
-            let Some(n) = self.name(name) else { continue };
-            let mut algorithms = Vec::new();
-            for a in &j.algorithms {
-                match a.get_ref().as_str() {
-                    "RS256" => algorithms.push(JwtAlgorithm::Rs256),
-                    "ES256" => algorithms.push(JwtAlgorithm::Es256),
-                    "EdDSA" => algorithms.push(JwtAlgorithm::EdDsa),
-                    other => self.error_help(
-                        &a.span(),
-                        format!("JWT algorithm `{other}` is not accepted"),
-                        "septa accepts `RS256`, `ES256` and `EdDSA`; never `none`, never HMAC",
-                    ),
-                }
-            }
-            if j.algorithms.is_empty() {
-                self.error(
-                    &name.span(),
-                    format!("`jwt.{n}` must list its `algorithms`"),
-                );
-            }
-            if j.audiences.is_empty() {
-                self.error(
-                    &name.span(),
-                    format!("`jwt.{n}` must list at least one audience"),
-                );
-            }
-            let leeway_s = match &j.leeway_s {
-                Some(l) if *l.get_ref() > 300 => {
-                    self.error(&l.span(), "`leeway_s` must be at most 300");
-                    30
-                }
-                Some(l) => *l.get_ref(),
-                None => 30,
-            };
-            out.insert(
-                n.clone(),
-                JwtIssuer {
-                    name: n,
-                    issuer: j.issuer.clone(),
-                    audiences: j.audiences.clone(),
-                    algorithms,
-                    jwks_file: dir.join(j.jwks_file.get_ref()),
-                    leeway_s,
-                    location: self.loc(&name.span()),
-                },
-            );
-        }
-        out
-    }
-
     pub(super) fn invariants(
         &mut self,
         raw: &[(Location, RawInvariant)],
