@@ -319,14 +319,12 @@ fn blast_radius(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
     let reach = graph.reach();
     for f in policy.functions() {
         let node = graph.function_node(f.id);
-        let mut count = 0;
-        let mut names = Vec::new();
-        for n in reach.from(node) {
-            count += 1;
-            if names.len() < LISTED_PLACES {
-                names.push(graph.name(n));
-            }
-        }
+        let count = reach.count(node);
+        let names: Vec<&str> = reach
+            .from(node)
+            .take(LISTED_PLACES)
+            .map(|n| graph.name(n))
+            .collect();
         let message = if count == 0 {
             format!("a compromised `{}` reaches nothing", f.identity)
         } else {

@@ -700,6 +700,16 @@ impl Reach {
         Self { component, reached }
     }
 
+    /// How many places `node` reaches by one or more hops, itself left out.
+    pub(crate) fn count(&self, node: usize) -> usize {
+        let set = &self.reached[self.component[node] as usize];
+        let all: u32 = set.iter().map(|w| w.count_ones()).sum();
+        let itself = set
+            .get(node / 64)
+            .is_some_and(|w| w & (1 << (node % 64)) != 0);
+        all as usize - usize::from(itself)
+    }
+
     /// The places `node` reaches by one or more hops, itself left out, in index order.
     pub(crate) fn from(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
         let set = &self.reached[self.component[node] as usize];
