@@ -107,11 +107,8 @@ pub struct Graph {
 
 const ANY_DESTINATION: &str = "any destination (audit mode)";
 
-/// Hubs of one kind, by the selector they stand for.
-#[derive(Default)]
-struct Hubs<'m> {
-    by_selector: HashMap<&'m Selector, u32>,
-}
+/// Hubs of one kind, by the number of the selector they stand for.
+struct Hubs(Vec<Option<u32>>);
 
 impl Graph {
     /// Builds the graph of `policy`.
@@ -221,11 +218,15 @@ impl Graph {
     /// One link per allow rule, between the hubs of its two selectors.
     fn add_allows(&mut self, policy: &Policy, selection: &Selection) {
         let manifest = policy.manifest();
-        let (mut sources, mut destinations) = (Hubs::default(), Hubs::default());
+        let mut sources = Hubs(vec![None; selection.len()]);
+        let mut destinations = Hubs(vec![None; selection.len()]);
         for rule in &manifest.allows {
             let ids = (selection.id(&rule.from), selection.id(&rule.to));
             self.allows.push((ids.0, ids.1, None));
             let (from, to) = (selection.functions(ids.0), selection.functions(ids.1));
+            let (Some(from_id), Some(to_id)) = ids else {
+                continue;
+            };
             if from.is_empty() || to.is_empty() || admits_nothing(&rule.methods, &rule.paths) {
                 continue;
             }
@@ -245,8 +246,8 @@ impl Graph {
                     && matches!(rule.paths, Paths::Any),
                 methods: rule.methods.clone(),
             });
-            let source = self.hub(&mut sources, &rule.from, from, true);
-            let destination = self.hub(&mut destinations, &rule.to, to, false);
+            let source = self.hub(&mut sources, from_id, from, true);
+            let destination = self.hub(&mut destinations, to_id, to, false);
             self.link(source, destination, Some(label));
             if let Some(last) = self.allows.last_mut() {
                 last.2 = Some(label);
@@ -256,18 +257,20 @@ impl Graph {
 
     /// The hub of `selector`, made on first use: functions link into a source hub, a
     /// destination hub links out to its functions.
-    fn hub<'m>(
+    fn hub(
         &mut self,
-        hubs: &mut Hubs<'m>,
-        selector: &'m Selector,
+        hubs: &mut Hubs,
+        selector: SelectorId,
         functions: &[FunctionId],
         source: bool,
     ) -> usize {
-        if let Some(&hub) = hubs.by_selector.get(selector) {
+        let slot = &mut hubs.0[selector.index()];
+        if let Some(hub) = *slot {
             return hub as usize;
         }
-        let hub = self.add_hub();
-        hubs.by_selector.insert(selector, hub as u32);
+        let hub = self.links.len();
+        *slot = Some(hub as u32);
+        self.add_hub();
         for &f in functions {
             let f = self.function_node(f);
             if source {

@@ -176,8 +176,9 @@ pub(crate) fn shadowed_rules(policy: &Policy, graph: &Graph, out: &mut Vec<Findi
         sources_of: &sources_of,
     };
     let mut covered = Coverage::new(policy.functions().len());
+    let mut wanted = Coverage::new(policy.functions().len());
     for (i, rule) in manifest.allows.iter().enumerate() {
-        let Some(by) = rules.shadowing(i, &mut covered) else {
+        let Some(by) = rules.shadowing(i, &mut covered, &mut wanted) else {
             continue;
         };
         let names: Vec<String> = by
@@ -214,8 +215,9 @@ pub(crate) fn shadowed_rules(policy: &Policy, graph: &Graph, out: &mut Vec<Findi
     }
 }
 
-/// Which destinations of the rule being checked one piece already covers, without clearing a
-/// table per piece: a destination is covered when its stamp is the current one.
+/// A set of functions that is emptied without clearing a table (a function is in it when its
+/// stamp is the current one): the destinations of the rule being checked, or those of them
+/// one piece already covers.
 struct Coverage {
     stamp: Vec<u32>,
     current: u32,
@@ -231,6 +233,11 @@ impl Coverage {
 
     fn next(&mut self) {
         self.current += 1;
+    }
+
+    /// Whether `f` is marked.
+    fn has(&self, f: FunctionId) -> bool {
+        self.stamp[f.index()] == self.current
     }
 
     /// Marks `f`; true when it was not marked yet.
@@ -255,19 +262,42 @@ struct Rules<'a> {
 impl Rules<'_> {
     /// The earlier rules that together admit everything rule `i` admits, or `None` when some
     /// flow it admits is not admitted earlier (or it admits nothing).
-    fn shadowing(&self, i: usize, covered: &mut Coverage) -> Option<BTreeSet<usize>> {
+    fn shadowing(
+        &self,
+        i: usize,
+        covered: &mut Coverage,
+        wanted: &mut Coverage,
+    ) -> Option<BTreeSet<usize>> {
         let own = self.admits[i].as_ref()?;
         let (sources, destinations) = self.sides[i];
+        wanted.next();
+        for &d in destinations {
+            wanted.mark(d);
+        }
+        let wanted = &*wanted;
         let pieces = own.pieces();
         let mut by = BTreeSet::new();
         let mut earlier = Vec::new();
         for &source in sources {
+            // The earlier rules from this source that reach one of the destinations at all:
+            // comparing functions is cheaper than comparing methods and paths.
             earlier.clear();
             earlier.extend(
                 self.sources_of[source.index()]
                     .iter()
-                    .flat_map(|rules| rules.iter().copied().take_while(|&e| e < i)),
+                    .flat_map(|rules| rules.iter().copied().take_while(|&e| e < i))
+                    .filter(|&e| {
+                        let theirs = self.sides[e].1;
+                        if theirs.len() < destinations.len() {
+                            theirs.iter().any(|&d| wanted.has(d))
+                        } else {
+                            destinations.iter().any(|d| theirs.binary_search(d).is_ok())
+                        }
+                    }),
             );
+            if earlier.is_empty() {
+                return None;
+            }
             for &(method, path) in &pieces {
                 covered.next();
                 let mut left = destinations.len();
