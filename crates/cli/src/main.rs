@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod check;
+mod endpoints;
 mod jwks;
 mod up;
 

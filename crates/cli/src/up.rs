@@ -39,6 +39,9 @@ pub(crate) struct UpArgs {
     /// Where compiled components are cached. Default: DIR/.septa/cache.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Where embedded endpoints keep their files (`NAME.redb`). Default: DIR/.septa/data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Instance slots in the pooling allocator, across all functions.
     #[arg(long, default_value_t = 1000)]
     instances: u32,
@@ -91,12 +94,18 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             FlowLog::open(&p).with_context(|| format!("cannot open flow log `{}`", p.display()))?
         }
     };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| state_dir.join("data"));
+    let endpoints = crate::endpoints::Endpoints::open(&policy, &data_dir, host.bulkheads())?;
     let mesh = Mesh::new(
         policy.clone(),
         &host,
         flows.clone(),
         DialTimeouts::default(),
-    );
+    )
+    .with_endpoints(Arc::new(endpoints));
     host.set_outbound(Arc::new(mesh));
     let jwks = crate::jwks::EgressJwksFetcher::new(policy.clone())?;
     let gateway = Gateway::new(policy.clone(), host.clone(), flows.clone(), Arc::new(jwks))?;

@@ -365,3 +365,36 @@ fn signed_in_customers_and_partners_get_in_and_nobody_else_does() {
             .starts_with("jwt: missing scope `orders:read`")
     );
 }
+
+#[test]
+fn carts_live_in_a_private_endpoint_only_the_storefront_reaches() {
+    let septa = shop();
+    let saved = septa.request("POST", "/api/cart/c1", &[], r#"["mug","tea"]"#);
+    assert_eq!(saved.status, 200, "{saved:?}");
+    let read = septa.get("/api/cart/c1");
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.json()["items"], serde_json::json!(["mug", "tea"]));
+    assert_eq!(septa.get("/api/cart/none").status, 404);
+    // The relay, a public function with no rule to the endpoint, is refused.
+    let relayed = septa.get(&format!(
+        "/relay/?to={}",
+        encode("http://carts.internal/kv/carts/c1")
+    ));
+    assert_eq!(relayed.json()["status"], 403, "{}", relayed.body);
+    assert_eq!(relayed.json()["denied"], true);
+
+    let flows = septa.stop();
+    let stored = flows
+        .iter()
+        .find(|f| f["kind"] == "endpoint" && f["method"] == "PUT")
+        .unwrap();
+    assert_eq!(stored["src"], "function:storefront");
+    assert_eq!(stored["dst"], "endpoint:carts");
+    assert_eq!(stored["rule"], "storefront-to-carts");
+    assert_eq!(stored["path"], "/kv/carts/c1");
+    let refused = flows
+        .iter()
+        .find(|f| f["kind"] == "endpoint" && f["src"] == "function:relay")
+        .unwrap();
+    assert_eq!(refused["verdict"], "deny");
+}

@@ -648,8 +648,13 @@ fn methods_overlap(a: &Methods, b: &Methods) -> bool {
 
 /// Every selector that selects `f`: its function, segment, subnet, groups and labels.
 fn describing_selectors(manifest: &Manifest, f: &Function) -> Vec<Selector> {
+    let own = if f.is_endpoint() {
+        Selector::Endpoint(f.name.clone())
+    } else {
+        Selector::Function(f.name.clone())
+    };
     let mut out = vec![
-        Selector::Function(f.name.clone()),
+        own,
         Selector::Segment(f.placement.segment.clone()),
         Selector::Subnet(f.placement.segment.clone(), f.placement.subnet.clone()),
     ];

@@ -84,6 +84,15 @@ impl Septa {
             } else {
                 vec!["--cache-dir".into(), cache.into_os_string()]
             })
+            // Each run its own embedded endpoints: tests of one application run side by side.
+            .args(if extra.contains(&"--data-dir") {
+                Vec::new()
+            } else {
+                vec![
+                    "--data-dir".into(),
+                    state.path().join("data").into_os_string(),
+                ]
+            })
             .args(extra)
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::piped())

@@ -9,6 +9,8 @@
 //!   function who the customer is (`septa-principal`, `septa-claim-email`).
 //! - `GET /partner/products`: only with a partner API key; `septa-principal` names the
 //!   partner.
+//! - `POST /api/cart/{id}` and `GET /api/cart/{id}`: save and read a cart in the `carts`
+//!   endpoint, a key-value store the storefront reaches only under `carts/`.
 
 use common::{Call, Fetched, Reply, Request, mesh_url};
 use serde_json::{Value, json};
@@ -33,6 +35,9 @@ fn route(request: &Request) -> Reply {
         ("GET", "/api/ledger") => ledger(),
         ("GET", "/api/orders") => orders(request),
         ("GET", "/partner/products") => partner_products(request),
+        (method, path) if path.starts_with("/api/cart/") => {
+            cart(method, &path["/api/cart/".len()..], request)
+        }
         _ => Reply::not_found(request),
     }
 }
@@ -131,6 +136,38 @@ fn partner_products(request: &Request) -> Reply {
     match catalog_products() {
         Ok(products) => Reply::json(200, &json!({ "partner": partner, "products": products })),
         Err(failed) => failed,
+    }
+}
+
+/// Saves (`POST`) or reads (`GET`) cart `id` in the `carts` endpoint, under `carts/` — the only
+/// prefix the policy opens to the storefront.
+fn cart(method: &str, id: &str, request: &Request) -> Reply {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Reply::error(400, "a cart id is 1 to 64 letters, digits, `-` or `_`");
+    }
+    let url = mesh_url("carts", &format!("/kv/carts/{id}"));
+    let call = match method {
+        "POST" => Call::new("PUT", url).body(request.body.clone()),
+        "GET" => Call::get(url),
+        _ => return Reply::error(405, "carts are saved with POST and read with GET"),
+    };
+    match call.send() {
+        Ok(stored) if stored.is_success() && method == "GET" => Reply::json(
+            200,
+            &json!({ "cart": id, "items": stored.body_json_or_text() }),
+        ),
+        Ok(stored) if stored.is_success() => Reply::json(
+            200,
+            &json!({ "cart": id, "saved": stored.body_json_or_text() }),
+        ),
+        Ok(stored) if stored.status == 404 => Reply::error(404, format!("no cart `{id}`")),
+        Ok(stored) => upstream_failed("carts", &stored),
+        Err(error) => Reply::error(502, format!("carts call failed: {error}")),
     }
 }
 
