@@ -1,81 +1,89 @@
-//! The admin listener: separate from the gateway, loopback by default. It serves `/healthz`
-//! today; metrics, flows and the dashboard arrive with the monitoring work, behind a token.
+//! Wiring the admin listener into `septa up`: its token, the metrics and recent-flow observers on
+//! the flow log, the gauges only the host can read, and the listener itself (which lives in
+//! `septa-monitor`, apart from the gateway).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use anyhow::{Context, bail};
+use septa_flows::{FlowLog, FlowObservers};
+use septa_monitor::{Admin, AdminToken, Metrics, Recent, TOKEN_ENV, TokenOrigin, manifest_hash};
 use septa_policy::Policy;
+use septa_runtime::Host;
 
-/// Binds `addr` and serves the admin endpoints from a thread of their own.
-pub(crate) fn serve(addr: SocketAddr, policy: Arc<Policy>) -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen on admin `{addr}`"))?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
-    let health = serde_json::json!({
-        "status": "ok",
-        "application": policy.manifest().application.as_str(),
-        "functions": policy.functions().len(),
-    })
-    .to_string();
-    std::thread::Builder::new()
-        .name("septa-admin".to_owned())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the admin runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    tracing::error!("cannot register the admin socket");
-                    return;
-                };
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let health = health.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                            let health = health.clone();
-                            async move { Ok::<_, Infallible>(route(&request, &health)) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        })?;
-    Ok(bound)
+/// What the admin listener serves from; the flow log feeds it.
+pub(crate) struct Monitoring {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) recent: Arc<Recent>,
+    token: AdminToken,
 }
 
-fn route(request: &Request<hyper::body::Incoming>, health: &str) -> Response<Full<Bytes>> {
-    let (status, body) = match (request.method().as_str(), request.uri().path()) {
-        ("GET", "/healthz") => (StatusCode::OK, health.to_owned()),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "{\"error\":\"not found\"}".to_owned(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
+impl Monitoring {
+    /// The token (from `token_file`, `SEPTA_ADMIN_TOKEN`, or kept in `state_dir`, generated and
+    /// printed once), and empty metrics and recent flows that know `policy`.
+    pub(crate) fn new(
+        policy: &Policy,
+        token_file: Option<&Path>,
+        state_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let env = std::env::var(TOKEN_ENV).ok().filter(|v| !v.is_empty());
+        let (token, origin) = AdminToken::resolve(token_file, env.as_deref(), state_dir)?;
+        if let TokenOrigin::Generated(path) = &origin {
+            println!("septa: admin token written to {}", path.display());
+            println!("septa: admin token: {}", token.secret());
+        }
+        let manifest_file = &policy.manifest().file;
+        let bytes = std::fs::read(manifest_file)
+            .with_context(|| format!("cannot read `{}` to hash it", manifest_file.display()))?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.load_policy(policy, manifest_hash(&bytes));
+        Ok(Self {
+            metrics,
+            recent: Arc::new(Recent::default()),
+            token,
+        })
+    }
+
+    /// The observers the flow log must feed.
+    pub(crate) fn observers(&self) -> FlowObservers {
+        FlowObservers::new()
+            .with(self.metrics.clone())
+            .with(self.recent.clone())
+    }
+
+    /// Reads the host's and the flow log's counters at each scrape, then listens on `addr`,
+    /// which must not be the gateway's `listen`. The metrics and recent flows stay shared with
+    /// the caller (a reload counts itself into the same metrics).
+    pub(crate) fn serve(
+        &self,
+        addr: SocketAddr,
+        listen: SocketAddr,
+        host: &Host,
+        flows: &FlowLog,
+    ) -> anyhow::Result<SocketAddr> {
+        if addr == listen && addr.port() != 0 {
+            bail!("the admin listener cannot share the gateway's address `{addr}`");
+        }
+        self.metrics.watch_flow_log(flows.stats());
+        let bulkheads = host.bulkheads();
+        self.metrics.watch_instances(Box::new(move || {
+            bulkheads
+                .in_use()
+                .map(|(function, in_use)| (function.to_owned(), in_use as u64))
+                .collect()
+        }));
+        let admin = Admin::new(
+            self.token.clone(),
+            self.metrics.clone(),
+            self.recent.clone(),
+        );
+        let admin = Arc::new(admin);
+        Ok(admin.serve(addr)?)
+    }
+}
+
+/// Where `septa up` keeps a generated admin token for the application in `dir`.
+pub(crate) fn token_path(dir: &Path) -> PathBuf {
+    dir.join(".septa").join(septa_monitor::TOKEN_FILE)
 }

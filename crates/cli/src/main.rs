@@ -1,9 +1,11 @@
-//! The `septa` binary: `septa up` runs an application, `septa check` validates one.
+//! The `septa` binary: `septa up` runs an application, `septa check` validates one, `septa flows
+//! tail` watches one run.
 
 mod admin;
 mod audit;
 mod check;
 mod endpoints;
+mod flows;
 mod jwks;
 mod up;
 
@@ -24,6 +26,9 @@ struct Cli {
 enum Command {
     /// Run the application in DIR: the gateway, its functions, the mesh and the flow log.
     Up(up::UpArgs),
+    /// Watch the flows of a running septa (through its admin listener).
+    #[command(subcommand)]
+    Flows(flows::FlowsCommand),
     /// Validate DIR/septa.toml and its policy, reporting every problem with its position.
     Check {
         /// The application directory (holding `septa.toml`) or the manifest file.
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Flows(command) => flows::run(command),
         Command::Check { dir } => check::run(&dir),
         Command::Audit {
             dir,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use septa_flows::FlowLog;
+use septa_flows::{FlowLog, FlowLogOptions};
 use septa_gateway::Gateway;
 use septa_gateway::auth::refresh::FirstFetch;
 use septa_mesh::{DialTimeouts, Mesh};
@@ -24,12 +24,20 @@ pub(crate) struct UpArgs {
     /// Where the gateway listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where the admin listener (health now; metrics and flows later) listens.
-    #[arg(long)]
+    /// Where the admin listener (health, metrics, recent and live flows; every path behind the
+    /// admin token) listens. Keep it on loopback. Off unless given.
+    #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+    /// A file holding the admin token. Default: `SEPTA_ADMIN_TOKEN`, else DIR/.septa/admin-token,
+    /// generated (and printed once) at the first start.
+    #[arg(long, value_name = "PATH", requires = "admin")]
+    admin_token_file: Option<PathBuf>,
     /// The flow log file (JSON lines), or `-` for standard output. Default: DIR/.septa/flows.jsonl.
     #[arg(long)]
     flow_log: Option<PathBuf>,
+    /// Write no flow log (metrics and the admin's flows still see every flow).
+    #[arg(long, conflicts_with = "flow_log")]
+    no_flow_log: bool,
     /// Run each function's declared build command before starting.
     #[arg(long)]
     build: bool,
@@ -72,6 +80,14 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let state_dir = policy.manifest().dir.join(".septa");
+    // Before anything slow: a bad token file should fail the start at once.
+    let monitoring = args
+        .admin
+        .map(|_| {
+            let token_file = args.admin_token_file.as_deref();
+            crate::admin::Monitoring::new(&policy, token_file, &state_dir)
+        })
+        .transpose()?;
     let engine = build_engine(args.instances)
         .map_err(|e| anyhow::anyhow!("cannot configure the wasmtime engine: {e:#}"))?;
     let _ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch ticker")?;
@@ -84,14 +100,22 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let (host, report) = Host::load(&engine, &policy, &cache)?;
     let host = Arc::new(host);
 
+    let options = FlowLogOptions {
+        observers: monitoring
+            .as_ref()
+            .map(crate::admin::Monitoring::observers)
+            .unwrap_or_default(),
+        ..FlowLogOptions::default()
+    };
     let flows = match args.flow_log.as_deref() {
-        Some(p) if p == Path::new("-") => FlowLog::stdout()?,
-        Some(p) => {
-            FlowLog::open(p).with_context(|| format!("cannot open flow log `{}`", p.display()))?
-        }
+        _ if args.no_flow_log => FlowLog::observers_only(options)?,
+        Some(p) if p == Path::new("-") => FlowLog::stdout_with(options)?,
+        Some(p) => FlowLog::open_with(p, options)
+            .with_context(|| format!("cannot open flow log `{}`", p.display()))?,
         None => {
             let p = state_dir.join("flows.jsonl");
-            FlowLog::open(&p).with_context(|| format!("cannot open flow log `{}`", p.display()))?
+            FlowLog::open_with(&p, options)
+                .with_context(|| format!("cannot open flow log `{}`", p.display()))?
         }
     };
     let data_dir = args
@@ -124,9 +148,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let listening = septa_gateway::serve(args.listen, workers, gateway, limits)
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
-    let admin = match args.admin {
-        Some(addr) => Some(crate::admin::serve(addr, policy.clone())?),
-        None => None,
+    let admin = match (args.admin, &monitoring) {
+        (Some(addr), Some(monitoring)) => {
+            Some(monitoring.serve(addr, listening.addr, &host, &flows)?)
+        }
+        _ => None,
     };
 
     let m = policy.manifest();

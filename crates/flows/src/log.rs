@@ -11,16 +11,19 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::guard::FlowGuard;
+use crate::observe::FlowObservers;
 use crate::record::{FlowKind, FlowRecord};
 use crate::writer::{self, Command, Sink, Stats};
 
-/// How a file or stdout flow log buffers and syncs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a file or stdout flow log buffers and syncs, and who else sees its records.
+#[derive(Debug, Clone)]
 pub struct FlowLogOptions {
     /// Records that may wait for the writer before [`FlowLog::record`] blocks (at least 1).
     pub capacity: usize,
     /// Longest time written records may wait before the file is `fdatasync`ed.
     pub sync_interval: Duration,
+    /// Called on the writer thread with every batch once it is written.
+    pub observers: FlowObservers,
 }
 
 impl Default for FlowLogOptions {
@@ -28,6 +31,7 @@ impl Default for FlowLogOptions {
         Self {
             capacity: 8192,
             sync_interval: Duration::from_millis(100),
+            observers: FlowObservers::new(),
         }
     }
 }
@@ -136,10 +140,25 @@ impl FlowLog {
 
     /// A flow log written to standard output, one JSON line per record.
     pub fn stdout() -> Result<Self, FlowLogError> {
+        Self::stdout_with(FlowLogOptions::default())
+    }
+
+    /// Like [`stdout`](Self::stdout), with the given options.
+    pub fn stdout_with(options: FlowLogOptions) -> Result<Self, FlowLogError> {
+        WriterHandle::spawn(Sink::stdout(), "stdout".to_owned(), &options)
+    }
+
+    /// A flow log that writes nothing but still hands every record to the options' observers,
+    /// on a writer thread of its own like any other log. Without observers it is
+    /// [`disabled`](Self::disabled).
+    pub fn observers_only(options: FlowLogOptions) -> Result<Self, FlowLogError> {
+        if options.observers.is_empty() {
+            return Ok(Self::disabled());
+        }
         WriterHandle::spawn(
-            Sink::stdout(),
-            "stdout".to_owned(),
-            &FlowLogOptions::default(),
+            Sink::Discard,
+            "no file (observers only)".to_owned(),
+            &options,
         )
     }
 
@@ -193,17 +212,22 @@ impl FlowLog {
 
     /// How many times [`record`](Self::record) found the writer's queue full and had to wait.
     pub fn backpressure_events(&self) -> u64 {
-        match &self.sink {
-            LogSink::Writer(handle) => handle.stats.backpressure_events.load(Ordering::Relaxed),
-            LogSink::Disabled | LogSink::Memory(_) => 0,
-        }
+        self.stats().backpressure_events()
     }
 
     /// How many records could not be written (each failure is also logged with `tracing`).
     pub fn write_failures(&self) -> u64 {
+        self.stats().write_failures()
+    }
+
+    /// A read-only view of this log's counters that does not keep the log open: a metrics
+    /// observer can hold it without keeping the writer thread alive.
+    pub fn stats(&self) -> FlowLogStats {
         match &self.sink {
-            LogSink::Writer(handle) => handle.stats.write_failures.load(Ordering::Relaxed),
-            LogSink::Disabled | LogSink::Memory(_) => 0,
+            LogSink::Writer(handle) => FlowLogStats {
+                stats: Some(Arc::clone(&handle.stats)),
+            },
+            LogSink::Disabled | LogSink::Memory(_) => FlowLogStats { stats: None },
         }
     }
 
@@ -241,6 +265,29 @@ impl fmt::Debug for FlowLog {
             LogSink::Writer(handle) => handle.destination.as_str(),
         };
         f.debug_struct("FlowLog").field("sink", &sink).finish()
+    }
+}
+
+/// The counters of a [`FlowLog`], readable after the log is gone (they stop moving then).
+#[derive(Debug, Clone, Default)]
+pub struct FlowLogStats {
+    /// `None` for a log without a writer thread, whose counters are always zero.
+    stats: Option<Arc<Stats>>,
+}
+
+impl FlowLogStats {
+    /// How many times a record found the writer's queue full and had to wait.
+    pub fn backpressure_events(&self) -> u64 {
+        self.stats
+            .as_ref()
+            .map_or(0, |s| s.backpressure_events.load(Ordering::Relaxed))
+    }
+
+    /// How many records could not be written.
+    pub fn write_failures(&self) -> u64 {
+        self.stats
+            .as_ref()
+            .map_or(0, |s| s.write_failures.load(Ordering::Relaxed))
     }
 }
 
@@ -299,9 +346,10 @@ impl WriterHandle {
         let stats = Arc::new(Stats::default());
         let writer_stats = Arc::clone(&stats);
         let sync_interval = options.sync_interval;
+        let observers = options.observers.clone();
         let thread = thread::Builder::new()
             .name("septa-flows".to_owned())
-            .spawn(move || writer::run(&receiver, sink, &writer_stats, sync_interval))
+            .spawn(move || writer::run(&receiver, sink, &writer_stats, sync_interval, &observers))
             .map_err(FlowLogError::Spawn)?;
         let handle = Self {
             commands,

@@ -1,13 +1,16 @@
 //! The writer thread behind a [`FlowLog`](crate::FlowLog): it drains the channel in batches,
 //! appends one JSON line per record, flushes after every batch and `fdatasync`s at most once per
-//! sync interval (and always before acknowledging a sync or exiting).
+//! sync interval (and always before acknowledging a sync or exiting). After each batch it hands
+//! the batch to the log's [`FlowObservers`], so they run here, never on the request path.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Stdout, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use crate::observe::FlowObservers;
 use crate::record::FlowRecord;
 
 /// Most records written between two flushes, so a flood cannot postpone the flush forever.
@@ -48,6 +51,8 @@ pub(crate) enum Sink {
     },
     /// Standard output, flushed after each batch; there is nothing to sync.
     Stdout(BufWriter<Stdout>),
+    /// Nowhere: the records only feed the observers.
+    Discard,
 }
 
 impl Sink {
@@ -73,7 +78,12 @@ impl Sink {
                 Ok(())
             }
             Self::Stdout(out) => out.write_all(line),
+            Self::Discard => Ok(()),
         }
+    }
+
+    fn writes(&self) -> bool {
+        !matches!(self, Self::Discard)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -88,13 +98,14 @@ impl Sink {
                 Ok(())
             }
             Self::Stdout(out) => out.flush(),
+            Self::Discard => Ok(()),
         }
     }
 
     fn sync(&mut self) -> io::Result<()> {
         match self {
             Self::File { out, .. } => out.get_ref().sync_data(),
-            Self::Stdout(_) => Ok(()),
+            Self::Stdout(_) | Self::Discard => Ok(()),
         }
     }
 
@@ -121,6 +132,7 @@ impl Sink {
                 let _unwritten = std::mem::replace(out, BufWriter::new(io::stdout())).into_parts();
                 Ok(())
             }
+            Self::Discard => Ok(()),
         }
     }
 }
@@ -169,6 +181,7 @@ pub(crate) fn run(
     mut sink: Sink,
     stats: &Stats,
     sync_interval: Duration,
+    observers: &FlowObservers,
 ) -> io::Result<()> {
     let mut line = Vec::with_capacity(512);
     let mut waiting_for_sync = Vec::new();
@@ -188,12 +201,15 @@ pub(crate) fn run(
             Some(commands.recv().unwrap_or(Command::Shutdown))
         };
 
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            observed: (!observers.is_empty()).then(Vec::new),
+            ..Batch::default()
+        };
         let mut shutdown = false;
         let mut next = first;
         while let Some(command) = next {
             match command {
-                Command::Record(record) => batch.write(&mut sink, &mut line, &record),
+                Command::Record(record) => batch.write(&mut sink, &mut line, record),
                 Command::Sync(reply) => waiting_for_sync.push(reply),
                 Command::Shutdown => {
                     shutdown = true;
@@ -208,10 +224,15 @@ pub(crate) fn run(
         }
 
         if batch.records > 0 {
+            let observed = batch.observed.take();
             if let Err(error) = batch.finish(&mut sink, stats) {
                 unreported.get_or_insert(error);
             } else {
-                unsynced = true;
+                unsynced = sink.writes();
+            }
+            // A record that could not be written still describes a flow that happened.
+            if let Some(observed) = observed {
+                observers.notify(&observed);
             }
         }
         let sync_due = last_sync.elapsed() >= sync_interval;
@@ -234,19 +255,29 @@ pub(crate) fn run(
     }
 }
 
-/// The records written since the last flush, and the first error among them.
+/// The records written since the last flush, the first error among them, and the records
+/// themselves when observers are waiting for them.
 #[derive(Default)]
 struct Batch {
     records: usize,
     error: Option<io::Error>,
+    /// `None` when the log has no observers.
+    observed: Option<Vec<Arc<FlowRecord>>>,
 }
 
 impl Batch {
-    fn write(&mut self, sink: &mut Sink, line: &mut Vec<u8>, record: &FlowRecord) {
+    fn write(&mut self, sink: &mut Sink, line: &mut Vec<u8>, record: FlowRecord) {
         self.records += 1;
-        if self.error.is_some() {
-            return; // the batch is lost already; it will be cut off as a whole
+        // After a failed line the batch is lost as a whole and will be cut off: skip the rest.
+        if self.error.is_none() && sink.writes() {
+            self.write_line(sink, line, &record);
         }
+        if let Some(observed) = &mut self.observed {
+            observed.push(Arc::new(record));
+        }
+    }
+
+    fn write_line(&mut self, sink: &mut Sink, line: &mut Vec<u8>, record: &FlowRecord) {
         line.clear();
         let written = serde_json::to_writer(&mut *line, record)
             .map_err(io::Error::from)

@@ -74,6 +74,15 @@ impl Bulkheads {
         }
     }
 
+    /// Each function's name and the requests it is serving right now (slots taken), in function
+    /// id order. Reads each semaphore's count; takes no lock and no slot.
+    pub fn in_use(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.functions.iter().map(|slots| {
+            let taken = slots.limit.saturating_sub(slots.free.available_permits());
+            (slots.name.as_str(), taken)
+        })
+    }
+
     /// Takes a slot of function `id` and of its segment, or says which is full.
     pub fn enter(&self, id: FunctionId) -> Result<Admitted, InvokeError> {
         let Some(function) = self.functions.get(id.index()) else {
@@ -108,5 +117,38 @@ impl Bulkheads {
             _function: permit,
             _segment: segment,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn in_use_counts_the_slots_taken_until_they_are_released() {
+        let manifest = septa_manifest::parse(
+            std::path::Path::new("septa.toml"),
+            "septa_manifest_version = 1\n[application]\nname = \"a\"\n[segment.s]\nsubnets = { web = \"public\" }\n[function.one]\nsource = \"one.wasm\"\nplacement = \"s/web\"\n[function.two]\nsource = \"two.wasm\"\nplacement = \"s/web\"\n",
+        )
+        .unwrap();
+        let policy = Policy::compile(manifest).unwrap();
+        let bulkheads = Bulkheads::new(&policy);
+        let one = policy.function_id("one").unwrap();
+        let first = bulkheads.enter(one).unwrap();
+        let second = bulkheads.enter(one).unwrap();
+        let in_use = |b: &Bulkheads| -> Vec<(String, usize)> {
+            b.in_use().map(|(n, c)| (n.to_owned(), c)).collect()
+        };
+        assert_eq!(
+            in_use(&bulkheads),
+            [("one".to_owned(), 2), ("two".to_owned(), 0)]
+        );
+        drop((first, second));
+        assert_eq!(
+            in_use(&bulkheads),
+            [("one".to_owned(), 0), ("two".to_owned(), 0)]
+        );
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod prometheus;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,8 @@ pub fn echo_app(name: &str, rest: &str) -> tempfile::TempDir {
 pub struct Septa {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener's address, when started with `--admin`.
+    pub admin: Option<SocketAddr>,
     pub flow_log: PathBuf,
     /// What septa printed before it started listening.
     pub startup: Vec<String>,
@@ -68,17 +72,29 @@ impl Septa {
     }
 
     pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), with environment variables set for septa. Any
+    /// `SEPTA_ADMIN_TOKEN` of the test's own environment is never passed on.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         build_components();
         let state = tempfile::tempdir().unwrap();
         let flow_log = state.path().join("flows.jsonl");
+        let own_flow_log = !extra
+            .iter()
+            .any(|a| *a == "--flow-log" || *a == "--no-flow-log");
         // One compiled-component cache for every test, so each component compiles once.
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("septa-test-cache");
         let mut child = Command::new(env!("CARGO_BIN_EXE_septa"))
             .arg("up")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--workers", "2"])
-            .arg("--flow-log")
-            .arg(&flow_log)
+            .args(if own_flow_log {
+                vec!["--flow-log".into(), flow_log.clone().into_os_string()]
+            } else {
+                Vec::new()
+            })
             .args(if extra.contains(&"--cache-dir") {
                 Vec::new()
             } else {
@@ -95,6 +111,8 @@ impl Septa {
             })
             .args(extra)
             .env_remove("RUST_BACKTRACE")
+            .env_remove("SEPTA_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -114,9 +132,14 @@ impl Septa {
         };
         // Keep draining stdout so septa never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
+        let admin = startup
+            .iter()
+            .find_map(|l| l.strip_prefix("septa: admin on http://"))
+            .map(|a| a.parse().unwrap());
         Self {
             child,
             addr,
+            admin,
             flow_log,
             startup,
             _state: state,
@@ -147,16 +170,18 @@ impl Septa {
         self.send(&raw)
     }
 
+    /// `GET path` on the admin listener, with `Authorization: Bearer TOKEN` when a token is given.
+    pub fn admin_get(&self, path: &str, token: Option<&str>) -> Response {
+        let admin = self.admin.expect("septa was started without --admin");
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        http_get(admin, path, &headers)
+    }
+
     /// Sends raw bytes and reads the response until the server closes.
     pub fn send(&self, raw: &str) -> Response {
-        let mut stream = TcpStream::connect(self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.write_all(raw.as_bytes()).unwrap();
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).unwrap();
-        Response::parse(&bytes)
+        send_to(self.addr, raw)
     }
 
     /// The flow log so far (every complete line).
@@ -219,6 +244,28 @@ impl Drop for Septa {
             self.terminate();
         }
     }
+}
+
+/// Sends raw bytes to `addr` and reads the response until the server closes.
+pub fn send_to(addr: SocketAddr, raw: &str) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    Response::parse(&bytes)
+}
+
+/// `GET path` on `addr` with extra header lines, reading the response until the server closes.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut raw = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    send_to(addr, &raw)
 }
 
 /// A parsed HTTP/1.1 response.

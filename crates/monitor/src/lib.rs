@@ -1,0 +1,39 @@
+//! Watching septa run: Prometheus metrics, the recent flows and a live stream of new ones, and
+//! the admin listener that serves them behind a token.
+//!
+//! Everything here is fed by the flow log: [`Metrics`] and [`Recent`] are
+//! [`FlowObserver`](septa_flows::FlowObserver)s that the flow log's writer thread calls after
+//! each batch, so the request path only ever hands a record to a channel. The host adds the
+//! gauges only it knows ([`Metrics::load_policy`], [`Metrics::count_reload`],
+//! [`Metrics::watch_instances`], [`Metrics::watch_flow_log`]) and starts the [`Admin`] listener.
+//!
+//! ```text
+//! enforcers ─▶ FlowLog ─▶ writer thread ─▶ file / stdout / nowhere
+//!                                      └─▶ observers: Metrics, Recent ─▶ broadcast ─▶ /flows/stream
+//! Admin listener (own thread, token): /healthz  /metrics  /flows  /flows/stream
+//! ```
+
+mod admin;
+mod exposition;
+mod filter;
+pub mod labels;
+mod metrics;
+mod recent;
+mod token;
+
+pub use admin::{Admin, AdminBody, AdminError, HEARTBEAT};
+pub use exposition::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
+pub use filter::{DEFAULT_LIMIT, FilterError, FlowFilter};
+pub use metrics::{DEFAULT_MAX_SERIES, InstancesInUse, LoadedPolicy, Metrics, ReloadOutcome};
+pub use recent::{DEFAULT_CAPACITY, Follow, Recent, SUBSCRIBER_BACKLOG};
+pub use token::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenError, TokenOrigin};
+
+/// The policy hash `septa_policy_info` and `/healthz` show: SHA-256 of the manifest file's
+/// bytes, lowercase hex.
+pub fn manifest_hash(manifest_bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, manifest_bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

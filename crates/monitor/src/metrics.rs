@@ -1,0 +1,488 @@
+//! Prometheus metrics: counters and histograms derived from every flow record (a
+//! [`FlowObserver`] on the flow log's writer thread), gauges the host sets (the loaded policy,
+//! reloads, functions per segment) and values read when scraped (instances in use, the flow
+//! log's own counters).
+//!
+//! Label values come from the loaded policy, never from requests (see [`crate::labels`]), and
+//! every family is capped at a number of series; what does not fit is counted in
+//! `septa_metrics_dropped_series_total` instead of growing the page without bound.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use septa_flows::{FlowKind, FlowLogStats, FlowObserver, FlowRecord, FlowVerdict};
+use septa_policy::Policy;
+
+use crate::exposition::{Exposition, MetricType};
+use crate::labels::{Label, Vocabulary};
+
+/// Series a family may hold before new ones are dropped (and counted).
+pub const DEFAULT_MAX_SERIES: usize = 2_000;
+
+/// Upper bounds of the latency buckets: microseconds, and the `le` label in seconds. From 100 µs
+/// (a gateway refusal) to 10 s (past most function timeouts).
+const LATENCY_BUCKETS: [(u64, &str); 16] = [
+    (100, "0.0001"),
+    (250, "0.00025"),
+    (500, "0.0005"),
+    (1_000, "0.001"),
+    (2_500, "0.0025"),
+    (5_000, "0.005"),
+    (10_000, "0.01"),
+    (25_000, "0.025"),
+    (50_000, "0.05"),
+    (100_000, "0.1"),
+    (250_000, "0.25"),
+    (500_000, "0.5"),
+    (1_000_000, "1"),
+    (2_500_000, "2.5"),
+    (5_000_000, "5"),
+    (10_000_000, "10"),
+];
+
+const FLOWS: &str = "septa_flows_total";
+const LATENCY: &str = "septa_flow_latency_seconds";
+const RATE_LIMITED: &str = "septa_rate_limited_total";
+const DENIALS: &str = "septa_denials_total";
+
+/// How a policy reload ended, for `septa_reloads_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new policy was validated and swapped in.
+    Success,
+    /// The new policy was refused; the old one kept serving.
+    Failure,
+}
+
+impl ReloadOutcome {
+    const ALL: [Self; 2] = [Self::Success, Self::Failure];
+
+    /// The label value: `success` or `failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// What [`Metrics::load_policy`] was last told about the policy in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedPolicy {
+    /// The application's name.
+    pub application: String,
+    /// SHA-256 of the manifest file's bytes, lowercase hex (see [`crate::manifest_hash`]).
+    pub hash: String,
+    /// How many functions (not counting endpoints) it places.
+    pub functions: usize,
+}
+
+/// Reads each function's instances in use when metrics are scraped: `(function, in use)`.
+pub type InstancesInUse = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
+
+/// Every metric septa exposes. Share it behind an `Arc`: the flow log observes into it, the host
+/// sets its gauges, the admin listener renders it.
+pub struct Metrics {
+    max_series: usize,
+    state: Mutex<State>,
+    sources: Mutex<Sources>,
+}
+
+#[derive(Default)]
+struct Sources {
+    flow_log: Option<FlowLogStats>,
+    instances: Option<InstancesInUse>,
+}
+
+#[derive(Default)]
+struct State {
+    vocabulary: Vocabulary,
+    flows: HashMap<FlowKey, u64>,
+    latency: HashMap<(FlowKind, Label), Histogram>,
+    rate_limited: HashMap<Label, u64>,
+    denials: HashMap<(FlowKind, Label, Label), u64>,
+    dropped: BTreeMap<&'static str, u64>,
+    loaded: Option<LoadedPolicy>,
+    reloads: [u64; 2],
+    functions: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FlowKey {
+    kind: FlowKind,
+    verdict: FlowVerdict,
+    rule: Label,
+    segment: Label,
+    destination: Label,
+    route: Label,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Per bucket, not cumulative; the last counts what is over every bound.
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum_us: u64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, latency_us: u64) {
+        let bucket = LATENCY_BUCKETS.partition_point(|&(bound, _)| bound < latency_us);
+        if let Some(count) = self.buckets.get_mut(bucket) {
+            *count += 1;
+        }
+        self.sum_us = self.sum_us.saturating_add(latency_us);
+        self.count += 1;
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Empty metrics, each family capped at [`DEFAULT_MAX_SERIES`] series.
+    pub fn new() -> Self {
+        Self::with_max_series(DEFAULT_MAX_SERIES)
+    }
+
+    /// Empty metrics, each family capped at `max_series` series.
+    pub fn with_max_series(max_series: usize) -> Self {
+        Self {
+            max_series,
+            state: Mutex::default(),
+            sources: Mutex::default(),
+        }
+    }
+
+    /// Takes `policy` as the one in force: its names become the label values flows may use,
+    /// `septa_policy_info` shows `hash` and its application, `septa_functions` its placements.
+    /// Series counted under an earlier policy stay (counters never go back).
+    pub fn load_policy(&self, policy: &Policy, hash: impl Into<String>) {
+        let manifest = policy.manifest();
+        let mut functions: BTreeMap<String, u64> = manifest
+            .segments
+            .keys()
+            .map(|segment| (segment.to_string(), 0))
+            .collect();
+        let mut total = 0;
+        for function in manifest.components() {
+            *functions
+                .entry(function.placement.segment.to_string())
+                .or_default() += 1;
+            total += 1;
+        }
+        let loaded = LoadedPolicy {
+            application: manifest.application.to_string(),
+            hash: hash.into(),
+            functions: total,
+        };
+        let vocabulary = Vocabulary::from_policy(policy);
+        let mut state = self.state();
+        state.vocabulary = vocabulary;
+        state.functions = functions;
+        state.loaded = Some(loaded);
+    }
+
+    /// What [`load_policy`](Self::load_policy) was last told, if anything.
+    pub fn loaded_policy(&self) -> Option<LoadedPolicy> {
+        self.state().loaded.clone()
+    }
+
+    /// Counts one reload attempt.
+    pub fn count_reload(&self, outcome: ReloadOutcome) {
+        let index = match outcome {
+            ReloadOutcome::Success => 0,
+            ReloadOutcome::Failure => 1,
+        };
+        self.state().reloads[index] += 1;
+    }
+
+    /// Reports the flow log's backpressure and write failures, read when scraped.
+    pub fn watch_flow_log(&self, stats: FlowLogStats) {
+        self.sources().flow_log = Some(stats);
+    }
+
+    /// Reports each function's instances in use, read from `source` when scraped (it should be
+    /// cheap: it runs on the admin listener's thread at every scrape).
+    pub fn watch_instances(&self, source: InstancesInUse) {
+        self.sources().instances = Some(source);
+    }
+
+    /// The metrics as a page of Prometheus text exposition format 0.0.4 (serve it with
+    /// [`crate::PROMETHEUS_CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let (flow_log, instances) = {
+            let sources = self.sources();
+            let flow_log = sources.flow_log.clone().unwrap_or_default();
+            (flow_log, sources.instances.as_ref().map(|read| read()))
+        };
+        let mut page = Exposition::default();
+        self.state().render(&mut page);
+        render_sources(&mut page, &flow_log, instances);
+        page.finish()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Counting never leaves the state half updated in a way that matters; keep serving.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sources(&self) -> MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FlowObserver for Metrics {
+    fn observe(&self, batch: &[Arc<FlowRecord>]) {
+        let mut state = self.state();
+        for record in batch {
+            state.count(record, self.max_series);
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("max_series", &self.max_series)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The entry for `key` in a family capped at `max` series, or `None` (counted as dropped) when
+/// it is new and the family is full.
+fn series<'a, K: Hash + Eq, V: Default>(
+    family: &'a mut HashMap<K, V>,
+    key: K,
+    max: usize,
+    dropped: &mut BTreeMap<&'static str, u64>,
+    name: &'static str,
+) -> Option<&'a mut V> {
+    if family.len() >= max && !family.contains_key(&key) {
+        *dropped.entry(name).or_default() += 1;
+        return None;
+    }
+    Some(family.entry(key).or_default())
+}
+
+impl State {
+    fn count(&mut self, record: &FlowRecord, max: usize) {
+        let words = &self.vocabulary;
+        let destination = words.destination(record.kind, &record.dst);
+        let segment = words.segment(record.segment.as_deref());
+        let route = words.route(record.route.as_deref());
+        let key = FlowKey {
+            kind: record.kind,
+            verdict: record.verdict,
+            rule: words.rule(record.rule.as_deref()),
+            segment: segment.clone(),
+            destination: destination.clone(),
+            route: route.clone(),
+        };
+        let dropped = &mut self.dropped;
+        if let Some(count) = series(&mut self.flows, key, max, dropped, FLOWS) {
+            *count += 1;
+        }
+        let key = (record.kind, destination.clone());
+        if let Some(histogram) = series(&mut self.latency, key, max, dropped, LATENCY) {
+            histogram.observe(record.latency_us);
+        }
+        if record.kind == FlowKind::Ingress && record.status == Some(429) {
+            let count = series(&mut self.rate_limited, route, max, dropped, RATE_LIMITED);
+            if let Some(count) = count {
+                *count += 1;
+            }
+        }
+        if record.verdict == FlowVerdict::Deny {
+            let key = (record.kind, segment, destination);
+            if let Some(count) = series(&mut self.denials, key, max, dropped, DENIALS) {
+                *count += 1;
+            }
+        }
+    }
+
+    fn render(&self, page: &mut Exposition) {
+        page.family(
+            FLOWS,
+            "Flows decided, by enforcement point, verdict, deciding rule, segment, destination and gateway route.",
+            MetricType::Counter,
+        );
+        for (key, count) in sorted(&self.flows, |k| {
+            (
+                k.kind.as_str(),
+                k.verdict.as_str(),
+                k.rule.clone(),
+                k.segment.clone(),
+                k.destination.clone(),
+                k.route.clone(),
+            )
+        }) {
+            let labels = [
+                ("kind", key.kind.as_str()),
+                ("verdict", key.verdict.as_str()),
+                ("rule", &*key.rule),
+                ("segment", &*key.segment),
+                ("destination", &*key.destination),
+                ("route", &*key.route),
+            ];
+            page.sample(FLOWS, &labels, *count);
+        }
+
+        page.family(
+            LATENCY,
+            "How long flows took, from decision to the end of the response, by enforcement point and destination.",
+            MetricType::Histogram,
+        );
+        for ((kind, destination), histogram) in
+            sorted(&self.latency, |(k, d)| (k.as_str(), d.clone()))
+        {
+            render_histogram(page, kind.as_str(), destination, histogram);
+        }
+
+        page.family(
+            RATE_LIMITED,
+            "Ingress requests refused with 429 by a rate limit, by gateway route.",
+            MetricType::Counter,
+        );
+        for (route, count) in sorted(&self.rate_limited, Clone::clone) {
+            page.sample(RATE_LIMITED, &[("route", &**route)], *count);
+        }
+
+        page.family(
+            DENIALS,
+            "Flows denied, by enforcement point, segment and destination.",
+            MetricType::Counter,
+        );
+        for ((kind, segment, destination), count) in sorted(&self.denials, |(k, s, d)| {
+            (k.as_str(), s.clone(), d.clone())
+        }) {
+            let labels = [
+                ("kind", kind.as_str()),
+                ("segment", &**segment),
+                ("destination", &**destination),
+            ];
+            page.sample(DENIALS, &labels, *count);
+        }
+
+        page.family(
+            "septa_metrics_dropped_series_total",
+            "Observations not counted because their metric already had as many series as it may hold.",
+            MetricType::Counter,
+        );
+        for name in [FLOWS, LATENCY, RATE_LIMITED, DENIALS] {
+            let dropped = self.dropped.get(name).copied().unwrap_or(0);
+            page.sample(
+                "septa_metrics_dropped_series_total",
+                &[("metric", name)],
+                dropped,
+            );
+        }
+
+        page.family(
+            "septa_policy_info",
+            "The policy in force: SHA-256 of its manifest file, and its application. Always 1.",
+            MetricType::Gauge,
+        );
+        if let Some(loaded) = &self.loaded {
+            let labels = [
+                ("hash", loaded.hash.as_str()),
+                ("application", loaded.application.as_str()),
+            ];
+            page.sample("septa_policy_info", &labels, 1);
+        }
+
+        page.family(
+            "septa_reloads_total",
+            "Attempts to reload the policy, by outcome.",
+            MetricType::Counter,
+        );
+        for (outcome, count) in ReloadOutcome::ALL.iter().zip(self.reloads) {
+            page.sample(
+                "septa_reloads_total",
+                &[("outcome", outcome.as_str())],
+                count,
+            );
+        }
+
+        page.family(
+            "septa_functions",
+            "Functions (not counting endpoints) the policy in force places in each segment.",
+            MetricType::Gauge,
+        );
+        for (segment, count) in &self.functions {
+            page.sample("septa_functions", &[("segment", segment)], count);
+        }
+    }
+}
+
+fn render_histogram(page: &mut Exposition, kind: &str, destination: &str, histogram: &Histogram) {
+    let mut cumulative = 0;
+    for (i, (_, le)) in LATENCY_BUCKETS.iter().enumerate() {
+        cumulative += histogram.buckets.get(i).copied().unwrap_or(0);
+        let labels = [("kind", kind), ("destination", destination), ("le", le)];
+        page.sample("septa_flow_latency_seconds_bucket", &labels, cumulative);
+    }
+    let labels = [("kind", kind), ("destination", destination), ("le", "+Inf")];
+    page.sample(
+        "septa_flow_latency_seconds_bucket",
+        &labels,
+        histogram.count,
+    );
+    let labels = [("kind", kind), ("destination", destination)];
+    // Microseconds to seconds; f64 is exact for any plausible sum.
+    let seconds = histogram.sum_us as f64 / 1e6;
+    page.sample("septa_flow_latency_seconds_sum", &labels, seconds);
+    page.sample("septa_flow_latency_seconds_count", &labels, histogram.count);
+}
+
+fn render_sources(
+    page: &mut Exposition,
+    flow_log: &FlowLogStats,
+    instances: Option<Vec<(String, u64)>>,
+) {
+    page.family(
+        "septa_function_instances_in_use",
+        "Requests each function (or endpoint) is serving right now, out of its max_concurrency.",
+        MetricType::Gauge,
+    );
+    let mut instances = instances.unwrap_or_default();
+    instances.sort();
+    for (function, in_use) in &instances {
+        page.sample(
+            "septa_function_instances_in_use",
+            &[("function", function)],
+            in_use,
+        );
+    }
+    page.family(
+        "septa_flow_log_backpressure_total",
+        "Times a flow record found the flow log's queue full and its request waited for the writer.",
+        MetricType::Counter,
+    );
+    page.sample(
+        "septa_flow_log_backpressure_total",
+        &[],
+        flow_log.backpressure_events(),
+    );
+    page.family(
+        "septa_flow_log_write_failures_total",
+        "Flow records that could not be written to the flow log.",
+        MetricType::Counter,
+    );
+    page.sample(
+        "septa_flow_log_write_failures_total",
+        &[],
+        flow_log.write_failures(),
+    );
+}
+
+/// A family's series in a stable order, so that scrapes are easy to read and compare.
+fn sorted<K, V, O: Ord>(family: &HashMap<K, V>, order: impl Fn(&K) -> O) -> Vec<(&K, &V)> {
+    let mut series: Vec<(&K, &V)> = family.iter().collect();
+    series.sort_by_key(|(k, _)| order(k));
+    series
+}
