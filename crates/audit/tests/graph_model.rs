@@ -133,21 +133,10 @@ fn the_hub_graph_agrees_with_the_engine_and_with_a_plain_search() {
         let graph = Graph::build(&policy);
 
         // Allow edges are the engine's mesh index, pair by pair, less rules admitting nothing.
-        // Rules written `to = "endpoint:NAME"` are left out of the comparison: the engine's
-        // index files an endpoint under `function:NAME`, not `endpoint:NAME`, so it never
-        // connects them although `Selector::selects` says they select the endpoint; the graph
-        // follows `selects`.
-        let to_endpoint: HashSet<&str> = policy
-            .manifest()
-            .allows
-            .iter()
-            .filter(|r| matches!(r.to, septa_manifest::Selector::Endpoint(_)))
-            .map(|r| r.id.as_str())
-            .collect();
         let from_graph: BTreeSet<(usize, usize, String)> = graph
             .edges()
             .iter()
-            .filter(|e| e.kind == EdgeKind::Allow && !to_endpoint.contains(e.rule.as_str()))
+            .filter(|e| e.kind == EdgeKind::Allow)
             .map(|e| (e.from, e.to, e.rule.clone()))
             .collect();
         let manifest = policy.manifest();

@@ -354,8 +354,8 @@ fn the_html_report_draws_every_segment_function_and_flow() {
     }
     assert_eq!(
         html.matches("<path class=\"edge").count(),
-        10,
-        "5 routes, 4 rules, 1 egress"
+        11,
+        "5 routes, 5 rules, 1 egress"
     );
 }
 
