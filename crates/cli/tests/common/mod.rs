@@ -207,6 +207,12 @@ impl Septa {
         }
     }
 
+    /// Kills septa with SIGKILL, as a crash would: nothing gets to flush or sync.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops septa with SIGTERM and waits, so the flow log is complete.
     pub fn stop(mut self) -> Vec<Value> {
         self.terminate();
@@ -248,14 +254,20 @@ impl Drop for Septa {
 
 /// Sends raw bytes to `addr` and reads the response until the server closes.
 pub fn send_to(addr: SocketAddr, raw: &str) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
+    try_send_to(addr, raw).unwrap()
+}
+
+/// Like [`send_to`], but `Err` when the server is not there or goes away mid-answer.
+pub fn try_send_to(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(raw.as_bytes())?;
     let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    Response::parse(&bytes)
+    stream.read_to_end(&mut bytes)?;
+    if bytes.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Response::parse(&bytes))
 }
 
 /// `GET path` on `addr` with extra header lines, reading the response until the server closes.
