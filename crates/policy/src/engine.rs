@@ -329,9 +329,21 @@ impl Policy {
             .map(|f| keys_of(&f.spec, &to_keys))
             .collect();
 
+        // Each selector's members, from what each function says describes it, so an egress rule
+        // finds its functions by lookup instead of testing every function.
+        let mut members: HashMap<Selector, Vec<FunctionId>> = HashMap::new();
+        for f in &functions {
+            for selector in describing_selectors(&manifest, &f.spec) {
+                members.entry(selector).or_default().push(f.id);
+            }
+        }
         let mut egress = vec![EgressIndex::default(); functions.len()];
         for (order, rule) in manifest.egress.iter().enumerate() {
-            for id in selected(&manifest, &functions, &rule.from) {
+            let from = members
+                .get(&rule.from)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for &id in from {
                 // Isolated subnets have no egress whatever the rules say; loading refuses rules
                 // that select them, and this keeps a future selector from opening one anyway.
                 if functions[id.index()].spec.subnet_kind == SubnetKind::Isolated {
@@ -663,18 +675,6 @@ fn describing_selectors(manifest: &Manifest, f: &Function) -> Vec<Selector> {
     out.sort();
     out.dedup();
     out
-}
-
-/// The functions a selector selects, in id order.
-pub(crate) fn selected<'a>(
-    manifest: &'a Manifest,
-    functions: &'a [FunctionInfo],
-    selector: &'a Selector,
-) -> impl Iterator<Item = FunctionId> + 'a {
-    functions
-        .iter()
-        .filter(move |f| selects(manifest, selector, &f.spec))
-        .map(|f| f.id)
 }
 
 /// Whether `selector` selects function `f` in `manifest`.

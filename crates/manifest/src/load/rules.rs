@@ -684,6 +684,8 @@ pub(super) struct References<'a> {
     segments: &'a BTreeMap<Name, Segment>,
     groups: BTreeSet<&'a str>,
     functions: &'a BTreeMap<Name, Function>,
+    /// The functions in isolated subnets, which egress rules may not select.
+    isolated: Vec<&'a Function>,
     labels: BTreeSet<String>,
     ids: HashSet<Name>,
 }
@@ -704,6 +706,10 @@ impl<'a> References<'a> {
             segments,
             groups: groups.keys().map(Name::as_str).collect(),
             functions,
+            isolated: functions
+                .values()
+                .filter(|f| f.subnet_kind == SubnetKind::Isolated)
+                .collect(),
             labels,
             ids: HashSet::new(),
         }
@@ -720,9 +726,9 @@ impl<'a> References<'a> {
     }
 
     pub(super) fn isolated_functions_in(&self, sel: &Selector) -> Vec<&'a str> {
-        self.functions
-            .values()
-            .filter(|f| f.subnet_kind == SubnetKind::Isolated && self.selects(sel, f))
+        self.isolated
+            .iter()
+            .filter(|f| self.selects(sel, f))
             .map(|f| f.name.as_str())
             .collect()
     }
