@@ -797,7 +797,8 @@ fn components(graph: &Graph) -> (Vec<u32>, Vec<Vec<usize>>) {
 /// Whether function `f` may have egress at all (isolated subnets have none whatever the rules
 /// say).
 fn has_egress(policy: &Policy, f: FunctionId) -> bool {
-    policy.function(f).spec.subnet_kind != SubnetKind::Isolated
+    let spec = &policy.function(f).spec;
+    spec.subnet_kind != SubnetKind::Isolated && !spec.is_endpoint()
 }
 
 /// Whether a rule's lists leave it nothing to admit (`methods = []` or `paths = []`).

@@ -346,7 +346,9 @@ impl Policy {
             for &id in from {
                 // Isolated subnets have no egress whatever the rules say; loading refuses rules
                 // that select them, and this keeps a future selector from opening one anyway.
-                if functions[id.index()].spec.subnet_kind == SubnetKind::Isolated {
+                // Endpoints never call out either.
+                let spec = &functions[id.index()].spec;
+                if spec.subnet_kind == SubnetKind::Isolated || spec.is_endpoint() {
                     continue;
                 }
                 let index = &mut egress[id.index()];

@@ -684,7 +684,9 @@ pub(super) struct References<'a> {
     segments: &'a BTreeMap<Name, Segment>,
     groups: BTreeSet<&'a str>,
     functions: &'a BTreeMap<Name, Function>,
-    /// The functions in isolated subnets, which egress rules may not select.
+    /// The components in isolated subnets, which egress rules may not select (endpoints are
+    /// left out: they never call anything, so a rule naming their segment opens nothing for
+    /// them).
     isolated: Vec<&'a Function>,
     labels: BTreeSet<String>,
     ids: HashSet<Name>,
@@ -708,7 +710,7 @@ impl<'a> References<'a> {
             functions,
             isolated: functions
                 .values()
-                .filter(|f| f.subnet_kind == SubnetKind::Isolated)
+                .filter(|f| f.subnet_kind == SubnetKind::Isolated && !f.is_endpoint())
                 .collect(),
             labels,
             ids: HashSet::new(),
