@@ -392,6 +392,20 @@ fn wait_line(lines: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> 
 fn the_stream_delivers_flows_decided_after_subscribing() {
     let (_app, septa) = echo_with_admin("admin-stream", ECHO_ROUTE);
     assert_eq!(septa.get("/before").status, 404);
+    // Flows reach the observers from the writer thread a moment after the answer: subscribe
+    // only once the earlier denial is among the recent flows, so it cannot arrive live.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !septa
+        .admin_get("/flows?verdict=deny", Some(TOKEN))
+        .body
+        .contains("\"/before\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the denial of /before never reached the observers"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let lines = open_stream(&septa, "verdict=deny");
     let status = wait_line(&lines, "with the status", |l| l.starts_with("HTTP/1.1"));
     assert!(status.contains("200"), "{status}");
