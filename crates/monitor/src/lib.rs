@@ -14,6 +14,7 @@
 //! ```
 
 mod admin;
+mod control;
 mod exposition;
 mod filter;
 pub mod labels;
@@ -22,6 +23,7 @@ mod recent;
 mod token;
 
 pub use admin::{Admin, AdminBody, AdminError, HEARTBEAT};
+pub use control::{Control, ReloadAttempt, ReloadTrigger};
 pub use exposition::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use filter::{DEFAULT_LIMIT, FilterError, FlowFilter};
 pub use metrics::{DEFAULT_MAX_SERIES, InstancesInUse, LoadedPolicy, Metrics, ReloadOutcome};

@@ -7,6 +7,9 @@
 //! | `GET /metrics` | Prometheus text exposition format 0.0.4 |
 //! | `GET /flows?segment=&function=&verdict=&kind=&since=&limit=` | the recent flows matching, as a JSON array, newest last |
 //! | `GET /flows/stream?…same filters` | server-sent events: `data: RECORD` per new flow, `: heartbeat` every 15 s, `event: lost` when the subscriber fell behind |
+//! | `GET /model` | the loaded policy as the dashboard draws it ([`Control::model`]) |
+//! | `POST /reload` | re-read, validate and swap the policy: 200 with the attempt, or 422 with why the old policy keeps serving |
+//! | `GET /reload` | the last reload attempt, whatever triggered it |
 //!
 //! It runs on a thread of its own with its own single-threaded runtime, so neither a scrape nor a
 //! stream ever takes time from a gateway worker.
@@ -25,6 +28,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use crate::control::Control;
 use crate::metrics::Metrics;
 use crate::recent::Recent;
 use crate::token::AdminToken;
@@ -44,6 +48,7 @@ pub struct Admin {
     metrics: Arc<Metrics>,
     recent: Arc<Recent>,
     heartbeat: Duration,
+    control: Option<Arc<dyn Control>>,
 }
 
 /// Why the admin listener could not start.
@@ -71,7 +76,15 @@ impl Admin {
             metrics,
             recent,
             heartbeat: HEARTBEAT,
+            control: None,
         }
+    }
+
+    /// Serves the platform's model (`/model`) and reloads (`/reload`) through `control`.
+    #[must_use]
+    pub fn with_control(mut self, control: Arc<dyn Control>) -> Self {
+        self.control = Some(control);
+        self
     }
 
     /// Sends stream heartbeats every `every` instead of [`HEARTBEAT`].
@@ -131,7 +144,7 @@ impl Admin {
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let admin = Arc::clone(&admin);
-                        async move { Ok::<_, Infallible>(admin.handle(&request)) }
+                        async move { Ok::<_, Infallible>(admin.respond(request).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())

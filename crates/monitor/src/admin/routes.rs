@@ -6,39 +6,88 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::{Admin, AdminBody, stream};
+use crate::control::ReloadTrigger;
 use crate::exposition::CONTENT_TYPE as PROMETHEUS;
 use crate::filter::{FilterError, FlowFilter};
 
 const JSON: &str = "application/json";
 
+/// Every admin path, and the methods it answers.
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("/healthz", "GET, HEAD"),
+    ("/metrics", "GET, HEAD"),
+    ("/flows", "GET, HEAD"),
+    ("/flows/stream", "GET, HEAD"),
+    ("/model", "GET, HEAD"),
+    ("/reload", "GET, HEAD, POST"),
+];
+
 impl Admin {
-    /// Answers one admin request: 401 without the right token, whatever the path.
+    /// Answers one admin request: 401 without the right token, whatever the path. A reload runs
+    /// on a blocking thread, so the listener keeps answering while components compile.
+    pub async fn respond<B>(self: Arc<Self>, request: Request<B>) -> Response<AdminBody> {
+        let is_reload = request.method() == Method::POST && request.uri().path() == "/reload";
+        if !is_reload || self.refuse_unauthorized(&request).is_some() {
+            return self.handle(&request);
+        }
+        let Some(control) = self.control.clone() else {
+            return no_control();
+        };
+        match tokio::task::spawn_blocking(move || control.reload(ReloadTrigger::Admin)).await {
+            Ok(attempt) => {
+                let status = if attempt.applied {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                json_response(status, &json!(attempt))
+            }
+            Err(error) => json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({ "error": format!("the reload did not finish: {error}") }),
+            ),
+        }
+    }
+
+    /// Answers one admin request that needs no waiting: 401 without the right token, whatever
+    /// the path. `POST /reload` goes through [`Admin::respond`].
     pub fn handle<B>(&self, request: &Request<B>) -> Response<AdminBody> {
         if let Some(refusal) = self.refuse_unauthorized(request) {
             return refusal;
         }
         let path = request.uri().path();
-        let known = matches!(path, "/healthz" | "/metrics" | "/flows" | "/flows/stream");
-        if !known {
+        let Some((_, allowed)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
+            let endpoints: Vec<&str> = ENDPOINTS.iter().map(|(p, _)| *p).collect();
             return json_response(
                 StatusCode::NOT_FOUND,
-                &json!({ "error": format!("no admin endpoint `{path}`"), "endpoints": ["/healthz", "/metrics", "/flows", "/flows/stream"] }),
+                &json!({ "error": format!("no admin endpoint `{path}`"), "endpoints": endpoints }),
             );
-        }
-        if request.method() != Method::GET && request.method() != Method::HEAD {
+        };
+        if !allowed.split(", ").any(|m| m == request.method().as_str()) {
             let mut response = json_response(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &json!({ "error": format!("`{path}` answers GET only") }),
+                &json!({ "error": format!("`{path}` answers {allowed} only") }),
             );
             response
                 .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                .insert(ALLOW, HeaderValue::from_static(allowed));
             return response;
         }
         let query = request.uri().query();
         match path {
             "/healthz" => self.health(),
+            "/model" => match &self.control {
+                Some(control) => json_response(StatusCode::OK, &control.model()),
+                None => no_control(),
+            },
+            "/reload" => match self.control.as_ref().map(|c| c.last_reload()) {
+                Some(Some(attempt)) => json_response(StatusCode::OK, &json!(attempt)),
+                Some(None) => json_response(StatusCode::OK, &json!({ "last_reload": null })),
+                None => no_control(),
+            },
             "/metrics" => text_response(PROMETHEUS, self.metrics.render()),
             "/flows" => match FlowFilter::from_query(query) {
                 Ok(filter) => {
@@ -92,6 +141,13 @@ impl Admin {
         };
         json_response(StatusCode::OK, &body)
     }
+}
+
+fn no_control() -> Response<AdminBody> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({ "error": "this admin listener has no platform to control" }),
+    )
 }
 
 fn bad_filter(error: &FilterError) -> Response<AdminBody> {
