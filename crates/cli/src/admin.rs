@@ -6,11 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use septa_flows::{FlowLog, FlowObservers};
-use septa_monitor::{Admin, AdminToken, Metrics, Recent, TOKEN_ENV, TokenOrigin, manifest_hash};
-use septa_policy::Policy;
-use septa_runtime::Host;
+use septa_monitor::{Admin, AdminToken, Control, Metrics, Recent, TOKEN_ENV, TokenOrigin};
 
 /// What the admin listener serves from; the flow log feeds it.
 pub(crate) struct Monitoring {
@@ -21,25 +19,16 @@ pub(crate) struct Monitoring {
 
 impl Monitoring {
     /// The token (from `token_file`, `SEPTA_ADMIN_TOKEN`, or kept in `state_dir`, generated and
-    /// printed once), and empty metrics and recent flows that know `policy`.
-    pub(crate) fn new(
-        policy: &Policy,
-        token_file: Option<&Path>,
-        state_dir: &Path,
-    ) -> anyhow::Result<Self> {
+    /// printed once), and empty metrics and recent flows.
+    pub(crate) fn new(token_file: Option<&Path>, state_dir: &Path) -> anyhow::Result<Self> {
         let env = std::env::var(TOKEN_ENV).ok().filter(|v| !v.is_empty());
         let (token, origin) = AdminToken::resolve(token_file, env.as_deref(), state_dir)?;
         if let TokenOrigin::Generated(path) = &origin {
             println!("septa: admin token written to {}", path.display());
             println!("septa: admin token: {}", token.secret());
         }
-        let manifest_file = &policy.manifest().file;
-        let bytes = std::fs::read(manifest_file)
-            .with_context(|| format!("cannot read `{}` to hash it", manifest_file.display()))?;
-        let metrics = Arc::new(Metrics::new());
-        metrics.load_policy(policy, manifest_hash(&bytes));
         Ok(Self {
-            metrics,
+            metrics: Arc::new(Metrics::new()),
             recent: Arc::new(Recent::default()),
             token,
         })
@@ -52,32 +41,27 @@ impl Monitoring {
             .with(self.recent.clone())
     }
 
-    /// Reads the host's and the flow log's counters at each scrape, then listens on `addr`,
-    /// which must not be the gateway's `listen`. The metrics and recent flows stay shared with
-    /// the caller (a reload counts itself into the same metrics).
+    /// Reads the flow log's counters at each scrape, then listens on `addr`, which must not be
+    /// the gateway's `listen`, serving the platform's model and reloads through `control`. The
+    /// metrics and recent flows stay shared with the caller (the platform points the instance
+    /// gauges at each generation's host and counts its reloads into the same metrics).
     pub(crate) fn serve(
         &self,
         addr: SocketAddr,
         listen: SocketAddr,
-        host: &Host,
         flows: &FlowLog,
+        control: Arc<dyn Control>,
     ) -> anyhow::Result<SocketAddr> {
         if addr == listen && addr.port() != 0 {
             bail!("the admin listener cannot share the gateway's address `{addr}`");
         }
         self.metrics.watch_flow_log(flows.stats());
-        let bulkheads = host.bulkheads();
-        self.metrics.watch_instances(Box::new(move || {
-            bulkheads
-                .in_use()
-                .map(|(function, in_use)| (function.to_owned(), in_use as u64))
-                .collect()
-        }));
         let admin = Admin::new(
             self.token.clone(),
             self.metrics.clone(),
             self.recent.clone(),
-        );
+        )
+        .with_control(control);
         let admin = Arc::new(admin);
         Ok(admin.serve(addr)?)
     }

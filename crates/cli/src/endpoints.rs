@@ -19,6 +19,8 @@ use septa_runtime::{Bulkheads, WasiBody};
 /// Every endpoint's store, by function id.
 pub(crate) struct Endpoints {
     stores: HashMap<FunctionId, Store>,
+    /// How each store was opened, by endpoint name, so a reload can keep it.
+    opened: HashMap<String, (Backend, StoreOptions, Store)>,
     bulkheads: Arc<Bulkheads>,
 }
 
@@ -26,16 +28,22 @@ impl Endpoints {
     /// Opens the store of every endpoint of `policy`; embedded ones keep their file under
     /// `data_dir`. Connections to Redis and PostgreSQL are made on first use, so a server that
     /// is down does not stop septa from starting: its calls answer 503 until it is back.
+    ///
+    /// On a reload, `previous` holds the stores open now: an endpoint declared as before keeps
+    /// its store (an embedded file can be open only once, and a connection need not be made
+    /// again); one whose backend or limits changed is opened afresh.
     pub(crate) fn open(
         policy: &Policy,
         data_dir: &Path,
         bulkheads: Arc<Bulkheads>,
+        previous: Option<&Endpoints>,
     ) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start a runtime to open the endpoints")?;
         let mut stores = HashMap::new();
+        let mut opened = HashMap::new();
         for info in policy.functions() {
             let FunctionKind::Endpoint(backend) = &info.spec.kind else {
                 continue;
@@ -56,12 +64,31 @@ impl Endpoints {
                 timeout: Duration::from_millis(u64::from(info.spec.limits.timeout_ms)),
                 ..StoreOptions::default()
             };
-            let store = runtime
-                .block_on(Store::open(name, &backend, options))
-                .with_context(|| format!("cannot open endpoint `{name}`"))?;
-            stores.insert(info.id, store);
+            let open_now = previous
+                .and_then(|p| p.opened.get(name))
+                .filter(|(b, _, _)| *b == backend);
+            let kept = match open_now {
+                Some((_, o, store)) if *o == options => Some(store.clone()),
+                // Its file is open, and a file opens only once.
+                Some((Backend::Embedded { .. }, _, _)) => bail!(
+                    "endpoint `{name}`: the limits of an embedded endpoint change only with a restart"
+                ),
+                _ => None,
+            };
+            let store = match kept {
+                Some(store) => store,
+                None => runtime
+                    .block_on(Store::open(name, &backend, options))
+                    .with_context(|| format!("cannot open endpoint `{name}`"))?,
+            };
+            stores.insert(info.id, store.clone());
+            opened.insert(name.to_owned(), (backend, options, store));
         }
-        Ok(Self { stores, bulkheads })
+        Ok(Self {
+            stores,
+            opened,
+            bulkheads,
+        })
     }
 }
 

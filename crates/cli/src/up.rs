@@ -1,4 +1,5 @@
-//! `septa up`: load, build if asked, compile, and serve until interrupted.
+//! `septa up`: load, build if asked, compile, and serve until interrupted, reloading the
+//! manifest when it changes (see [`crate::platform`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -10,10 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use septa_flows::{FlowLog, FlowLogOptions};
-use septa_gateway::Gateway;
 use septa_gateway::auth::refresh::FirstFetch;
-use septa_mesh::{DialTimeouts, Mesh};
-use septa_runtime::{ComponentCache, EpochTicker, Host, build_engine};
+use septa_monitor::{Control, ReloadTrigger};
+use septa_runtime::{ComponentCache, EpochTicker, build_engine};
+
+use crate::platform::{BuildError, Generation, Parts, Platform};
 
 /// Options of `septa up`.
 #[derive(Args)]
@@ -59,6 +61,10 @@ pub(crate) struct UpArgs {
     /// Largest request header section, in bytes (at least 8192).
     #[arg(long, default_value_t = 16 * 1024)]
     max_header_bytes: usize,
+    /// Do not reload when the manifest or a component file changes (`POST /reload` on the
+    /// admin listener and `SIGHUP` still reload).
+    #[arg(long)]
+    no_watch: bool,
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -72,20 +78,14 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.build {
         build(&manifest)?;
     }
-    let policy = match crate::check::compile(manifest).and_then(crate::check::checked) {
-        Ok(p) => Arc::new(p),
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let state_dir = policy.manifest().dir.join(".septa");
+    let state_dir = manifest.dir.join(".septa");
+    let manifest_file = manifest.file.clone();
     // Before anything slow: a bad token file should fail the start at once.
     let monitoring = args
         .admin
         .map(|_| {
             let token_file = args.admin_token_file.as_deref();
-            crate::admin::Monitoring::new(&policy, token_file, &state_dir)
+            crate::admin::Monitoring::new(token_file, &state_dir)
         })
         .transpose()?;
     let engine = build_engine(args.instances)
@@ -97,8 +97,6 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| state_dir.join("cache"));
     let cache = ComponentCache::new(&cache_dir)
         .with_context(|| format!("cannot use cache directory `{}`", cache_dir.display()))?;
-    let (host, report) = Host::load(&engine, &policy, &cache)?;
-    let host = Arc::new(host);
 
     let options = FlowLogOptions {
         observers: monitoring
@@ -122,22 +120,28 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .data_dir
         .clone()
         .unwrap_or_else(|| state_dir.join("data"));
-    let endpoints = crate::endpoints::Endpoints::open(&policy, &data_dir, host.bulkheads())?;
-    let mesh = Mesh::new(
-        policy.clone(),
-        &host,
-        flows.clone(),
-        DialTimeouts::default(),
-    )
-    .with_endpoints(Arc::new(endpoints));
-    host.set_outbound(Arc::new(mesh));
-    let jwks = crate::jwks::EgressJwksFetcher::new(policy.clone())?;
-    let gateway = Gateway::new(policy.clone(), host.clone(), flows.clone(), Arc::new(jwks))?;
-    let gateway = Arc::new(gateway);
-    let key_refresh = gateway
-        .start_key_refresh()
-        .context("cannot start the key refresh")?;
-    let first_fetches = key_refresh.wait_first(FIRST_FETCH_WAIT);
+    let parts = Parts {
+        manifest_file,
+        engine,
+        cache,
+        flows: flows.clone(),
+        data_dir,
+    };
+    let first = match Generation::build(&parts, 1, None) {
+        Ok(first) => first,
+        Err(BuildError::Invalid(diagnostics)) => {
+            eprintln!("{}", diagnostics.trim_end());
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(BuildError::Load(error)) => return Err(error),
+    };
+    let metrics = monitoring.as_ref().map(|m| m.metrics.clone());
+    if let Some(metrics) = &metrics {
+        metrics.load_policy(&first.policy, first.hash.clone());
+    }
+    print_start(&first);
+    let platform = Arc::new(Platform::new(parts, first, metrics));
+
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -146,15 +150,33 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         max_header_bytes: args.max_header_bytes,
         ..Default::default()
     };
-    let listening = septa_gateway::serve(args.listen, workers, gateway, limits)
+    let listening = septa_gateway::serve(args.listen, workers, platform.current(), limits)
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
-    let admin = match (args.admin, &monitoring) {
-        (Some(addr), Some(monitoring)) => {
-            Some(monitoring.serve(addr, listening.addr, &host, &flows)?)
-        }
-        _ => None,
-    };
+    if let (Some(addr), Some(monitoring)) = (args.admin, &monitoring) {
+        let control: Arc<dyn septa_monitor::Control> = platform.clone();
+        let bound = monitoring.serve(addr, listening.addr, &flows, control)?;
+        println!("septa: admin on http://{bound}");
+    }
+    if !args.no_watch {
+        platform
+            .watch(WATCH_INTERVAL)
+            .context("cannot start watching the manifest")?;
+    }
+    println!("septa: listening on http://{}", listening.addr);
+    wait_for_signal(&platform)?;
+    println!("septa: shutting down");
+    listening.shutdown();
+    drop(platform);
+    flows.shutdown().context("cannot flush the flow log")?;
+    Ok(ExitCode::SUCCESS)
+}
 
+/// How often the manifest and the components it loads are looked at for changes.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What `up` says once the first generation is loaded.
+fn print_start(first: &Generation) {
+    let policy = &first.policy;
     let m = policy.manifest();
     println!(
         "septa: application `{}`: {} functions and {} endpoints in {} segments ({} compiled, {} from cache)",
@@ -162,8 +184,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         m.components().count(),
         m.functions.len() - m.components().count(),
         m.segments.len(),
-        report.compiled,
-        report.cache_hits
+        first.load_report.compiled,
+        first.load_report.cache_hits
     );
     for route in policy.routes() {
         println!(
@@ -173,22 +195,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             policy.function(route.function).spec.name
         );
     }
-    report_first_fetches(key_refresh.issuers(), &first_fetches);
-    if let Some(addr) = &admin {
-        println!("septa: admin on http://{addr}");
-    }
-    println!("septa: listening on http://{}", listening.addr);
-    wait_for_signal()?;
-    println!("septa: shutting down");
-    listening.shutdown();
-    drop(key_refresh);
-    drop(host);
-    flows.shutdown().context("cannot flush the flow log")?;
-    Ok(ExitCode::SUCCESS)
+    report_first_fetches(first.key_refresh.issuers(), &first.first_fetches);
 }
-
-/// How long `up` waits for issuers' first key fetches before it listens anyway.
-const FIRST_FETCH_WAIT: Duration = Duration::from_secs(5);
 
 /// Says, for every issuer whose keys are fetched, whether it has keys to verify with yet.
 fn report_first_fetches(issuers: &[String], done: &[FirstFetch]) {
@@ -205,15 +213,29 @@ fn report_first_fetches(issuers: &[String], done: &[FirstFetch]) {
     }
 }
 
-fn wait_for_signal() -> anyhow::Result<()> {
+/// Serves until SIGINT or SIGTERM; each SIGHUP reloads the manifest.
+fn wait_for_signal(platform: &Arc<Platform>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => return r,
+                _ = term.recv() => return Ok(()),
+                _ = hangup.recv() => {
+                    let platform = platform.clone();
+                    let attempt = tokio::task::spawn_blocking(move || {
+                        platform.reload(ReloadTrigger::Signal)
+                    });
+                    if let Ok(attempt) = attempt.await {
+                        crate::platform::report(&attempt);
+                    }
+                }
+            }
         }
     })?;
     Ok(())

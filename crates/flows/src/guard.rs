@@ -43,6 +43,21 @@ impl FlowGuard {
         }
     }
 
+    /// Sets the request this flow is part of (see [`FlowRecord::trace`]).
+    pub fn set_trace(&mut self, trace: u64) -> &mut Self {
+        self.update(|record| record.trace = Some(format!("{trace:016x}")))
+    }
+
+    /// Sets the policy that decides this flow (see [`FlowRecord::policy`]); an empty revision
+    /// (a policy nobody named) sets nothing.
+    pub fn set_policy(&mut self, revision: &str) -> &mut Self {
+        if revision.is_empty() {
+            return self;
+        }
+        let revision = revision.to_owned();
+        self.update(|record| record.policy = Some(revision))
+    }
+
     /// The record as it stands (`None` only after it has been recorded, which `finish` and drop
     /// do).
     pub fn record(&self) -> Option<&FlowRecord> {

@@ -119,6 +119,15 @@ pub struct FlowRecord {
     /// The client address of an ingress flow, as the gateway established it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The request this flow is part of: the gateway gives every request an id, and every mesh,
+    /// endpoint and egress flow its functions make carries it, so a chain of flows reads as one.
+    /// 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// The policy that decided the flow: the first 12 hex digits of the manifest's SHA-256, as
+    /// `septa_policy_info` and `/healthz` show it in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 impl FlowRecord {
@@ -148,6 +157,8 @@ impl FlowRecord {
             route: None,
             segment: None,
             client: None,
+            trace: None,
+            policy: None,
         }
     }
 }
@@ -198,6 +209,8 @@ mod tests {
             route: Some("/api/checkout".to_owned()),
             segment: Some("edge".to_owned()),
             client: Some("203.0.113.9".to_owned()),
+            trace: Some("00c0ffee00000001".to_owned()),
+            policy: Some("3f2a9c0b1d4e".to_owned()),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), record);

@@ -2,7 +2,8 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -13,13 +14,13 @@ use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
 use septa_manifest::{JwtIssuer, Mode};
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{CompiledRoute, Policy, RouteOutcome, Verdict};
-use septa_runtime::{Host, HyperOutgoingBody};
+use septa_runtime::{Chain, Host, HyperOutgoingBody};
 
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::refresh::{JwksFetcher, KeyRefresh};
 use crate::auth::{Principal, RouteAuthAdmission};
 use crate::client::{ClientAddresses, SourceAdmission};
-use crate::limits::{GatewayCeiling, RateLimitAdmission};
+use crate::limits::{GatewayCeiling, LimitTables, RateLimitAdmission};
 
 /// The identity the host sets on requests that came through the gateway.
 pub const GATEWAY_IDENTITY: &str = "gateway";
@@ -72,9 +73,24 @@ pub struct Gateway {
     admission: Vec<Box<dyn Admission>>,
     jwks: Arc<dyn JwksFetcher>,
     fetched_issuers: Vec<(Arc<JwtVerifier>, JwtIssuer)>,
+    limit_tables: LimitTables,
 }
 
 type GatewayBody = HyperOutgoingBody;
+
+/// A new trace id for a request: unique within the process (a counter from a random start, so
+/// ids from two runs do not line up).
+fn next_trace() -> u64 {
+    static START: OnceLock<u64> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness the ids still differ within the run; they start at zero.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    start.wrapping_add(COUNT.fetch_add(1, Ordering::Relaxed))
+}
 
 impl Gateway {
     /// A gateway for `policy`, dispatching to `host`, recording to `flows`, with every check the
@@ -89,23 +105,52 @@ impl Gateway {
         flows: FlowLog,
         jwks: Arc<dyn JwksFetcher>,
     ) -> Result<Self, crate::auth::AuthLoadError> {
+        Self::build(policy, host, flows, jwks, None)
+    }
+
+    /// The gateway that replaces this one on a reload to `policy` and `host`. It carries over
+    /// what must survive a reload: the rate-limit buckets of limits that did not change (a
+    /// reload hands no one a fresh burst), and the verifiers, keys and verified tokens of
+    /// fetched issuers whose declaration did not change (their routes never lack keys). The
+    /// rest is loaded afresh, API key and JWKS files included.
+    pub fn reloaded(
+        &self,
+        policy: Arc<Policy>,
+        host: Arc<Host>,
+        jwks: Arc<dyn JwksFetcher>,
+    ) -> Result<Self, crate::auth::AuthLoadError> {
+        Self::build(policy, host, self.flows.clone(), jwks, Some(self))
+    }
+
+    fn build(
+        policy: Arc<Policy>,
+        host: Arc<Host>,
+        flows: FlowLog,
+        jwks: Arc<dyn JwksFetcher>,
+        previous: Option<&Gateway>,
+    ) -> Result<Self, crate::auth::AuthLoadError> {
         let manifest = policy.manifest();
         let routes = &manifest.routes;
         let mut checks: Vec<Box<dyn Admission>> = Vec::new();
         let mut fetched_issuers = Vec::new();
+        let mut limit_tables = LimitTables::default();
+        let previous_tables = previous.map(|g| &g.limit_tables);
         if let Some(limit) = &manifest.gateway.rate_limit {
-            checks.push(Box::new(GatewayCeiling::new(limit.clone())));
+            let ceiling = GatewayCeiling::new(limit, &mut limit_tables, previous_tables);
+            checks.push(Box::new(ceiling));
         }
         if routes.iter().any(|r| !r.sources.is_empty()) {
             checks.push(Box::new(SourceAdmission));
         }
         if routes.iter().any(|r| r.auth.is_some()) {
-            let auth = RouteAuthAdmission::load(manifest)?;
+            let carried = previous.map_or(&[][..], |g| g.fetched_issuers.as_slice());
+            let auth = RouteAuthAdmission::load(manifest, carried)?;
             fetched_issuers = auth.fetched_issuers(manifest);
             checks.push(Box::new(auth));
         }
         if routes.iter().any(|r| r.rate_limit.is_some()) {
-            checks.push(Box::new(RateLimitAdmission::new(&policy)));
+            let limits = RateLimitAdmission::new(&policy, &mut limit_tables, previous_tables);
+            checks.push(Box::new(limits));
         }
         Ok(Self {
             clients: ClientAddresses::new(&manifest.gateway),
@@ -115,7 +160,13 @@ impl Gateway {
             admission: checks,
             jwks,
             fetched_issuers,
+            limit_tables,
         })
+    }
+
+    /// The policy this gateway decides with.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// Starts fetching the keys of every issuer with a `jwks_url` that a route uses, and keeps
@@ -146,6 +197,8 @@ impl Gateway {
         flow.set_method(request.method().as_str())
             .set_path(split_path_query(target).0)
             .set_client(client.to_string())
+            .set_trace(next_trace())
+            .set_policy(self.policy.revision())
             .set_decision(FlowVerdict::Deny, None, reason)
             .set_status(status.as_u16());
         flow.finish();
@@ -162,8 +215,11 @@ impl Gateway {
             .guard(FlowKind::Ingress, GATEWAY_IDENTITY, "unrouted");
         let (mut parts, body) = request.into_parts();
         let client = self.clients.resolve(peer.ip(), &parts.headers);
+        let trace = next_trace();
         flow.set_method(parts.method.as_str())
-            .set_client(client.to_string());
+            .set_client(client.to_string())
+            .set_trace(trace)
+            .set_policy(self.policy.revision());
 
         // 1. Normalize: one canonical path for routing, policy and the function, or a 400.
         let target = parts
@@ -323,7 +379,13 @@ impl Gateway {
         let request = Request::from_parts(parts, body);
         match self
             .host
-            .handle_flow(route.function, 0, request, Some(route.body_timeout), flow)
+            .handle_flow(
+                route.function,
+                Chain::start(trace),
+                request,
+                Some(route.body_timeout),
+                flow,
+            )
             .await
         {
             Ok(mut response) => {

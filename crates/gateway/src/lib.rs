@@ -6,10 +6,12 @@
 
 pub mod auth;
 pub mod client;
+mod current;
 mod framing;
 pub mod ingress;
 pub mod limits;
 pub mod server;
 
+pub use current::CurrentGateway;
 pub use ingress::{Admission, Admit, Gateway, Rejection};
 pub use server::{ConnectionLimits, Listening, serve};

@@ -9,7 +9,7 @@
 //! buy anyone a fresh bucket.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -132,19 +132,55 @@ fn seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+type SharedBuckets = Arc<Mutex<Buckets>>;
+
+/// Every bucket table of one gateway, by what it limits (`gateway` for the ceiling,
+/// `route:ID` for a route), kept so that a reloaded gateway carries them over: a limit that did
+/// not change keeps its buckets, so a reload never hands anyone a fresh burst. A changed limit
+/// starts afresh.
+#[derive(Default)]
+pub(crate) struct LimitTables {
+    tables: HashMap<String, SharedBuckets>,
+}
+
+impl LimitTables {
+    /// The buckets for `what` under `limit`: `previous`'s when it limited `what` the same way,
+    /// else empty ones. Either way they are now this table's.
+    fn adopt(
+        &mut self,
+        what: String,
+        limit: &RateLimit,
+        previous: Option<&LimitTables>,
+    ) -> SharedBuckets {
+        let carried = previous
+            .and_then(|p| p.tables.get(&what))
+            .filter(|b| b.lock().is_ok_and(|b| b.limit == *limit))
+            .cloned();
+        let buckets = carried.unwrap_or_else(|| Arc::new(Mutex::new(Buckets::new(limit.clone()))));
+        self.tables.insert(what, buckets.clone());
+        buckets
+    }
+}
+
 /// The rate limits of every route that declares one.
 pub struct RateLimitAdmission {
-    routes: HashMap<String, Mutex<Buckets>>,
+    routes: HashMap<String, SharedBuckets>,
 }
 
 impl RateLimitAdmission {
-    /// Buckets for every rate-limited route of `policy`.
-    pub fn new(policy: &Policy) -> Self {
+    /// Buckets for every rate-limited route of `policy`, carried over from `previous` where
+    /// the route's limit is unchanged, and recorded in `tables`.
+    pub(crate) fn new(
+        policy: &Policy,
+        tables: &mut LimitTables,
+        previous: Option<&LimitTables>,
+    ) -> Self {
         let routes = policy
             .routes()
             .filter_map(|r| {
-                let limit = r.rate_limit.clone()?;
-                Some((r.id.to_string(), Mutex::new(Buckets::new(limit))))
+                let limit = r.rate_limit.as_ref()?;
+                let buckets = tables.adopt(format!("route:{}", r.id), limit, previous);
+                Some((r.id.to_string(), buckets))
             })
             .collect();
         Self { routes }
@@ -218,14 +254,18 @@ impl Admission for RateLimitAdmission {
 /// `[gateway] rate_limit`: one bucket for every routed request, checked before anything that
 /// costs (token verification), and enforced on routes in audit mode too.
 pub struct GatewayCeiling {
-    buckets: Mutex<Buckets>,
+    buckets: SharedBuckets,
 }
 
 impl GatewayCeiling {
-    /// The ceiling `limit` declares.
-    pub fn new(limit: RateLimit) -> Self {
+    /// The ceiling `limit` declares, its buckets carried over from `previous` if unchanged.
+    pub(crate) fn new(
+        limit: &RateLimit,
+        tables: &mut LimitTables,
+        previous: Option<&LimitTables>,
+    ) -> Self {
         Self {
-            buckets: Mutex::new(Buckets::new(limit)),
+            buckets: tables.adopt("gateway".to_owned(), limit, previous),
         }
     }
 }

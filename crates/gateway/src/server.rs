@@ -18,7 +18,7 @@ use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
-use crate::Gateway;
+use crate::CurrentGateway;
 use crate::framing::{ConnectionWatch, FramedStream, ScanLimits, refusal_response};
 
 /// A running gateway: where it listens and how to stop it.
@@ -80,11 +80,12 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Binds `addr` and serves `gateway` on `workers` threads.
+/// Binds `addr` and serves on `workers` threads whichever gateway is in force when each request
+/// arrives.
 pub fn serve(
     addr: SocketAddr,
     workers: usize,
-    gateway: Arc<Gateway>,
+    gateway: Arc<CurrentGateway>,
     limits: ConnectionLimits,
 ) -> std::io::Result<Listening> {
     // Bind the first socket to learn the port (`:0` in tests), then the others to that port.
@@ -150,7 +151,7 @@ pub fn serve(
 async fn connection(
     stream: tokio::net::TcpStream,
     client: SocketAddr,
-    gateway: Arc<Gateway>,
+    gateway: Arc<CurrentGateway>,
     mut stopped: watch::Receiver<bool>,
     limits: ConnectionLimits,
 ) {
@@ -163,7 +164,7 @@ async fn connection(
     let service = {
         let framing = framing.clone();
         service_fn(move |request: Request<Incoming>| {
-            let gateway = gateway.clone();
+            let gateway = gateway.load();
             let refused = framing.check(request.version());
             async move {
                 match refused {

@@ -53,7 +53,9 @@ pub(crate) async fn send(
     flow.set_method(request.method().as_str())
         .set_path(uri.path())
         .set_target(format!("{host_text}:{port}"))
-        .set_segment(source.spec.placement.segment.as_str());
+        .set_segment(source.spec.placement.segment.as_str())
+        .set_trace(caller.chain.trace)
+        .set_policy(inner.policy.revision());
 
     let bare = host_text.trim_start_matches('[').trim_end_matches(']');
     let host = match parse_host(bare) {
@@ -152,7 +154,9 @@ pub(crate) fn check_socket(
         format!("tcp://{addr}"),
     );
     flow.set_target(addr.to_string())
-        .set_segment(source.spec.placement.segment.as_str());
+        .set_segment(source.spec.placement.segment.as_str())
+        .set_trace(caller.chain.trace)
+        .set_policy(policy.revision());
     let decision = match use_ {
         // `decide_egress` checks an IP destination against the operator ceiling itself.
         SocketAddrUse::TcpConnect => policy.decide_egress(

@@ -43,7 +43,9 @@ pub(crate) async fn call(
     );
     flow.set_method(method.clone())
         .set_path(raw_path)
-        .set_segment(source.spec.placement.segment.as_str());
+        .set_segment(source.spec.placement.segment.as_str())
+        .set_trace(caller.chain.trace)
+        .set_policy(policy.revision());
 
     let callee = match policy.mesh_destination(&name) {
         Ok(callee) => callee,
@@ -71,7 +73,7 @@ pub(crate) async fn call(
             ));
         }
     };
-    if caller.depth >= MAX_DEPTH {
+    if caller.chain.depth >= MAX_DEPTH {
         flow.set_decision(
             septa_flows::FlowVerdict::Deny,
             None,
@@ -141,7 +143,7 @@ pub(crate) async fn call(
     };
     let request = http::Request::from_parts(parts, body);
     match host
-        .handle_flow(callee, caller.depth + 1, request, None, flow)
+        .handle_flow(callee, caller.chain.next(), request, None, flow)
         .await
     {
         Ok(response) => Ok(response),

@@ -198,6 +198,8 @@ pub struct Policy {
     dest_keys: Vec<Box<[u32]>>,
     egress: Vec<EgressIndex>,
     ceiling: Ceiling,
+    /// What names this policy in flow records; empty unless the loader set it.
+    revision: String,
 }
 
 impl Policy {
@@ -392,7 +394,22 @@ impl Policy {
             dest_keys,
             egress,
             ceiling,
+            revision: String::new(),
         })
+    }
+
+    /// Names this policy as `revision` (`septa up` uses the first 12 hex digits of the
+    /// manifest's SHA-256), so every flow it decides says which policy that was.
+    #[must_use]
+    pub fn with_revision(mut self, revision: impl Into<String>) -> Self {
+        self.revision = revision.into();
+        self
+    }
+
+    /// What names this policy in flow records; empty unless set with
+    /// [`Policy::with_revision`].
+    pub fn revision(&self) -> &str {
+        &self.revision
     }
 
     /// The manifest this policy was compiled from.

@@ -22,7 +22,7 @@ use crate::body::{CountedBody, DeadlineBody, RecordedBody};
 use crate::bulkhead::Bulkheads;
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::state::State;
-use crate::{Caller, Outbound};
+use crate::{Caller, Chain, Outbound};
 
 /// A function ready to serve: its component linked and pre-instantiated, and its limits.
 struct LoadedFunction {
@@ -226,15 +226,15 @@ impl Host {
         let _ = self.outbound.set(outbound);
     }
 
-    /// Runs function `id` on `request` in a fresh instance and returns its response. `depth` is
-    /// 0 for requests from the gateway and the caller's depth plus one for mesh calls.
+    /// Runs function `id` on `request` in a fresh instance and returns its response. `chain`
+    /// starts at the gateway ([`Chain::start`]) and goes one hop further for each mesh call.
     ///
     /// The response body may still be streaming from the guest when this returns; the guest
     /// keeps its instance slot until it finishes or its deadline stops it.
     pub async fn handle<B>(
         &self,
         id: FunctionId,
-        depth: u8,
+        chain: Chain,
         request: hyper::Request<B>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
     where
@@ -260,7 +260,7 @@ impl Host {
             State::new(
                 Caller {
                     function: id,
-                    depth,
+                    chain,
                 },
                 self.outbound.get().cloned(),
                 function.memory_limit,
@@ -324,7 +324,7 @@ impl Host {
     pub async fn handle_flow<B>(
         &self,
         id: FunctionId,
-        depth: u8,
+        chain: Chain,
         request: hyper::Request<B>,
         body_timeout: Option<std::time::Duration>,
         mut flow: FlowGuard,
@@ -337,7 +337,7 @@ impl Host {
         let (body, expired) = DeadlineBody::new(body, body_timeout);
         let (body, bytes_in) = CountedBody::new(body);
         let mut outcome = self
-            .handle(id, depth, hyper::Request::from_parts(parts, body))
+            .handle(id, chain, hyper::Request::from_parts(parts, body))
             .await;
         if expired.load(Ordering::Relaxed) {
             outcome = Err(InvokeError::BodyTimeout {

@@ -24,18 +24,45 @@ pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
 pub use host::{Host, InvokeError, LoadError, LoadReport};
 pub use identity::{CALLER_HEADER, header_text, strip_identity_headers};
 use septa_policy::FunctionId;
+pub use wasmtime::Engine;
 pub use wasmtime_wasi::sockets::SocketAddrUse;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-/// Who makes an outbound call: the function, as the host knows it, and how many in-process hops
-/// deep the call chain already is (so a cycle of allowed calls cannot recurse without end).
+/// Who makes an outbound call: the function, as the host knows it, and the chain of calls it is
+/// part of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// The calling function.
     pub function: FunctionId,
+    /// The calls that led here.
+    pub chain: Chain,
+}
+
+/// Where a call sits in the chain of calls one gateway request set off: how many in-process
+/// hops deep it is (so a cycle of allowed calls cannot recurse without end), and the request's
+/// trace id, which every flow of the chain records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chain {
     /// 0 for a request from the gateway, one more for each mesh hop.
     pub depth: u8,
+    /// The id the gateway gave the request.
+    pub trace: u64,
+}
+
+impl Chain {
+    /// The start of a chain: a request the gateway dispatches, traced as `trace`.
+    pub fn start(trace: u64) -> Self {
+        Self { depth: 0, trace }
+    }
+
+    /// The chain one mesh hop further.
+    pub fn next(self) -> Self {
+        Self {
+            depth: self.depth.saturating_add(1),
+            trace: self.trace,
+        }
+    }
 }
 
 /// A boxed future of an outbound response.

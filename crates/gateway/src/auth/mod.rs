@@ -85,13 +85,26 @@ impl RouteAuthAdmission {
     /// Loads every `[jwt.NAME]` issuer's keys and every `[api_keys.NAME]` set. Issuers whose
     /// keys are fetched start with none: hand [`RouteAuthAdmission::fetched_issuers`] to
     /// [`refresh::KeyRefresh`].
-    pub fn load(manifest: &Manifest) -> Result<Self, AuthLoadError> {
+    ///
+    /// An issuer whose keys are fetched and whose declaration is unchanged since `previous`
+    /// (the fetched issuers of the gateway this one replaces) keeps its verifier, with the keys
+    /// and verified tokens it holds: a reload never leaves its routes without keys while a
+    /// first fetch runs. Issuers with a `jwks_file` read it again.
+    pub fn load(
+        manifest: &Manifest,
+        previous: &[(Arc<JwtVerifier>, JwtIssuer)],
+    ) -> Result<Self, AuthLoadError> {
         let mut verifiers = HashMap::new();
         for issuer in manifest.jwt.values() {
-            verifiers.insert(
-                issuer.name.to_string(),
-                Arc::new(JwtVerifier::load(issuer)?),
-            );
+            let carried = previous
+                .iter()
+                .find(|(_, declared)| declared == issuer)
+                .map(|(verifier, _)| verifier.clone());
+            let verifier = match carried {
+                Some(verifier) => verifier,
+                None => Arc::new(JwtVerifier::load(issuer)?),
+            };
+            verifiers.insert(issuer.name.to_string(), verifier);
         }
         let mut key_sets = HashMap::new();
         for set in manifest.api_keys.values() {
