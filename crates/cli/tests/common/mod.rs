@@ -207,6 +207,29 @@ impl Septa {
         }
     }
 
+    /// Sends septa `signal` (`HUP`, say).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// A request with `method` to the admin listener, with the token when one is given.
+    pub fn admin_request(&self, method: &str, path: &str, token: Option<&str>) -> Response {
+        let admin = self.admin.expect("septa was started without --admin");
+        let mut raw = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: 0\r\n"
+        );
+        if let Some(token) = token {
+            raw.push_str(&format!("authorization: Bearer {token}\r\n"));
+        }
+        raw.push_str("\r\n");
+        send_to(admin, &raw)
+    }
+
     /// Kills septa with SIGKILL, as a crash would: nothing gets to flush or sync.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -385,6 +408,11 @@ impl Connection {
     /// Sends `GET path` with `headers` and reads the whole response; returns its status.
     /// Reconnects when the server closed the connection.
     pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> u16 {
+        self.get_with_body(path, headers).0
+    }
+
+    /// Like [`Connection::get`], returning the body as well.
+    pub fn get_with_body(&mut self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         let mut raw = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n");
         for (k, v) in headers {
             raw.push_str(&format!("{k}: {v}\r\n"));
@@ -399,16 +427,16 @@ impl Connection {
             BufReader::new(stream)
         });
         reader.get_mut().write_all(raw.as_bytes()).unwrap();
-        let (status, close) = read_response(reader);
+        let (status, close, body) = read_response(reader);
         if close {
             self.reader = None;
         }
-        status
+        (status, body)
     }
 }
 
-/// Reads one response off a keep-alive connection: (status, whether the server closes).
-fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
+/// Reads one response off a keep-alive connection: (status, whether the server closes, body).
+fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, bool, String) {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
@@ -428,6 +456,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
             _ => {}
         }
     }
+    let mut body = Vec::new();
     if chunked {
         loop {
             line.clear();
@@ -440,12 +469,13 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
                 break;
             }
             reader.read_exact(&mut chunk).unwrap();
+            body.extend_from_slice(&chunk[..size]);
         }
     } else {
-        let mut body = vec![0; length];
+        body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
     }
-    (status, close)
+    (status, close, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Unpadded base64url, as JWTs and JWKs write bytes.
