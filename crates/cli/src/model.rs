@@ -16,6 +16,7 @@
 //!   "application": "shop",
 //!   "policy_hash": "9f2c…",              // SHA-256 of the manifest, as /healthz says
 //!   "generation": 1,                      // 1 at start, +1 per applied reload
+//!   "truncated": null,                    // or why edges, rules and blast radius are left out
 //!   "segments": [ { "name": "payments", "labels": ["pci"], "mode": "enforce",
 //!                   "subnets": [ { "name": "app", "tier": "private" },
 //!                                { "name": "vault", "tier": "isolated" } ] } ],
@@ -46,6 +47,8 @@
 //! audit mode, so enforcement is off for the flow). `methods` or `paths` is `null` when any is
 //! admitted. A node's `rules` are grouped by rule and direction (`in` or `out`), with the nodes
 //! at the other end; `blast_radius.reaches` lists at most [`LISTED_REACH`] nodes, `count` all.
+//! A policy past [`Limits::DASHBOARD`] gets its segments, nodes and routes only: `edges` and
+//! each node's `rules` are empty, `blast_radius` is `null`, and `truncated` says why.
 
 use std::collections::BTreeMap;
 
@@ -57,24 +60,60 @@ use serde_json::{Value, json};
 /// The most nodes a blast radius lists; `count` says how many there are.
 pub(crate) const LISTED_REACH: usize = 200;
 
+/// How big a policy the model draws in full. Past either limit it leaves out the edges, the
+/// rules per node and the blast radius (`truncated` says so): expanding every pair of
+/// functions a wide rule connects grows with their product, and no page draws that anyway.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Places: the gateway, functions, endpoints and egress destinations.
+    pub(crate) places: usize,
+    /// Allowed flows between two places, as counted before expanding them.
+    pub(crate) edges: usize,
+}
+
+impl Limits {
+    /// What the dashboard draws.
+    pub(crate) const DASHBOARD: Self = Self {
+        places: 2_000,
+        edges: 20_000,
+    };
+}
+
 /// The dashboard's model of `policy`, serving as `generation` with manifest hash `policy_hash`.
 pub(crate) fn dashboard_model(policy: &Policy, policy_hash: &str, generation: u64) -> Value {
+    model_within(policy, policy_hash, generation, Limits::DASHBOARD)
+}
+
+/// The model of `policy`, in full when it is within `limits`.
+pub(crate) fn model_within(
+    policy: &Policy,
+    policy_hash: &str,
+    generation: u64,
+    limits: Limits,
+) -> Value {
     let graph = Graph::build(policy);
-    let edges = grouped_edges(&graph);
+    let truncated = too_big(policy, &graph, limits);
+    let edges = if truncated.is_none() {
+        grouped_edges(&graph)
+    } else {
+        Vec::new()
+    };
     let touching = rules_touching(&edges);
-    let reach = graph.reach();
+    let reach = truncated.is_none().then(|| graph.reach());
     let nodes: Vec<Value> = (0..graph.nodes.len())
         .map(|n| {
             let mut node = describe_node(policy, &graph, n);
             node["rules"] = touching
                 .get(&n)
                 .map_or_else(|| json!([]), |rules| rules_json(&graph, rules));
-            let reaches: Vec<&str> = reach
-                .from(n)
-                .take(LISTED_REACH)
-                .map(|r| graph.name(r))
-                .collect();
-            node["blast_radius"] = json!({ "count": reach.count(n), "reaches": reaches });
+            node["blast_radius"] = reach.as_ref().map_or(Value::Null, |reach| {
+                let reaches: Vec<&str> = reach
+                    .from(n)
+                    .take(LISTED_REACH)
+                    .map(|r| graph.name(r))
+                    .collect();
+                json!({ "count": reach.count(n), "reaches": reaches })
+            });
             node
         })
         .collect();
@@ -125,10 +164,43 @@ pub(crate) fn dashboard_model(policy: &Policy, policy_hash: &str, generation: u6
         "application": manifest.application.as_str(),
         "policy_hash": policy_hash,
         "generation": generation,
+        "truncated": truncated,
         "segments": segments,
         "nodes": nodes,
         "routes": routes,
         "edges": edges,
+    })
+}
+
+/// Why `policy` is too big to model in full, if it is. The flows are counted from the sizes of
+/// each rule's two sides, without expanding them.
+fn too_big(policy: &Policy, graph: &Graph, limits: Limits) -> Option<String> {
+    let manifest = policy.manifest();
+    let side = |selector| graph.select(policy, selector).len();
+    let functions = policy.functions().len();
+    let audited = policy.functions().iter().filter(|f| f.audit).count();
+    let flows = [
+        policy.routes().count(),
+        manifest
+            .allows
+            .iter()
+            .map(|r| side(&r.from).saturating_mul(side(&r.to)))
+            .fold(0, usize::saturating_add),
+        manifest
+            .egress
+            .iter()
+            .map(|r| side(&r.from).saturating_mul(r.to.len()))
+            .fold(0, usize::saturating_add),
+        audited.saturating_mul(functions).saturating_mul(2),
+    ]
+    .into_iter()
+    .fold(0, usize::saturating_add);
+    let places = graph.nodes.len();
+    (places > limits.places || flows > limits.edges).then(|| {
+        format!(
+            "{places} places and up to {flows} allowed flows are more than the dashboard draws ({} places, {} flows): edges, rules and blast radius are left out; `septa audit` and `septa query` answer for this policy",
+            limits.places, limits.edges
+        )
     })
 }
 
@@ -446,6 +518,26 @@ mod tests {
                 .unwrap()
                 .contains(&json!("function:ledger"))
         );
+    }
+
+    #[test]
+    fn a_policy_too_big_to_draw_keeps_its_places_and_says_what_is_left_out() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop");
+        let policy = crate::check::load_policy(&dir).unwrap();
+        assert_eq!(shop()["truncated"], Value::Null);
+        let small = Limits {
+            places: 100,
+            edges: 5,
+        };
+        let model = model_within(&policy, "h", 1, small);
+        let why = model["truncated"].as_str().unwrap();
+        assert!(why.contains("8 places and up to 11 allowed flows"), "{why}");
+        assert!(model["edges"].as_array().unwrap().is_empty());
+        let checkout = node(&model, "function:checkout");
+        assert_eq!(checkout["segment"], "payments");
+        assert_eq!(checkout["rules"], json!([]));
+        assert_eq!(checkout["blast_radius"], Value::Null);
+        assert_eq!(model["segments"].as_array().unwrap().len(), 4);
     }
 
     #[test]

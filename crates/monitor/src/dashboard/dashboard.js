@@ -63,6 +63,7 @@ async function loadModel() {
   $('error').hidden = true;
   state.model = body;
   draw(body);
+  if (body.truncated) showError(body.truncated, false);
 }
 
 function draw(model) {
@@ -248,7 +249,8 @@ function select(id) {
   const node = state.nodes.get(id);
   if (!node) return;
   state.selected = id;
-  const reach = new Set(node.data.blast_radius.reaches);
+  const radius = node.data.blast_radius || { count: null, reaches: [] };
+  const reach = new Set(radius.reaches);
   for (const [other, n] of state.nodes) {
     n.element.classList.toggle('selected', other === id);
     n.element.classList.toggle('reach', reach.has(other));
@@ -268,7 +270,6 @@ function select(id) {
   if (d.routes && d.routes.length) facts.push(['routes', d.routes.join(', ')]);
   const rules = d.rules.map((r) => el('tr', {},
     el('td', {}, r.id), el('td', {}, r.kind), el('td', {}, r.direction), el('td', {}, r.peers.join(', '))));
-  const radius = d.blast_radius;
   $('details').replaceChildren(
     el('h2', {}, d.id),
     el('table', { class: 'facts' }, ...facts.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', {}, v)))),
@@ -278,11 +279,15 @@ function select(id) {
         el('th', {}, 'dir'), el('th', {}, 'other end')), ...rules)
       : el('p', { class: 'muted' }, 'No rule touches it.'),
     el('h2', {}, 'Blast radius'),
-    el('p', { id: 'blast-radius', 'data-count': String(radius.count) },
-      radius.count === 0 ? 'If compromised, it reaches nothing.'
-        : `If compromised, it reaches ${radius.count} place${radius.count === 1 ? '' : 's'}:`),
+    el('p', { id: 'blast-radius', 'data-count': String(radius.count) }, blastRadiusText(radius.count)),
     el('ul', {}, ...radius.reaches.map((r) => el('li', {}, r))),
   );
+}
+
+function blastRadiusText(count) {
+  if (count === null) return 'Left out: the policy is too big to draw (see `septa audit`).';
+  if (count === 0) return 'If compromised, it reaches nothing.';
+  return `If compromised, it reaches ${count} place${count === 1 ? '' : 's'}:`;
 }
 
 function showEdge(key) {
