@@ -531,8 +531,8 @@ impl Graph {
     }
 
     /// What every place reaches by one or more hops, as a bit set over the places (see
-    /// [`Reach`]).
-    pub(crate) fn reach(&self) -> Reach {
+    /// [`Reach`]): the blast radius of each, computed for all of them at once.
+    pub fn reach(&self) -> Reach {
         Reach::new(self)
     }
 
@@ -662,7 +662,7 @@ impl ShortestPaths<'_> {
 /// of places and hubs, then, from the last component to the first, the union of what each
 /// component's successors are and reach. One bit per place, so 10,000 functions cost about
 /// 1.3 KB per component.
-pub(crate) struct Reach {
+pub struct Reach {
     component: Vec<u32>,
     reached: Vec<Vec<u64>>,
 }
@@ -704,7 +704,7 @@ impl Reach {
     }
 
     /// How many places `node` reaches by one or more hops, itself left out.
-    pub(crate) fn count(&self, node: usize) -> usize {
+    pub fn count(&self, node: usize) -> usize {
         let set = &self.reached[self.component[node] as usize];
         let all: u32 = set.iter().map(|w| w.count_ones()).sum();
         let itself = set
@@ -714,7 +714,7 @@ impl Reach {
     }
 
     /// The places `node` reaches by one or more hops, itself left out, in index order.
-    pub(crate) fn from(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
+    pub fn from(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
         let set = &self.reached[self.component[node] as usize];
         set.iter()
             .enumerate()

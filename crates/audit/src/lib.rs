@@ -18,7 +18,7 @@ mod suggest;
 
 pub use diff::{Diff, diff};
 pub use findings::{Finding, Severity, audit, check_invariants};
-pub use graph::{Edge, EdgeKind, Graph, Node};
+pub use graph::{Edge, EdgeKind, Graph, Node, Reach};
 pub use html::render as render_html;
 pub use pci::{PackCheck, pci};
 pub use query::{Answer, query};

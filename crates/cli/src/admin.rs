@@ -67,6 +67,11 @@ impl Monitoring {
     }
 }
 
+/// The line `septa up` prints to say where the dashboard is and how to log in to it.
+pub(crate) fn dashboard_hint(addr: SocketAddr) -> String {
+    format!("septa: dashboard on http://{addr}/dashboard (sign in at http://{addr}/login)")
+}
+
 /// Where `septa up` keeps a generated admin token for the application in `dir`.
 pub(crate) fn token_path(dir: &Path) -> PathBuf {
     dir.join(".septa").join(septa_monitor::TOKEN_FILE)

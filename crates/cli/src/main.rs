@@ -7,6 +7,7 @@ mod check;
 mod endpoints;
 mod flows;
 mod jwks;
+mod model;
 mod platform;
 mod up;
 

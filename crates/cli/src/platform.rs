@@ -311,13 +311,13 @@ impl Platform {
 
 impl Control for Platform {
     fn model(&self) -> serde_json::Value {
-        let generation = self.generation();
-        let manifest = generation.policy.manifest();
-        serde_json::json!({
-            "application": manifest.application.to_string(),
-            "generation": generation.number,
-            "policy_hash": generation.hash,
-        })
+        // Drawn outside the lock: a reload need not wait for it.
+        let (policy, hash, number) = {
+            let generation = self.generation();
+            let g = &*generation;
+            (g.policy.clone(), g.hash.clone(), g.number)
+        };
+        crate::model::dashboard_model(&policy, &hash, number)
     }
 
     fn reload(&self, trigger: ReloadTrigger) -> ReloadAttempt {

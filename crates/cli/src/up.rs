@@ -156,6 +156,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let control: Arc<dyn septa_monitor::Control> = platform.clone();
         let bound = monitoring.serve(addr, listening.addr, &flows, control)?;
         println!("septa: admin on http://{bound}");
+        println!("{}", crate::admin::dashboard_hint(bound));
     }
     if !args.no_watch {
         platform

@@ -217,7 +217,7 @@ fn kind(value: &str) -> Result<FlowKind, FilterError> {
 }
 
 /// Decodes `%XX` escapes and `+`; `None` when an escape is malformed or the result is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {

@@ -10,7 +10,8 @@
 //! ```text
 //! enforcers ─▶ FlowLog ─▶ writer thread ─▶ file / stdout / nowhere
 //!                                      └─▶ observers: Metrics, Recent ─▶ broadcast ─▶ /flows/stream
-//! Admin listener (own thread, token): /healthz  /metrics  /flows  /flows/stream
+//! Admin listener (own thread, token or session): /healthz  /metrics  /flows  /flows/stream
+//!                                                 /model  /reload  /dashboard  /login
 //! ```
 
 mod admin;
@@ -20,6 +21,7 @@ mod filter;
 pub mod labels;
 mod metrics;
 mod recent;
+mod session;
 mod token;
 
 pub use admin::{Admin, AdminBody, AdminError, HEARTBEAT};
@@ -28,6 +30,7 @@ pub use exposition::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use filter::{DEFAULT_LIMIT, FilterError, FlowFilter};
 pub use metrics::{DEFAULT_MAX_SERIES, InstancesInUse, LoadedPolicy, Metrics, ReloadOutcome};
 pub use recent::{DEFAULT_CAPACITY, Follow, Recent, SUBSCRIBER_BACKLOG};
+pub use session::{SESSION_COOKIE, SESSION_LIFETIME};
 pub use token::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenError, TokenOrigin};
 
 /// The policy hash `septa_policy_info` and `/healthz` show: SHA-256 of the manifest file's

@@ -1,6 +1,15 @@
 //! The admin listener: a second HTTP listener, apart from the gateway, loopback unless the
 //! operator says otherwise, where every path wants the admin token.
 //!
+//! A request proves it may come in with `Authorization: Bearer TOKEN`, or, from a browser, with
+//! the session cookie `/login` sets for the token: `septa_admin`, `HttpOnly; SameSite=Strict;
+//! Path=/`, holding an HMAC of the token under a key drawn at each start, never the token
+//! ([`crate::session`]); it lasts 12 hours or until septa restarts. A request with neither, a
+//! wrong token, or a cookie that does not verify gets 401 on every path (a login form on
+//! `/dashboard` and `/login`, JSON elsewhere). A state-changing request (`POST /reload`) with only
+//! the cookie must also send `X-Septa-Dashboard: 1` and the listener's own `Origin`, or gets 403,
+//! so no page of another site can trigger it.
+//!
 //! | path | answers |
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok","application":…,"policy_hash":…,"functions":N}` |
@@ -10,10 +19,13 @@
 //! | `GET /model` | the loaded policy as the dashboard draws it ([`Control::model`]) |
 //! | `POST /reload` | re-read, validate and swap the policy: 200 with the attempt, or 422 with why the old policy keeps serving |
 //! | `GET /reload` | the last reload attempt, whatever triggered it |
+//! | `GET /dashboard` (and `/dashboard.js`, `/dashboard.css`) | the live dashboard: segments, subnets, functions, allowed flows, live traffic on them, denials with their reasons, the last reload; embedded, no external resources |
+//! | `GET /login?token=TOKEN`, `POST /login` (form field `token`) | with the right token: 303 to `/dashboard` with the session cookie; otherwise 401 and no cookie (the one path that takes the token other than as a header) |
 //!
 //! It runs on a thread of its own with its own single-threaded runtime, so neither a scrape nor a
 //! stream ever takes time from a gateway worker.
 
+mod browser;
 mod routes;
 mod stream;
 
@@ -31,6 +43,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use crate::control::Control;
 use crate::metrics::Metrics;
 use crate::recent::Recent;
+use crate::session::Sessions;
 use crate::token::AdminToken;
 
 /// How often a live stream sends a comment so that idle connections stay open.
@@ -49,6 +62,8 @@ pub struct Admin {
     recent: Arc<Recent>,
     heartbeat: Duration,
     control: Option<Arc<dyn Control>>,
+    /// Browser sessions for the token; `None` when no key could be drawn.
+    sessions: Option<Sessions>,
 }
 
 /// Why the admin listener could not start.
@@ -71,7 +86,14 @@ pub enum AdminError {
 impl Admin {
     /// An admin API over `metrics` and `recent`, refusing every request without `token`.
     pub fn new(token: AdminToken, metrics: Arc<Metrics>, recent: Arc<Recent>) -> Self {
+        let sessions = Sessions::new(token.clone());
+        if sessions.is_none() {
+            tracing::error!(
+                "cannot draw a key for browser sessions; the dashboard's login is off, bearer tokens still work"
+            );
+        }
         Self {
+            sessions,
             token,
             metrics,
             recent,

@@ -1,17 +1,20 @@
-//! The admin paths, behind the token.
+//! The admin paths, behind the token (or a session cookie a browser got for it at `/login`).
 
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
 use std::sync::Arc;
 
-use super::{Admin, AdminBody, stream};
-use crate::control::ReloadTrigger;
+use super::{Admin, AdminBody, browser, stream};
+use crate::control::{ReloadAttempt, ReloadTrigger};
 use crate::exposition::CONTENT_TYPE as PROMETHEUS;
 use crate::filter::{FilterError, FlowFilter};
+use crate::session::{SESSION_COOKIE, cookie_value};
 
 const JSON: &str = "application/json";
 
@@ -23,14 +26,72 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/flows/stream", "GET, HEAD"),
     ("/model", "GET, HEAD"),
     ("/reload", "GET, HEAD, POST"),
+    ("/dashboard", "GET, HEAD"),
+    ("/dashboard.js", "GET, HEAD"),
+    ("/dashboard.css", "GET, HEAD"),
+    ("/login", "GET, POST"),
 ];
 
+/// Why a request may not use the admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoCredential {
+    /// Neither a bearer header nor a session cookie.
+    Missing,
+    /// A bearer header with something other than the token.
+    InvalidToken,
+    /// A session cookie this process did not issue, or one that expired.
+    InvalidSession,
+}
+
+impl NoCredential {
+    /// The 401: a login page when `page`, JSON otherwise; an invalid cookie is also cleared.
+    fn response(self, page: bool) -> Response<AdminBody> {
+        const INVALID: &str = r#"Bearer realm="septa-admin", error="invalid_token""#;
+        match self {
+            Self::Missing => unauthorized(
+                page,
+                "this admin endpoint needs `Authorization: Bearer TOKEN` (or, in a browser, a session from `/login`)",
+                r#"Bearer realm="septa-admin""#,
+            ),
+            Self::InvalidToken => unauthorized(page, "the admin token is not valid", INVALID),
+            Self::InvalidSession => {
+                let mut response = unauthorized(
+                    page,
+                    "the session is not valid or has expired; log in again at `/login`",
+                    INVALID,
+                );
+                response
+                    .headers_mut()
+                    .insert(SET_COOKIE, browser::clear_session_cookie());
+                response
+            }
+        }
+    }
+}
+
+/// How a request proved it may use the admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Credential {
+    /// `Authorization: Bearer TOKEN`.
+    Bearer,
+    /// The session cookie `/login` set.
+    Session,
+}
+
 impl Admin {
-    /// Answers one admin request: 401 without the right token, whatever the path. A reload runs
-    /// on a blocking thread, so the listener keeps answering while components compile.
-    pub async fn respond<B>(self: Arc<Self>, request: Request<B>) -> Response<AdminBody> {
+    /// Answers one admin request: 401 without the right token or session, whatever the path.
+    /// `/login` trades the token for a session cookie. A reload runs on a blocking thread, so
+    /// the listener keeps answering while components compile.
+    pub async fn respond<B>(self: Arc<Self>, request: Request<B>) -> Response<AdminBody>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if request.uri().path() == "/login" {
+            return self.login(request).await;
+        }
         let is_reload = request.method() == Method::POST && request.uri().path() == "/reload";
-        if !is_reload || self.refuse_unauthorized(&request).is_some() {
+        if !is_reload || self.refuse(&request).is_some() {
             return self.handle(&request);
         }
         let Some(control) = self.control.clone() else {
@@ -52,10 +113,10 @@ impl Admin {
         }
     }
 
-    /// Answers one admin request that needs no waiting: 401 without the right token, whatever
-    /// the path. `POST /reload` goes through [`Admin::respond`].
+    /// Answers one admin request that needs no waiting: 401 without the right token or session,
+    /// whatever the path. `POST /reload` and `/login` go through [`Admin::respond`].
     pub fn handle<B>(&self, request: &Request<B>) -> Response<AdminBody> {
-        if let Some(refusal) = self.refuse_unauthorized(request) {
+        if let Some(refusal) = self.refuse(request) {
             return refusal;
         }
         let path = request.uri().path();
@@ -100,32 +161,65 @@ impl Admin {
                 }
                 Err(error) => bad_filter(&error),
             },
-            _ => match FlowFilter::from_query(query) {
+            "/flows/stream" => match FlowFilter::from_query(query) {
                 Ok(filter) => stream::respond(&self.recent, filter, self.heartbeat),
                 Err(error) => bad_filter(&error),
             },
+            // `/login` is answered by `respond`, before the credential check.
+            _ => browser::asset(path).unwrap_or_else(|| {
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({ "error": format!("no admin endpoint `{path}`") }),
+                )
+            }),
         }
     }
 
-    /// The 401 for a request without the token, `None` for one with it.
-    fn refuse_unauthorized<B>(&self, request: &Request<B>) -> Option<Response<AdminBody>> {
-        let Some(header) = request.headers().get(AUTHORIZATION) else {
-            return Some(unauthorized(
-                "this admin endpoint needs `Authorization: Bearer TOKEN`",
-                r#"Bearer realm="septa-admin""#,
-            ));
-        };
-        let presented = header
-            .as_bytes()
-            .split_at_checked(7)
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
-            .map(|(_, token)| token.trim_ascii());
-        match presented {
-            Some(token) if self.token.verify(token) => None,
-            _ => Some(unauthorized(
-                "the admin token is not valid",
-                r#"Bearer realm="septa-admin", error="invalid_token""#,
-            )),
+    /// The refusal for a request without a valid credential, or for a state-changing request
+    /// carried by a session cookie alone that a page of another site may have sent; `None` when
+    /// it may go on.
+    fn refuse<B>(&self, request: &Request<B>) -> Option<Response<AdminBody>> {
+        match self.credential(request) {
+            Err(missing) => Some(missing.response(browser::wants_page(request.uri().path()))),
+            Ok(Credential::Session)
+                if request.method() != Method::GET && request.method() != Method::HEAD =>
+            {
+                browser::cross_site_refusal(request)
+            }
+            Ok(_) => None,
+        }
+    }
+
+    /// Which credential the request carries, or why it has none. A bearer header, when there
+    /// is one, is the credential: a wrong one is refused even with a good cookie.
+    fn credential<B>(&self, request: &Request<B>) -> Result<Credential, NoCredential> {
+        if let Some(header) = request.headers().get(AUTHORIZATION) {
+            let presented = header
+                .as_bytes()
+                .split_at_checked(7)
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+                .map(|(_, token)| token.trim_ascii());
+            return match presented {
+                Some(token) if self.token.verify(token) => Ok(Credential::Bearer),
+                _ => Err(NoCredential::InvalidToken),
+            };
+        }
+        let cookie = request
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .find_map(|h| cookie_value(h, SESSION_COOKIE))
+            .ok_or(NoCredential::Missing)?;
+        let now = ReloadAttempt::now_unix_s();
+        if self
+            .sessions
+            .as_ref()
+            .is_some_and(|s| s.verify(cookie, now))
+        {
+            Ok(Credential::Session)
+        } else {
+            Err(NoCredential::InvalidSession)
         }
     }
 
@@ -157,21 +251,31 @@ fn bad_filter(error: &FilterError) -> Response<AdminBody> {
     )
 }
 
-fn unauthorized(message: &str, challenge: &'static str) -> Response<AdminBody> {
-    let mut response = json_response(StatusCode::UNAUTHORIZED, &json!({ "error": message }));
+/// The 401: a login page for a browser's paths, JSON for the rest, with the same challenge.
+pub(super) fn unauthorized(
+    page: bool,
+    message: &str,
+    challenge: &'static str,
+) -> Response<AdminBody> {
+    let mut response = if page {
+        browser::login_page(message)
+    } else {
+        json_response(StatusCode::UNAUTHORIZED, &json!({ "error": message }))
+    };
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     response
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<AdminBody> {
+pub(super) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<AdminBody> {
     let mut response = text_response(JSON, body.to_string());
     *response.status_mut() = status;
     response
 }
 
-fn text_response(content_type: &'static str, body: String) -> Response<AdminBody> {
+pub(super) fn text_response(content_type: &'static str, body: String) -> Response<AdminBody> {
     let mut response = Response::new(full(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
