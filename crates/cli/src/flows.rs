@@ -62,7 +62,7 @@ pub(crate) fn run(command: FlowsCommand) -> anyhow::Result<ExitCode> {
 
 fn tail(args: &TailArgs) -> anyhow::Result<ExitCode> {
     let filter = filter(args)?;
-    let (token, origin) = token(args)?;
+    let (token, origin) = token(args.token_file.as_deref(), &args.dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,16 +101,18 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-/// The token to present, and where it came from (to say so if it is refused).
-fn token(args: &TailArgs) -> anyhow::Result<(AdminToken, String)> {
-    if let Some(path) = &args.token_file {
+/// The token to present to the admin listener of the application in `dir`, and where it came
+/// from (to say so if it is refused): `token_file`, else `SEPTA_ADMIN_TOKEN`, else the
+/// `.septa/admin-token` that `septa up` wrote.
+pub(crate) fn token(token_file: Option<&Path>, dir: &Path) -> anyhow::Result<(AdminToken, String)> {
+    if let Some(path) = token_file {
         return Ok((read_token(path)?, format!("`{}`", path.display())));
     }
     if let Some(text) = std::env::var(TOKEN_ENV).ok().filter(|v| !v.is_empty()) {
         let origin = format!("`{TOKEN_ENV}`");
         return Ok((AdminToken::new(&text, &origin)?, origin));
     }
-    let path = crate::admin::token_path(&args.dir);
+    let path = crate::admin::token_path(dir);
     if path.exists() {
         return Ok((read_token(&path)?, format!("`{}`", path.display())));
     }

@@ -9,6 +9,7 @@ mod flows;
 mod jwks;
 mod model;
 mod platform;
+mod probe;
 mod up;
 
 use std::path::PathBuf;
@@ -31,6 +32,10 @@ enum Command {
     /// Watch the flows of a running septa (through its admin listener).
     #[command(subcommand)]
     Flows(flows::FlowsCommand),
+    /// Test the running septa's segmentation: attempt every pair's flows through its real
+    /// enforcement path and compare each verdict with what DIR's manifest predicts; exits 1 on
+    /// any disagreement.
+    Probe(probe::ProbeArgs),
     /// Validate DIR/septa.toml and its policy, reporting every problem with its position.
     Check {
         /// The application directory (holding `septa.toml`) or the manifest file.
@@ -111,6 +116,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Flows(command) => flows::run(command),
+        Command::Probe(args) => probe::run(args),
         Command::Check { dir } => check::run(&dir),
         Command::Audit {
             dir,

@@ -15,16 +15,20 @@
 //! declared as before keeps its store), the flow log, the metrics, and the compiled-component
 //! cache (an unchanged component is not compiled again).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use septa_flows::FlowLog;
 use septa_gateway::auth::refresh::{FirstFetch, KeyRefresh};
 use septa_gateway::{CurrentGateway, Gateway};
 use septa_mesh::{DialTimeouts, Mesh};
-use septa_monitor::{Control, Metrics, ReloadAttempt, ReloadOutcome, ReloadTrigger};
+use septa_monitor::{
+    Control, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport, ReloadAttempt,
+    ReloadOutcome, ReloadTrigger,
+};
 use septa_policy::Policy;
 use septa_runtime::{ComponentCache, Engine, Host, LoadReport};
 
@@ -229,6 +233,8 @@ pub(crate) struct Platform {
     last: Mutex<Option<ReloadAttempt>>,
     metrics: Option<Arc<Metrics>>,
     observers: Vec<ReloadObserver>,
+    /// Active probe grants and when each ends.
+    grants: Mutex<HashMap<String, Instant>>,
 }
 
 impl Platform {
@@ -245,6 +251,7 @@ impl Platform {
             last: Mutex::new(None),
             metrics,
             observers: Vec::new(),
+            grants: Mutex::new(HashMap::new()),
         }
     }
 
@@ -363,6 +370,50 @@ impl Control for Platform {
 
     fn last_reload(&self) -> Option<ReloadAttempt> {
         lock(&self.last).clone()
+    }
+
+    fn grant_probe(&self, ttl: Duration) -> ProbeGrant {
+        let grant = crate::probe::new_grant_id();
+        let mut grants = lock(&self.grants);
+        let now = Instant::now();
+        grants.retain(|_, until| *until > now);
+        grants.insert(grant.clone(), now + ttl);
+        ProbeGrant {
+            grant,
+            expires_in_s: ttl.as_secs(),
+        }
+    }
+
+    fn revoke_probe(&self, id: &str) -> bool {
+        let mut grants = lock(&self.grants);
+        let now = Instant::now();
+        grants.retain(|_, until| *until > now);
+        grants.remove(id).is_some()
+    }
+
+    fn probe(&self, id: &str, attempts: &[ProbeAttempt]) -> Result<ProbeReport, ProbeRefusal> {
+        let active = lock(&self.grants)
+            .iter()
+            .any(|(grant, until)| crate::probe::same_grant(grant, id) && *until > Instant::now());
+        if !active {
+            return Err(ProbeRefusal::NoGrant);
+        }
+        let (policy, gateway, host, hash, number) = {
+            let g = self.generation();
+            (
+                g.policy.clone(),
+                g.gateway.clone(),
+                g.host.clone(),
+                g.hash.clone(),
+                g.number,
+            )
+        };
+        let outcomes = crate::probe::attempt_all(&policy, &gateway, &host, attempts)?;
+        Ok(ProbeReport {
+            generation: number,
+            policy_hash: hash,
+            outcomes,
+        })
     }
 }
 

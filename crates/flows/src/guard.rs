@@ -58,6 +58,11 @@ impl FlowGuard {
         self.update(|record| record.policy = Some(revision))
     }
 
+    /// Marks the flow as a segmentation probe's (see [`FlowRecord::probe`]).
+    pub fn set_probe(&mut self) -> &mut Self {
+        self.update(|record| record.probe = true)
+    }
+
     /// The record as it stands (`None` only after it has been recorded, which `finish` and drop
     /// do).
     pub fn record(&self) -> Option<&FlowRecord> {

@@ -128,6 +128,14 @@ pub struct FlowRecord {
     /// `septa_policy_info` and `/healthz` show it in full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// Whether a segmentation probe (`septa probe`) made the flow: it was decided like any
+    /// other and stopped where it would have been delivered.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub probe: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl FlowRecord {
@@ -159,6 +167,7 @@ impl FlowRecord {
             client: None,
             trace: None,
             policy: None,
+            probe: false,
         }
     }
 }
@@ -211,6 +220,7 @@ mod tests {
             client: Some("203.0.113.9".to_owned()),
             trace: Some("00c0ffee00000001".to_owned()),
             policy: Some("3f2a9c0b1d4e".to_owned()),
+            probe: true,
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), record);

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
 use septa_manifest::{JwtIssuer, Mode};
 use septa_policy::path::{normalize_path, split_path_query};
-use septa_policy::{CompiledRoute, Policy, RouteOutcome, Verdict};
+use septa_policy::{CompiledRoute, Decision, Policy, RouteOutcome, Verdict};
 use septa_runtime::{Chain, Host, HyperOutgoingBody};
 
 use crate::auth::jwt::JwtVerifier;
@@ -77,6 +77,34 @@ pub struct Gateway {
 }
 
 type GatewayBody = HyperOutgoingBody;
+
+/// A request the gateway found a route for.
+struct Routed<'p, 'r> {
+    route: &'p CompiledRoute,
+    decision: Decision,
+    path: septa_policy::path::NormalizedPath<'r>,
+}
+
+/// What a probe of the public side met (see [`Gateway::probe`]).
+#[derive(Debug, Clone)]
+pub struct GatewayProbe {
+    /// The identity the request would reach, when a route took it.
+    pub destination: Option<String>,
+    /// The decision.
+    pub verdict: FlowVerdict,
+    /// The route that took it.
+    pub rule: Option<String>,
+    /// Why, as the flow log says it.
+    pub reason: String,
+}
+
+/// A request the gateway found no route for: the status, why, and the route whose path matched
+/// when only the method did not.
+struct Unrouted<'p> {
+    status: StatusCode,
+    reason: String,
+    route: Option<&'p CompiledRoute>,
+}
 
 /// A new trace id for a request: unique within the process (a counter from a random start, so
 /// ids from two runs do not line up).
@@ -204,6 +232,93 @@ impl Gateway {
         flow.finish();
     }
 
+    /// The first two phases of every request: normalize the path (one canonical form for
+    /// routing, policy and the function, or a 400), then find its route and the policy's
+    /// decision on it.
+    fn route<'r>(&self, method: &str, raw_path: &'r str) -> Result<Routed<'_, 'r>, Unrouted<'_>> {
+        let path = normalize_path(raw_path).map_err(|e| Unrouted {
+            status: StatusCode::BAD_REQUEST,
+            reason: format!("invalid path: {e}"),
+            route: None,
+        })?;
+        match self.policy.route(method, path.as_str()) {
+            RouteOutcome::Matched {
+                route, decision, ..
+            } => Ok(Routed {
+                route,
+                decision,
+                path,
+            }),
+            RouteOutcome::NotFound => Err(Unrouted {
+                status: StatusCode::NOT_FOUND,
+                reason: format!("no route for `{}`", path.as_str()),
+                route: None,
+            }),
+            RouteOutcome::MethodNotAllowed { route } => Err(Unrouted {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                reason: format!("route `{}` does not admit method `{method}`", route.id),
+                route: Some(route),
+            }),
+        }
+    }
+
+    /// A segmentation probe of the public side: where a request for `method` and `path` from
+    /// the internet would go, decided by the same normalization, routing and route decision
+    /// as [`Gateway::handle`], recorded as an ingress flow marked as a probe. It stops before
+    /// the admission checks (a probe tests where the network lets a request go, not whose
+    /// credentials it carries) and before dispatch, so nothing runs. Returns the destination
+    /// identity on success.
+    pub fn probe(&self, method: &str, path: &str, trace: u64) -> GatewayProbe {
+        let mut flow = self
+            .flows
+            .guard(FlowKind::Ingress, GATEWAY_IDENTITY, "unrouted");
+        flow.set_method(method)
+            .set_path(split_path_query(path).0)
+            .set_trace(trace)
+            .set_policy(self.policy.revision())
+            .set_probe();
+        match self.route(method, split_path_query(path).0) {
+            Ok(Routed {
+                route, decision, ..
+            }) => {
+                let function = self.policy.function(route.function);
+                let verdict = match decision.verdict {
+                    Verdict::Allow => FlowVerdict::Allow,
+                    Verdict::Audit => FlowVerdict::Audit,
+                    Verdict::Deny => FlowVerdict::Deny,
+                };
+                let outcome = GatewayProbe {
+                    destination: Some(function.identity.clone()),
+                    verdict,
+                    rule: decision.rule.as_ref().map(ToString::to_string),
+                    reason: decision.reason.to_string(),
+                };
+                flow.set_route(route.id.as_str())
+                    .set_destination(function.identity.as_str())
+                    .set_segment(function.spec.placement.segment.as_str())
+                    .set_decision(
+                        verdict,
+                        outcome.rule.clone(),
+                        format!("{}; probe, not delivered", outcome.reason),
+                    );
+                outcome
+            }
+            Err(unrouted) => {
+                if let Some(route) = unrouted.route {
+                    flow.set_route(route.id.as_str());
+                }
+                flow.set_decision(FlowVerdict::Deny, None, unrouted.reason.as_str())
+                    .set_status(unrouted.status.as_u16());
+                GatewayProbe {
+                    destination: None,
+                    verdict: FlowVerdict::Deny,
+                    rule: None,
+                    reason: unrouted.reason,
+                }
+            }
+        }
+    }
+
     /// Handles one request from `peer`. Never fails: every refusal is a response.
     pub async fn handle(
         &self,
@@ -221,7 +336,7 @@ impl Gateway {
             .set_trace(trace)
             .set_policy(self.policy.revision());
 
-        // 1. Normalize: one canonical path for routing, policy and the function, or a 400.
+        // 1 and 2. Normalize, then route.
         let target = parts
             .uri
             .path_and_query()
@@ -229,44 +344,19 @@ impl Gateway {
             .to_owned();
         let (raw_path, query) = split_path_query(&target);
         flow.set_path(raw_path);
-        let path = match normalize_path(raw_path) {
-            Ok(path) => path,
-            Err(e) => {
-                return Ok(refuse(
-                    flow,
-                    StatusCode::BAD_REQUEST,
-                    &format!("invalid path: {e}"),
-                    &[],
-                ));
-            }
-        };
-
-        // 2. Route.
-        let (route, decision) = match self.policy.route(parts.method.as_str(), path.as_str()) {
-            RouteOutcome::Matched {
-                route, decision, ..
-            } => (route, decision),
-            RouteOutcome::NotFound => {
-                return Ok(refuse(
-                    flow,
-                    StatusCode::NOT_FOUND,
-                    &format!("no route for `{}`", path.as_str()),
-                    &[],
-                ));
-            }
-            RouteOutcome::MethodNotAllowed { route } => {
-                flow.set_route(route.id.as_str());
-                let allow = allowed_methods(&self.policy, route);
-                let message = format!(
-                    "route `{}` does not admit method `{}`",
-                    route.id, parts.method
-                );
-                return Ok(refuse(
-                    flow,
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &message,
-                    &[(ALLOW, allow)],
-                ));
+        let Routed {
+            route,
+            decision,
+            path,
+        } = match self.route(parts.method.as_str(), raw_path) {
+            Ok(routed) => routed,
+            Err(unrouted) => {
+                let mut headers = Vec::new();
+                if let Some(route) = unrouted.route {
+                    flow.set_route(route.id.as_str());
+                    headers.push((ALLOW, allowed_methods(&self.policy, route)));
+                }
+                return Ok(refuse(flow, unrouted.status, &unrouted.reason, &headers));
             }
         };
         let function = self.policy.function(route.function);

@@ -13,5 +13,5 @@ pub mod limits;
 pub mod server;
 
 pub use current::CurrentGateway;
-pub use ingress::{Admission, Admit, Gateway, Rejection};
+pub use ingress::{Admission, Admit, Gateway, GatewayProbe, Rejection};
 pub use server::{ConnectionLimits, Listening, serve};

@@ -46,6 +46,9 @@ pub(crate) async fn call(
         .set_segment(source.spec.placement.segment.as_str())
         .set_trace(caller.chain.trace)
         .set_policy(policy.revision());
+    if caller.chain.probe {
+        flow.set_probe();
+    }
 
     let callee = match policy.mesh_destination(&name) {
         Ok(callee) => callee,
@@ -93,6 +96,15 @@ pub(crate) async fn call(
         decision.rule.as_ref().map(ToString::to_string),
         reason.clone(),
     );
+
+    if caller.chain.probe {
+        // A probe stops here, where the call would be delivered: nothing runs, nothing is
+        // stored. It says what allowed it, as a guest could not.
+        flow.set_reason(format!("{reason}; probe, not delivered"))
+            .set_status(200);
+        flow.finish();
+        return Ok(probe_answer(&decision));
+    }
 
     let (mut parts, body) = request.into_parts();
     strip_identity_headers(&mut parts.headers);
@@ -157,6 +169,25 @@ fn verdict(decision: &Decision) -> septa_flows::FlowVerdict {
         septa_policy::Verdict::Deny => septa_flows::FlowVerdict::Deny,
         septa_policy::Verdict::Audit => septa_flows::FlowVerdict::Audit,
     }
+}
+
+/// What a probe that was allowed hears: the verdict, rule and reason, as JSON.
+fn probe_answer(decision: &Decision) -> Response<WasiBody> {
+    let body = serde_json::json!({
+        "verdict": verdict(decision).as_str(),
+        "rule": decision.rule.as_ref().map(ToString::to_string),
+        "reason": decision.reason.to_string(),
+    })
+    .to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Records a refusal and answers the guest with a 403 it can read, like Istio's RBAC denial.

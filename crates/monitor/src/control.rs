@@ -22,6 +22,81 @@ pub trait Control: Send + Sync + 'static {
 
     /// The last reload attempt, whatever triggered it; `None` before the first.
     fn last_reload(&self) -> Option<ReloadAttempt>;
+
+    /// Grants a probe for `ttl`: until it expires or is revoked, [`Control::probe`] may attempt
+    /// flows as any identity under it. Returns the grant's secret id.
+    fn grant_probe(&self, ttl: std::time::Duration) -> ProbeGrant;
+
+    /// Ends grant `id` at once; whether it was active.
+    fn revoke_probe(&self, id: &str) -> bool;
+
+    /// Attempts each flow through the real enforcement path of the generation in force, as the
+    /// identity it names, under grant `id`: the gateway's normalization, routing and route
+    /// decision for `gateway`, the mesh's destination resolution and decision for a function
+    /// or endpoint. An allowed attempt stops where the flow would be delivered, so nothing runs
+    /// and nothing is stored; every attempt is a flow record tagged with the grant. Slow for
+    /// many attempts: the admin listener calls it off its own thread.
+    fn probe(&self, id: &str, attempts: &[ProbeAttempt]) -> Result<ProbeReport, ProbeRefusal>;
+}
+
+/// A probe grant.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ProbeGrant {
+    /// The secret that authorizes attempts (`septa-probe-grant` header).
+    pub grant: String,
+    /// Seconds until it expires.
+    pub expires_in_s: u64,
+}
+
+/// One flow to attempt.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ProbeAttempt {
+    /// The source identity: `gateway`, `function:NAME` or `endpoint:NAME`.
+    pub from: String,
+    /// The destination identity: `function:NAME` or `endpoint:NAME`.
+    pub to: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The path (for `gateway`, the public path; otherwise the path on the destination).
+    pub path: String,
+}
+
+/// What one attempt met.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ProbeOutcome {
+    /// `allow`, `audit` (allowed, enforcement off) or `deny`.
+    pub verdict: String,
+    /// The rule or route that allowed it.
+    pub rule: Option<String>,
+    /// Why, as the flow log says it.
+    pub reason: String,
+}
+
+/// The outcomes of a probe, in the order of its attempts, and the policy that decided them.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ProbeReport {
+    /// The generation in force.
+    pub generation: u64,
+    /// Its manifest's SHA-256.
+    pub policy_hash: String,
+    /// One per attempt.
+    pub outcomes: Vec<ProbeOutcome>,
+}
+
+/// Why a probe was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProbeRefusal {
+    /// The grant is unknown, expired or revoked.
+    #[error("no active probe grant with this id (grant one with `POST /probe/grant`)")]
+    NoGrant,
+    /// An attempt names something that is not there.
+    #[error("attempt {index}: {message}")]
+    BadAttempt {
+        /// Which attempt, from 0.
+        index: usize,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// What asked for a reload.

@@ -24,8 +24,11 @@ mod recent;
 mod session;
 mod token;
 
-pub use admin::{Admin, AdminBody, AdminError, HEARTBEAT};
-pub use control::{Control, ReloadAttempt, ReloadTrigger};
+pub use admin::{Admin, AdminBody, AdminError, HEARTBEAT, PROBE_GRANT_HEADER};
+pub use control::{
+    Control, ProbeAttempt, ProbeGrant, ProbeOutcome, ProbeRefusal, ProbeReport, ReloadAttempt,
+    ReloadTrigger,
+};
 pub use exposition::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use filter::{DEFAULT_LIMIT, FilterError, FlowFilter};
 pub use metrics::{DEFAULT_MAX_SERIES, InstancesInUse, LoadedPolicy, Metrics, ReloadOutcome};

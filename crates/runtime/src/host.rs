@@ -221,6 +221,11 @@ impl Host {
         self.bulkheads.clone()
     }
 
+    /// The outbound path, once wired.
+    pub fn outbound(&self) -> Option<Arc<dyn Outbound>> {
+        self.outbound.get().cloned()
+    }
+
     /// Wires the outbound path (the mesh). Until it is set, every guest egress is denied.
     pub fn set_outbound(&self, outbound: Arc<dyn Outbound>) {
         let _ = self.outbound.set(outbound);

@@ -48,19 +48,35 @@ pub struct Chain {
     pub depth: u8,
     /// The id the gateway gave the request.
     pub trace: u64,
+    /// Whether this is a segmentation probe, which the mesh decides and records like any call
+    /// but does not deliver. Only the host sets it (for `septa probe`); no guest can.
+    pub probe: bool,
 }
 
 impl Chain {
     /// The start of a chain: a request the gateway dispatches, traced as `trace`.
     pub fn start(trace: u64) -> Self {
-        Self { depth: 0, trace }
+        Self {
+            depth: 0,
+            trace,
+            probe: false,
+        }
+    }
+
+    /// A segmentation probe's call, traced as `trace`.
+    pub fn probe(trace: u64) -> Self {
+        Self {
+            depth: 0,
+            trace,
+            probe: true,
+        }
     }
 
     /// The chain one mesh hop further.
     pub fn next(self) -> Self {
         Self {
             depth: self.depth.saturating_add(1),
-            trace: self.trace,
+            ..self
         }
     }
 }

@@ -19,6 +19,9 @@
 //! | `GET /model` | the loaded policy as the dashboard draws it ([`Control::model`]) |
 //! | `POST /reload` | re-read, validate and swap the policy: 200 with the attempt, or 422 with why the old policy keeps serving |
 //! | `GET /reload` | the last reload attempt, whatever triggered it |
+//! | `POST /probe/grant?ttl_s=N` | a probe grant (bearer token only): `{"grant", "expires_in_s"}`, at most 600 s |
+//! | `DELETE /probe/grant` | ends the grant in `septa-probe-grant` |
+//! | `POST /probe` | with `septa-probe-grant`: attempts a JSON array of `{from, to, method, path}` through the real enforcement path and answers each verdict ([`crate::Control::probe`]) |
 //! | `GET /dashboard` (and `/dashboard.js`, `/dashboard.css`) | the live dashboard: segments, subnets, functions, allowed flows, live traffic on them, denials with their reasons, the last reload; embedded, no external resources |
 //! | `GET /login?token=TOKEN`, `POST /login` (form field `token`) | with the right token: 303 to `/dashboard` with the session cookie; otherwise 401 and no cookie (the one path that takes the token other than as a header) |
 //!
@@ -26,6 +29,8 @@
 //! stream ever takes time from a gateway worker.
 
 mod browser;
+mod probe;
+pub use probe::GRANT_HEADER as PROBE_GRANT_HEADER;
 mod routes;
 mod stream;
 

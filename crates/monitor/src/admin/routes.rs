@@ -90,6 +90,16 @@ impl Admin {
         if request.uri().path() == "/login" {
             return self.login(request).await;
         }
+        if request.uri().path().starts_with("/probe") {
+            return match self.credential(&request) {
+                Ok(Credential::Bearer) => self.probe_route(request).await,
+                Ok(Credential::Session) => json_response(
+                    StatusCode::FORBIDDEN,
+                    &json!({ "error": "probes take the bearer token, not a browser session" }),
+                ),
+                Err(missing) => missing.response(false),
+            };
+        }
         let is_reload = request.method() == Method::POST && request.uri().path() == "/reload";
         if !is_reload || self.refuse(&request).is_some() {
             return self.handle(&request);
