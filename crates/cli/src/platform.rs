@@ -24,7 +24,9 @@ use septa_flows::FlowLog;
 use septa_gateway::auth::refresh::{FirstFetch, KeyRefresh};
 use septa_gateway::{CurrentGateway, Gateway};
 use septa_mesh::{DialTimeouts, Mesh};
-use septa_monitor::{Control, Metrics, ReloadAttempt, ReloadOutcome, ReloadTrigger};
+use septa_monitor::{
+    AlertRules, Alerts, Control, Metrics, ReloadAttempt, ReloadOutcome, ReloadTrigger,
+};
 use septa_policy::Policy;
 use septa_runtime::{ComponentCache, Engine, Host, LoadReport};
 
@@ -45,6 +47,9 @@ pub(crate) struct Parts {
     pub(crate) flows: FlowLog,
     /// Where embedded endpoints keep their files.
     pub(crate) data_dir: PathBuf,
+    /// The alerts, fed by the flow log: each generation puts its manifest's in force, and each
+    /// refused reload is one.
+    pub(crate) alerts: Arc<Alerts>,
 }
 
 /// One policy and everything that enforces it.
@@ -238,6 +243,9 @@ impl Platform {
         if let Some(metrics) = &metrics {
             watch_generation(metrics, &first);
         }
+        parts
+            .alerts
+            .update(AlertRules::from_manifest(first.policy.manifest()));
         Self {
             parts,
             current,
@@ -303,6 +311,8 @@ impl Platform {
             };
             metrics.count_reload(outcome);
         }
+        // Fires the `reload_refused` alerts; an applied attempt fires nothing.
+        self.parts.alerts.reload_refused(attempt);
         for observer in &self.observers {
             observer(attempt);
         }
@@ -327,6 +337,8 @@ impl Control for Platform {
             Ok(next) => {
                 let message = summary(&serving, &next);
                 self.current.swap(next.gateway.clone());
+                let alerts = AlertRules::from_manifest(next.policy.manifest());
+                self.parts.alerts.update(alerts);
                 if let Some(metrics) = &self.metrics {
                     metrics.load_policy(&next.policy, next.hash.clone());
                     watch_generation(metrics, &next);
