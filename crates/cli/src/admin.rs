@@ -1,14 +1,15 @@
 //! Wiring the admin listener into `septa up`: its token, the metrics and recent-flow observers on
 //! the flow log, the gauges only the host can read, and the listener itself (which lives in
-//! `septa-monitor`, apart from the gateway).
+//! `septa-monitor`, apart from the gateway). And the alerts, which run with or without it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use septa_flows::{FlowLog, FlowObservers};
-use septa_monitor::{Admin, AdminToken, Control, Metrics, Recent, TOKEN_ENV, TokenOrigin};
+use septa_manifest::{AlertSink, Manifest};
+use septa_monitor::{Admin, AdminToken, Alerts, Control, Metrics, Recent, TOKEN_ENV, TokenOrigin};
 
 /// What the admin listener serves from; the flow log feeds it.
 pub(crate) struct Monitoring {
@@ -19,16 +20,22 @@ pub(crate) struct Monitoring {
 
 impl Monitoring {
     /// The token (from `token_file`, `SEPTA_ADMIN_TOKEN`, or kept in `state_dir`, generated and
-    /// printed once), and empty metrics and recent flows.
-    pub(crate) fn new(token_file: Option<&Path>, state_dir: &Path) -> anyhow::Result<Self> {
+    /// printed once), and empty metrics and recent flows; the metrics show how `alerts` fare.
+    pub(crate) fn new(
+        token_file: Option<&Path>,
+        state_dir: &Path,
+        alerts: &Alerts,
+    ) -> anyhow::Result<Self> {
         let env = std::env::var(TOKEN_ENV).ok().filter(|v| !v.is_empty());
         let (token, origin) = AdminToken::resolve(token_file, env.as_deref(), state_dir)?;
         if let TokenOrigin::Generated(path) = &origin {
             println!("septa: admin token written to {}", path.display());
             println!("septa: admin token: {}", token.secret());
         }
+        let metrics = Arc::new(Metrics::new());
+        metrics.watch_alerts(alerts.counts());
         Ok(Self {
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             recent: Arc::new(Recent::default()),
             token,
         })
@@ -70,6 +77,26 @@ impl Monitoring {
 /// The line `septa up` prints to say where the dashboard is and how to log in to it.
 pub(crate) fn dashboard_hint(addr: SocketAddr) -> String {
     format!("septa: dashboard on http://{addr}/dashboard (sign in at http://{addr}/login)")
+}
+
+/// Starts the alerts' delivery thread, with no alert in force until a generation puts its
+/// manifest's in force ([`Alerts::update`]). A flow observer whether or not the admin listener
+/// runs; with no alert in force it costs the flow log one comparison per batch.
+pub(crate) fn start_alerts() -> anyhow::Result<Arc<Alerts>> {
+    let alerts =
+        Alerts::start(Default::default()).context("cannot start the alert delivery thread")?;
+    Ok(Arc::new(alerts))
+}
+
+/// Says where each of `manifest`'s alerts goes.
+pub(crate) fn print_alerts(manifest: &Manifest) {
+    for alert in &manifest.alerts {
+        let to = match &alert.sink {
+            AlertSink::Webhook(url) => format!("POST {url}"),
+            AlertSink::Command { program, .. } => format!("run `{}`", program.display()),
+        };
+        println!("septa: alert `{}` on {}: {to}", alert.id, alert.trigger);
+    }
 }
 
 /// Where `septa up` keeps a generated admin token for the application in `dir`.

@@ -26,8 +26,8 @@ use septa_gateway::auth::refresh::{FirstFetch, KeyRefresh};
 use septa_gateway::{CurrentGateway, Gateway};
 use septa_mesh::{DialTimeouts, Mesh};
 use septa_monitor::{
-    Control, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport, ReloadAttempt,
-    ReloadOutcome, ReloadTrigger,
+    AlertRules, Alerts, Control, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport,
+    ReloadAttempt, ReloadOutcome, ReloadTrigger,
 };
 use septa_policy::Policy;
 use septa_runtime::{ComponentCache, Engine, Host, LoadReport};
@@ -49,6 +49,9 @@ pub(crate) struct Parts {
     pub(crate) flows: FlowLog,
     /// Where embedded endpoints keep their files.
     pub(crate) data_dir: PathBuf,
+    /// The alerts, fed by the flow log: each generation puts its manifest's in force, and each
+    /// refused reload is one.
+    pub(crate) alerts: Arc<Alerts>,
 }
 
 /// One policy and everything that enforces it.
@@ -221,9 +224,6 @@ impl Fingerprint {
     }
 }
 
-/// Someone to tell about each reload attempt (the alerts, say).
-pub(crate) type ReloadObserver = Box<dyn Fn(&ReloadAttempt) + Send + Sync>;
-
 /// The platform in force, and how to replace it.
 pub(crate) struct Platform {
     parts: Parts,
@@ -232,7 +232,6 @@ pub(crate) struct Platform {
     generation: Mutex<Generation>,
     last: Mutex<Option<ReloadAttempt>>,
     metrics: Option<Arc<Metrics>>,
-    observers: Vec<ReloadObserver>,
     /// Active probe grants and when each ends.
     grants: Mutex<HashMap<String, Instant>>,
 }
@@ -244,13 +243,15 @@ impl Platform {
         if let Some(metrics) = &metrics {
             watch_generation(metrics, &first);
         }
+        parts
+            .alerts
+            .update(AlertRules::from_manifest(first.policy.manifest()));
         Self {
             parts,
             current,
             generation: Mutex::new(first),
             last: Mutex::new(None),
             metrics,
-            observers: Vec::new(),
             grants: Mutex::new(HashMap::new()),
         }
     }
@@ -310,9 +311,8 @@ impl Platform {
             };
             metrics.count_reload(outcome);
         }
-        for observer in &self.observers {
-            observer(attempt);
-        }
+        // Fires the `reload_refused` alerts; an applied attempt fires nothing.
+        self.parts.alerts.reload_refused(attempt);
     }
 }
 
@@ -334,6 +334,8 @@ impl Control for Platform {
             Ok(next) => {
                 let message = summary(&serving, &next);
                 self.current.swap(next.gateway.clone());
+                let alerts = AlertRules::from_manifest(next.policy.manifest());
+                self.parts.alerts.update(alerts);
                 if let Some(metrics) = &self.metrics {
                     metrics.load_policy(&next.policy, next.hash.clone());
                     watch_generation(metrics, &next);

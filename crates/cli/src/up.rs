@@ -80,12 +80,14 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let state_dir = manifest.dir.join(".septa");
     let manifest_file = manifest.file.clone();
+    // With or without the admin listener; the platform puts each generation's alerts in force.
+    let alerts = crate::admin::start_alerts()?;
     // Before anything slow: a bad token file should fail the start at once.
     let monitoring = args
         .admin
         .map(|_| {
             let token_file = args.admin_token_file.as_deref();
-            crate::admin::Monitoring::new(token_file, &state_dir)
+            crate::admin::Monitoring::new(token_file, &state_dir, &alerts)
         })
         .transpose()?;
     let engine = build_engine(args.instances)
@@ -102,7 +104,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         observers: monitoring
             .as_ref()
             .map(crate::admin::Monitoring::observers)
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .with(alerts.clone()),
         ..FlowLogOptions::default()
     };
     let flows = match args.flow_log.as_deref() {
@@ -126,6 +129,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         cache,
         flows: flows.clone(),
         data_dir,
+        alerts,
     };
     let first = match Generation::build(&parts, 1, None) {
         Ok(first) => first,
@@ -197,6 +201,7 @@ fn print_start(first: &Generation) {
         );
     }
     report_first_fetches(first.key_refresh.issuers(), &first.first_fetches);
+    crate::admin::print_alerts(m);
 }
 
 /// Says, for every issuer whose keys are fetched, whether it has keys to verify with yet.

@@ -4,6 +4,7 @@
 //! whose every reference is resolved, or [`Diagnostics`] listing every problem found, each with
 //! its position. Nothing downstream re-checks what this crate proved.
 
+mod alert;
 mod diagnostic;
 mod egress;
 mod https_url;
@@ -12,6 +13,7 @@ mod model;
 mod raw;
 mod selector;
 
+pub use alert::{Alert, AlertSink, AlertTrigger, FlowScope, WebhookUrl};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use egress::{EgressScheme, EgressTarget, HostPattern};
 pub use https_url::HttpsUrl;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+use crate::alert::Alert;
 use crate::diagnostic::Location;
 use crate::egress::EgressTarget;
 use crate::https_url::HttpsUrl;
@@ -634,6 +635,8 @@ pub struct Manifest {
     pub jwt: BTreeMap<Name, JwtIssuer>,
     /// API key sets by name.
     pub api_keys: BTreeMap<Name, ApiKeySet>,
+    /// The operator's alerts, in file order.
+    pub alerts: Vec<Alert>,
 }
 
 impl Function {

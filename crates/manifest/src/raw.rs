@@ -304,3 +304,32 @@ pub(crate) struct RawInvariant {
     )]
     pub description: Option<String>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlert {
+    pub id: Spanned<String>,
+    pub on: Spanned<String>,
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    #[serde(default)]
+    pub to: Option<Spanned<String>>,
+    #[serde(default)]
+    pub threshold: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub window_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub webhook: Option<Spanned<String>>,
+    #[serde(default)]
+    pub command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub min_interval_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub timeout_ms: Option<Spanned<u32>>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}

@@ -111,6 +111,17 @@ pub enum ReloadTrigger {
     Signal,
 }
 
+impl ReloadTrigger {
+    /// The name it is serialized as: `admin`, `file_change` or `signal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::FileChange => "file_change",
+            Self::Signal => "signal",
+        }
+    }
+}
+
 /// How a reload attempt ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadAttempt {

@@ -1,20 +1,23 @@
 //! Watching septa run: Prometheus metrics, the recent flows and a live stream of new ones, and
 //! the admin listener that serves them behind a token.
 //!
-//! Everything here is fed by the flow log: [`Metrics`] and [`Recent`] are
+//! Everything here is fed by the flow log: [`Metrics`], [`Recent`] and [`Alerts`] are
 //! [`FlowObserver`](septa_flows::FlowObserver)s that the flow log's writer thread calls after
 //! each batch, so the request path only ever hands a record to a channel. The host adds the
 //! gauges only it knows ([`Metrics::load_policy`], [`Metrics::count_reload`],
-//! [`Metrics::watch_instances`], [`Metrics::watch_flow_log`]) and starts the [`Admin`] listener.
+//! [`Metrics::watch_instances`], [`Metrics::watch_flow_log`], [`Metrics::watch_alerts`]), tells
+//! [`Alerts`] of refused reloads, and starts the [`Admin`] listener.
 //!
 //! ```text
 //! enforcers ─▶ FlowLog ─▶ writer thread ─▶ file / stdout / nowhere
 //!                                      └─▶ observers: Metrics, Recent ─▶ broadcast ─▶ /flows/stream
+//!                                                     Alerts ─▶ queue ─▶ delivery thread ─▶ webhook / command
 //! Admin listener (own thread, token or session): /healthz  /metrics  /flows  /flows/stream
-//!                                                 /model  /reload  /dashboard  /login
+//!                                                 /model  /reload  /dashboard  /login  /probe
 //! ```
 
 mod admin;
+mod alerts;
 mod control;
 mod exposition;
 mod filter;
@@ -25,6 +28,7 @@ mod session;
 mod token;
 
 pub use admin::{Admin, AdminBody, AdminError, HEARTBEAT, PROBE_GRANT_HEADER};
+pub use alerts::{AlertCounts, AlertOutcome, AlertRules, Alerts, ByOutcome};
 pub use control::{
     Control, ProbeAttempt, ProbeGrant, ProbeOutcome, ProbeRefusal, ProbeReport, ReloadAttempt,
     ReloadTrigger,

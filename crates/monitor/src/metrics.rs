@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use septa_flows::{FlowKind, FlowLogStats, FlowObserver, FlowRecord, FlowVerdict};
 use septa_policy::Policy;
 
+use crate::alerts::{AlertCounts, ByOutcome};
 use crate::exposition::{Exposition, MetricType};
 use crate::labels::{Label, Vocabulary};
 
@@ -45,6 +46,7 @@ const FLOWS: &str = "septa_flows_total";
 const LATENCY: &str = "septa_flow_latency_seconds";
 const RATE_LIMITED: &str = "septa_rate_limited_total";
 const DENIALS: &str = "septa_denials_total";
+const ALERTS: &str = "septa_alerts_total";
 
 /// How a policy reload ended, for `septa_reloads_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,7 @@ pub struct Metrics {
 struct Sources {
     flow_log: Option<FlowLogStats>,
     instances: Option<InstancesInUse>,
+    alerts: Option<AlertCounts>,
 }
 
 #[derive(Default)]
@@ -206,6 +209,11 @@ impl Metrics {
         self.sources().flow_log = Some(stats);
     }
 
+    /// Reports how each alert's firings ended (`septa_alerts_total`), read when scraped.
+    pub fn watch_alerts(&self, counts: AlertCounts) {
+        self.sources().alerts = Some(counts);
+    }
+
     /// Reports each function's instances in use, read from `source` when scraped (it should be
     /// cheap: it runs on the admin listener's thread at every scrape).
     pub fn watch_instances(&self, source: InstancesInUse) {
@@ -215,14 +223,20 @@ impl Metrics {
     /// The metrics as a page of Prometheus text exposition format 0.0.4 (serve it with
     /// [`crate::PROMETHEUS_CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let (flow_log, instances) = {
+        let (flow_log, instances, alerts) = {
             let sources = self.sources();
             let flow_log = sources.flow_log.clone().unwrap_or_default();
-            (flow_log, sources.instances.as_ref().map(|read| read()))
+            let alerts = sources.alerts.as_ref().map(AlertCounts::snapshot);
+            (
+                flow_log,
+                sources.instances.as_ref().map(|read| read()),
+                alerts,
+            )
         };
         let mut page = Exposition::default();
         self.state().render(&mut page);
         render_sources(&mut page, &flow_log, instances);
+        render_alerts(&mut page, alerts.unwrap_or_default());
         page.finish()
     }
 
@@ -478,6 +492,20 @@ fn render_sources(
         &[],
         flow_log.write_failures(),
     );
+}
+
+fn render_alerts(page: &mut Exposition, alerts: Vec<(Arc<str>, ByOutcome)>) {
+    page.family(
+        ALERTS,
+        "Firings of the alerts septa.toml declares, by alert and outcome: sent, failed (not retried), dropped (the delivery queue was full) or suppressed (cooldown or rate cap).",
+        MetricType::Counter,
+    );
+    for (alert, by_outcome) in &alerts {
+        for (outcome, count) in by_outcome {
+            let labels = [("alert", &**alert), ("outcome", outcome.as_str())];
+            page.sample(ALERTS, &labels, *count);
+        }
+    }
 }
 
 /// A family's series in a stable order, so that scrapes are easy to read and compare.

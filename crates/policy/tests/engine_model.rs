@@ -185,6 +185,7 @@ fn manifest(spec: &Spec) -> Manifest {
         invariants: Vec::new(),
         jwt: BTreeMap::new(),
         api_keys: BTreeMap::new(),
+        alerts: Vec::new(),
     };
     let sels = selectors(&m);
     let pick = |bits: &[bool], from: &[&str]| {

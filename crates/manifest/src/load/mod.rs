@@ -1,7 +1,9 @@
 //! Reading `septa.toml`: syntax, then schema section by section, then references.
 //!
 //! Stage one (here) checks syntax and each entry's schema; [`places`] resolves segments and
-//! functions; [`rules`] resolves routes and rules; [`jwt`] resolves issuers. Each stage keeps going after an error so one run reports every problem it can find.
+//! functions; [`rules`] resolves routes and rules; [`jwt`] resolves issuers; [`alerts`] resolves
+//! the operator's alerts. Each stage keeps going after an error so one run reports every problem
+//! it can find.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use crate::raw::*;
 /// The manifest's file name inside an application directory.
 pub const MANIFEST_FILE: &str = "septa.toml";
 
-const TOP_LEVEL_KEYS: [&str; 14] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "septa_manifest_version",
     "application",
     "ceiling",
@@ -32,6 +34,7 @@ const TOP_LEVEL_KEYS: [&str; 14] = [
     "invariant",
     "jwt",
     "api_keys",
+    "alert",
 ];
 
 const METHODS: [&str; 9] = [
@@ -91,6 +94,7 @@ struct Sections {
     invariants: Vec<(Location, RawInvariant)>,
     jwt: Vec<(Spanned<String>, RawJwt)>,
     api_keys: Vec<(Spanned<String>, RawApiKeys)>,
+    alerts: Vec<(Location, RawAlert)>,
 }
 
 impl Loader {
@@ -167,6 +171,7 @@ impl Loader {
                 "invariant" => s.invariants = self.array_entries("invariant", value),
                 "jwt" => s.jwt = self.named_entries("jwt", value),
                 "api_keys" => s.api_keys = self.named_entries("api_keys", value),
+                "alert" => s.alerts = self.array_entries("alert", value),
                 other => {
                     let known = TOP_LEVEL_KEYS.map(|k| format!("`{k}`")).join(", ");
                     let message = match did_you_mean(other, TOP_LEVEL_KEYS) {
@@ -269,6 +274,7 @@ impl Loader {
     }
 }
 
+mod alerts;
 mod jwt;
 mod places;
 mod rules;

@@ -53,6 +53,7 @@ impl Loader {
         let allows = self.allows(&s.allows, &mut refs);
         let egress = self.egress(&s.egress, &mut refs);
         let invariants = self.invariants(&s.invariants, &refs);
+        let alerts = self.alerts(dir, &s.alerts, &refs);
         Some(Manifest {
             file: file.to_owned(),
             dir: dir.to_owned(),
@@ -68,6 +69,7 @@ impl Loader {
             invariants,
             jwt,
             api_keys,
+            alerts,
         })
     }
 

@@ -522,7 +522,11 @@ impl Loader {
     }
 
     /// Parses `from`, `to` or `except_through` of an invariant, where `gateway` is a place.
-    fn invariant_selector(&mut self, raw: &Spanned<String>, refs: &References) -> Option<Selector> {
+    pub(super) fn invariant_selector(
+        &mut self,
+        raw: &Spanned<String>,
+        refs: &References,
+    ) -> Option<Selector> {
         self.selector_or_gateway(raw, refs, "", true)
     }
 
