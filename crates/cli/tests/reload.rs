@@ -388,3 +388,45 @@ fn rate_limit_buckets_survive_a_reload_unless_their_limit_changes() {
     assert_eq!(reloaded.status, 200, "{reloaded:?}");
     assert_eq!(call(), 200);
 }
+
+#[test]
+fn an_embedded_endpoint_keeps_its_store_and_data_across_reloads() {
+    build_components();
+    let app = tempfile::tempdir().unwrap();
+    let manifest = app.path().join("septa.toml");
+    let with_store = |n: usize, timeout_ms: u32| {
+        valid(n)
+            + &format!(
+                "[endpoint.store]\nplacement = \"edge/web\"\nlimits = {{ timeout_ms = {timeout_ms} }}\n[[allow]]\nid = \"caller-to-store\"\nfrom = \"function:caller\"\nto = \"endpoint:store\"\nmethods = [\"GET\", \"PUT\"]\npaths = [\"/kv/...\"]\n"
+            )
+    };
+    std::fs::write(&manifest, with_store(1, 2000)).unwrap();
+    let septa = start(app.path(), &["--no-watch"]);
+    let url = common::encode("http://store.internal/kv/k");
+    let put = septa.get(&format!("/call/?to={url}&method=PUT&body=kept"));
+    assert_eq!(put.json()["status"], 200, "{}", put.body);
+
+    std::fs::write(&manifest, with_store(2, 2000)).unwrap();
+    let reloaded = septa.admin_request("POST", "/reload", Some(TOKEN));
+    assert_eq!(reloaded.status, 200, "{reloaded:?}");
+    let read = septa.get(&format!("/call/?to={url}"));
+    assert_eq!(read.json()["status"], 200, "{}", read.body);
+    assert!(
+        read.json()["body"].as_str().unwrap().contains("kept"),
+        "{}",
+        read.body
+    );
+
+    // Its file is open: new limits for it wait for a restart, and say so.
+    std::fs::write(&manifest, with_store(3, 500)).unwrap();
+    let refused = septa.admin_request("POST", "/reload", Some(TOKEN));
+    assert_eq!(refused.status, 422, "{refused:?}");
+    assert!(
+        refused.json()["message"].as_str().unwrap().contains(
+            "endpoint `store`: the limits of an embedded endpoint change only with a restart"
+        ),
+        "{refused:?}"
+    );
+    let read = septa.get(&format!("/call/?to={url}"));
+    assert_eq!(read.json()["status"], 200, "{}", read.body);
+}
