@@ -98,7 +98,10 @@ impl Generation {
         number: u64,
         previous: Option<&Generation>,
     ) -> Result<Self, BuildError> {
-        let (policy, hash) = read_policy(&parts.manifest_file)?;
+        let (policy, hash, bytes) = read_policy(&parts.manifest_file)?;
+        // What this generation was built from: the bytes it read, and the components' files as
+        // they are before they are read, so a change made while building is seen afterwards.
+        let fingerprint = Fingerprint::of(bytes, &policy);
         let policy = Arc::new(policy);
         let (host, load_report) = Host::load(&parts.engine, &policy, &parts.cache)
             .map_err(|e| BuildError::Load(e.into()))?;
@@ -134,7 +137,6 @@ impl Generation {
             .context("cannot start the key refresh")
             .map_err(BuildError::Load)?;
         let first_fetches = key_refresh.wait_first(FIRST_FETCH_WAIT);
-        let fingerprint = Fingerprint::of(&parts.manifest_file, &policy);
         Ok(Self {
             number,
             hash,
@@ -155,13 +157,14 @@ impl Generation {
     }
 }
 
-/// Reads the manifest once, and compiles and checks exactly the bytes it hashed.
-fn read_policy(file: &Path) -> Result<(Policy, String), BuildError> {
+/// Reads the manifest once, and compiles and checks exactly the bytes it hashed; returns them
+/// too.
+fn read_policy(file: &Path) -> Result<(Policy, String, Vec<u8>), BuildError> {
     let bytes = std::fs::read(file).map_err(|e| {
         BuildError::Invalid(format!("{}: cannot read the manifest: {e}", file.display()))
     })?;
     let hash = septa_monitor::manifest_hash(&bytes);
-    let text = String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes.clone()).map_err(|e| {
         BuildError::Invalid(format!(
             "{}: the manifest is not UTF-8 (byte {})",
             file.display(),
@@ -174,7 +177,7 @@ fn read_policy(file: &Path) -> Result<(Policy, String), BuildError> {
         .and_then(crate::check::checked)
         .map_err(|diagnostics| BuildError::Invalid(diagnostics.to_string()))?;
     let revision = hash.get(..REVISION_LEN).unwrap_or(&hash).to_owned();
-    Ok((policy.with_revision(revision), hash))
+    Ok((policy.with_revision(revision), hash, bytes))
 }
 
 /// What the watcher compares to notice a change: the manifest's bytes, and the size and
@@ -186,7 +189,7 @@ struct Fingerprint {
 }
 
 impl Fingerprint {
-    fn of(manifest_file: &Path, policy: &Policy) -> Self {
+    fn of(manifest: Vec<u8>, policy: &Policy) -> Self {
         let components = policy
             .manifest()
             .components()
@@ -201,7 +204,7 @@ impl Fingerprint {
             })
             .collect();
         Self {
-            manifest: std::fs::read(manifest_file).ok(),
+            manifest: Some(manifest),
             components,
         }
     }
