@@ -151,10 +151,11 @@ impl Graph {
         (from, to)
     }
 
-    /// The functions on each side of the allow rule at `index` in file order.
+    /// The functions on each side of the allow rule at `index` in file order (no endpoint on
+    /// the `from` side: endpoints never make a call).
     pub(crate) fn allow_sides(&self, index: usize) -> (&[FunctionId], &[FunctionId]) {
         let (from, to, _) = self.allows.get(index).copied().unwrap_or_default();
-        (self.selection.functions(from), self.selection.functions(to))
+        (self.selection.sources(from), self.selection.functions(to))
     }
 
     /// The egress destinations of every rule that applies to some function, in file order, and
@@ -223,7 +224,7 @@ impl Graph {
         for rule in &manifest.allows {
             let ids = (selection.id(&rule.from), selection.id(&rule.to));
             self.allows.push((ids.0, ids.1, None));
-            let (from, to) = (selection.functions(ids.0), selection.functions(ids.1));
+            let (from, to) = (selection.sources(ids.0), selection.functions(ids.1));
             let (Some(from_id), Some(to_id)) = ids else {
                 continue;
             };
@@ -465,7 +466,7 @@ impl Graph {
             let Some(label) = label else {
                 continue;
             };
-            let (from, to) = (self.selection.functions(from), self.selection.functions(to));
+            let (from, to) = (self.selection.sources(from), self.selection.functions(to));
             for &f in from {
                 pairs.extend(
                     to.iter()

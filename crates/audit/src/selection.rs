@@ -15,6 +15,9 @@ use septa_policy::{FunctionId, Policy};
 pub struct Selection {
     ids: HashMap<Selector, u32>,
     lists: Vec<Vec<FunctionId>>,
+    /// For a list holding an endpoint: the same list without endpoints, which are never the
+    /// source of a flow. `None` for the (usual) lists without one.
+    sources: Vec<Option<Vec<FunctionId>>>,
 }
 
 /// A selector that selects at least one function, numbered so that what it selects is found
@@ -63,6 +66,16 @@ impl Selection {
                 }
             }
         }
+        let endpoint = |f: &FunctionId| policy.function(*f).spec.is_endpoint();
+        selection.sources = selection
+            .lists
+            .iter()
+            .map(|list| {
+                list.iter()
+                    .any(endpoint)
+                    .then(|| list.iter().filter(|f| !endpoint(f)).copied().collect())
+            })
+            .collect();
         selection
     }
 
@@ -80,6 +93,15 @@ impl Selection {
     pub fn functions(&self, id: Option<SelectorId>) -> &[FunctionId] {
         id.and_then(|SelectorId(i)| self.lists.get(i as usize))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// The functions selector `id` selects as the source of a flow, in id order: those it
+    /// selects, less endpoints, which never make a call (as the engine's source index has it).
+    pub fn sources(&self, id: Option<SelectorId>) -> &[FunctionId] {
+        match id.and_then(|SelectorId(i)| self.sources.get(i as usize)) {
+            Some(Some(without_endpoints)) => without_endpoints,
+            _ => self.functions(id),
+        }
     }
 
     /// The functions `selector` selects, in id order (none for `gateway`).

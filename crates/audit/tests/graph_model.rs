@@ -208,3 +208,61 @@ fn the_hub_graph_agrees_with_the_engine_and_with_a_plain_search() {
         }
     }
 }
+
+#[test]
+fn an_endpoint_is_never_the_source_of_a_flow_however_wide_the_rule() {
+    let text = r#"septa_manifest_version = 1
+[application]
+name = "endpoints"
+[segment.data]
+subnets = { app = "private", store = "isolated" }
+[segment.edge]
+subnets = { web = "public" }
+[function.worker]
+source = "worker.wasm"
+placement = "data/app"
+[function.front]
+source = "front.wasm"
+placement = "edge/web"
+[endpoint.kv]
+placement = "data/store"
+[[allow]]
+id = "data-to-front"
+from = "segment:data"
+to = "function:front"
+"#;
+    let manifest = septa_manifest::parse(Path::new("septa.toml"), text).unwrap();
+    let policy = Policy::compile(manifest).unwrap();
+    let id = |identity: &str| {
+        policy
+            .functions()
+            .iter()
+            .find(|f| f.identity == identity)
+            .unwrap()
+            .id
+    };
+    let (worker, front, kv) = (
+        id("function:worker"),
+        id("function:front"),
+        id("endpoint:kv"),
+    );
+    assert!(
+        policy
+            .decide_mesh(worker, front, "GET", "/")
+            .verdict
+            .permits()
+    );
+    assert!(!policy.decide_mesh(kv, front, "GET", "/").verdict.permits());
+    let graph = Graph::build(&policy);
+    let edges: Vec<(String, String)> = graph
+        .edges()
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Allow)
+        .map(|e| (graph.name(e.from).to_owned(), graph.name(e.to).to_owned()))
+        .collect();
+    assert_eq!(
+        edges,
+        [("function:worker".to_owned(), "function:front".to_owned())]
+    );
+    assert!(policy.mesh_edges().iter().all(|e| e.from != kv));
+}

@@ -322,9 +322,16 @@ impl Policy {
                 .copied()
                 .collect()
         };
+        // An endpoint never makes a call: however wide a rule's `from`, it is no source.
         let source_keys: Vec<Box<[u32]>> = functions
             .iter()
-            .map(|f| keys_of(&f.spec, &from_keys))
+            .map(|f| {
+                if f.spec.is_endpoint() {
+                    Box::default()
+                } else {
+                    keys_of(&f.spec, &from_keys)
+                }
+            })
             .collect();
         let dest_keys: Vec<Box<[u32]>> = functions
             .iter()
