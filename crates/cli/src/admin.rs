@@ -99,6 +99,33 @@ pub(crate) fn print_alerts(manifest: &Manifest) {
     }
 }
 
+/// Opens an HTTP/1 connection to the admin listener at `addr`, for the commands that talk to a
+/// running septa (`flows tail`, `probe`).
+pub(crate) async fn connect<B>(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let unreachable = || unreachable(addr);
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(unreachable)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .with_context(unreachable)?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// What to say when the admin listener at `addr` cannot be reached.
+pub(crate) fn unreachable(addr: SocketAddr) -> String {
+    format!("cannot reach the admin listener at `{addr}` (is `septa up --admin {addr}` running?)")
+}
+
 /// Where `septa up` keeps a generated admin token for the application in `dir`.
 pub(crate) fn token_path(dir: &Path) -> PathBuf {
     dir.join(".septa").join(septa_monitor::TOKEN_FILE)

@@ -13,7 +13,6 @@ use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{AUTHORIZATION, HOST};
 use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use septa_flows::{FlowRecord, FlowVerdict};
 use septa_monitor::{AdminToken, FlowFilter, TOKEN_ENV};
 
@@ -137,18 +136,8 @@ async fn follow(
     origin: &str,
     filter: &FlowFilter,
 ) -> anyhow::Result<ExitCode> {
-    let unreachable = || {
-        format!(
-            "cannot reach the admin listener at `{addr}` (is `septa up --admin {addr}` running?)"
-        )
-    };
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(unreachable)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .with_context(unreachable)?;
-    tokio::spawn(connection);
+    let unreachable = || crate::admin::unreachable(addr);
+    let mut sender = crate::admin::connect(addr).await?;
     let query = filter.to_query();
     let request = Request::get(format!("/flows/stream?{query}"))
         .header(HOST, addr.to_string())

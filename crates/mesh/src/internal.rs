@@ -173,21 +173,14 @@ fn verdict(decision: &Decision) -> septa_flows::FlowVerdict {
 
 /// What a probe that was allowed hears: the verdict, rule and reason, as JSON.
 fn probe_answer(decision: &Decision) -> Response<WasiBody> {
-    let body = serde_json::json!({
-        "verdict": verdict(decision).as_str(),
-        "rule": decision.rule.as_ref().map(ToString::to_string),
-        "reason": decision.reason.to_string(),
-    })
-    .to_string();
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    json_body(
+        StatusCode::OK,
+        &serde_json::json!({
+            "verdict": verdict(decision).as_str(),
+            "rule": decision.rule.as_ref().map(ToString::to_string),
+            "reason": decision.reason.to_string(),
+        }),
+    )
 }
 
 /// Records a refusal and answers the guest with a 403 it can read, like Istio's RBAC denial.
@@ -209,9 +202,21 @@ pub(crate) fn json_response(
     } else {
         "error"
     };
-    let body = serde_json::json!({ "error": error, "reason": message }).to_string();
+    let mut response = json_body(
+        status,
+        &serde_json::json!({ "error": error, "reason": message }),
+    );
+    if let Some(reason) = deny_reason {
+        response
+            .headers_mut()
+            .insert(DENY_REASON_HEADER, header_text(reason));
+    }
+    response
+}
+
+fn json_body(status: StatusCode, body: &serde_json::Value) -> Response<WasiBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from(body))
+        Full::new(Bytes::from(body.to_string()))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
@@ -219,10 +224,5 @@ pub(crate) fn json_response(
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(reason) = deny_reason {
-        response
-            .headers_mut()
-            .insert(DENY_REASON_HEADER, header_text(reason));
-    }
     response
 }

@@ -23,7 +23,6 @@ use clap::Args;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use septa_audit::{EdgeKind, Graph};
 use septa_manifest::{Methods, Paths};
 use septa_monitor::{AdminToken, ProbeAttempt, ProbeGrant, ProbeOutcome, ProbeReport};
@@ -499,18 +498,8 @@ impl AdminClient {
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Value> {
         let addr = self.addr;
-        let unreachable = || {
-            format!(
-                "cannot reach the admin listener at `{addr}` (is `septa up --admin {addr}` running?)"
-            )
-        };
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(unreachable)?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .with_context(unreachable)?;
-        tokio::spawn(connection);
+        let unreachable = || crate::admin::unreachable(addr);
+        let mut sender = crate::admin::connect(addr).await?;
         let mut request = Request::builder()
             .method(method)
             .uri(path)
