@@ -12,7 +12,9 @@
 //! indexes are read from memory rather than from one hot cache line:
 //!
 //! - `allow`: queries that a function-to-function rule admits;
-//! - `deny`: random pairs of functions that no rule connects (a denial builds its reason).
+//! - `deny`: random pairs of functions that no rule connects (a denial builds its reason);
+//! - `allow_repeated`: one admitted query over and over, its data in cache: the decision's own
+//!   work without the memory latency of large indexes.
 //!
 //! The target (issue 7) is under 200 ns per decision at 100,000 rules, and no growth with the
 //! rule count.
@@ -201,6 +203,20 @@ fn decide(c: &mut Criterion) {
                     black_box(policy.decide_mesh(from, to, black_box(method), black_box(path)))
                 });
             });
+            if want == Verdict::Allow {
+                // One query over and over: what a decision costs once its data is in cache.
+                let (from, to, method, path) = queries[0];
+                group.bench_function(BenchmarkId::new("allow_repeated", rules), |b| {
+                    b.iter(|| {
+                        black_box(policy.decide_mesh(
+                            black_box(from),
+                            black_box(to),
+                            black_box(method),
+                            black_box(path),
+                        ))
+                    });
+                });
+            }
         }
     }
     group.finish();

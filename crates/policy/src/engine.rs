@@ -19,6 +19,8 @@ use septa_manifest::{
 use crate::ceiling::Ceiling;
 use crate::decision::{Decision, Reason};
 use crate::host::canonical_ip;
+use crate::mesh_index::MeshIndex;
+use crate::methods::{MethodKey, MethodSet};
 use crate::path::{Captures, PathPattern, PathRouter, RouterError};
 
 /// A function's index in the compiled policy.
@@ -121,8 +123,21 @@ pub enum RouteOutcome<'p, 'a> {
 struct CompiledAllow {
     id: Name,
     methods: Methods,
+    /// `methods`, compiled for the decision.
+    method_set: MethodSet,
     /// `None` admits any path.
     paths: Option<Vec<PathPattern>>,
+}
+
+impl CompiledAllow {
+    /// Whether the rule admits `method` on normalized `path`.
+    fn admits(&self, method: MethodKey<'_>, path: &str) -> bool {
+        self.method_set.admits(method)
+            && self
+                .paths
+                .as_ref()
+                .is_none_or(|patterns| patterns.iter().any(|p| p.matches(path)))
+    }
 }
 
 /// One egress destination of one rule, as the index stores it.
@@ -191,7 +206,7 @@ pub struct Policy {
     /// Allow rules by the (source selector, destination selector) they are written with, in
     /// file order. A decision looks up the few selector pairs that describe its two functions,
     /// so compiling stays linear in the rules however many functions a selector covers.
-    mesh: HashMap<(u32, u32), Box<[u32]>>,
+    mesh: MeshIndex,
     /// Per function: the ids of the `from` selectors that select it.
     source_keys: Vec<Box<[u32]>>,
     /// Per function: the ids of the `to` selectors that select it.
@@ -305,6 +320,7 @@ impl Policy {
             allows.push(CompiledAllow {
                 id: rule.id.clone(),
                 methods: rule.methods.clone(),
+                method_set: MethodSet::new(&rule.methods),
                 paths,
             });
             let (from, to) = (intern(&rule.from), intern(&rule.to));
@@ -393,10 +409,7 @@ impl Policy {
             by_name,
             routes,
             allows,
-            mesh: mesh
-                .into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
-                .collect(),
+            mesh: MeshIndex::new(mesh),
             source_keys,
             dest_keys,
             egress,
@@ -472,13 +485,44 @@ impl Policy {
         let mut out = Vec::new();
         for &a in self.source_keys[from.index()].iter() {
             for &b in self.dest_keys[to.index()].iter() {
-                if let Some(rules) = self.mesh.get(&(a, b)) {
-                    out.extend_from_slice(rules);
-                }
+                out.extend_from_slice(self.mesh.get(a, b));
             }
         }
         out.sort_unstable();
         out
+    }
+
+    /// The first rule in file order that connects `from` to `to` and admits `method` on `path`,
+    /// and whether any rule connects them at all. Allocates nothing: this is every allowed mesh
+    /// call's path.
+    fn first_admitting(
+        &self,
+        from: FunctionId,
+        to: FunctionId,
+        method: &str,
+        path: &str,
+    ) -> (Option<u32>, bool) {
+        let method = MethodKey::new(method);
+        let mut first: Option<u32> = None;
+        let mut connected = false;
+        for &a in self.source_keys[from.index()].iter() {
+            for &b in self.dest_keys[to.index()].iter() {
+                let rules = self.mesh.get(a, b);
+                connected |= !rules.is_empty();
+                // Each pair's rules are in file order: stop at the first that admits, or at the
+                // first that comes after one already found.
+                for &i in rules {
+                    if first.is_some_and(|found| i >= found) {
+                        break;
+                    }
+                    if self.allows[i as usize].admits(method, path) {
+                        first = Some(i);
+                        break;
+                    }
+                }
+            }
+        }
+        (first, connected)
     }
 
     /// Every egress destination each function may reach, and the rule that opens it, in
@@ -549,9 +593,12 @@ impl Policy {
         method: &str,
         path: &str,
     ) -> Decision {
+        let (first, connected) = self.first_admitting(from, to, method, path);
+        if let Some(i) = first {
+            return Decision::allow(self.allows[i as usize].id.clone());
+        }
         let audit = self.function(from).audit || self.function(to).audit;
-        let candidates = self.candidates(from, to);
-        if candidates.is_empty() {
+        if !connected {
             return Decision::refuse(
                 Reason::NoRule {
                     from: self.function(from).identity.clone(),
@@ -560,21 +607,14 @@ impl Policy {
                 audit,
             );
         }
-        let mut method_ok = Vec::new();
-        for &i in candidates.iter() {
-            let rule = &self.allows[i as usize];
-            if !rule.methods.admits(method) {
-                continue;
-            }
-            let path_ok = match &rule.paths {
-                None => true,
-                Some(patterns) => patterns.iter().any(|p| p.matches(path)),
-            };
-            if path_ok {
-                return Decision::allow(rule.id.clone());
-            }
-            method_ok.push(rule.id.clone());
-        }
+        // Refused: say which rules came nearest.
+        let candidates = self.candidates(from, to);
+        let method_ok: Vec<Name> = candidates
+            .iter()
+            .map(|&i| &self.allows[i as usize])
+            .filter(|rule| rule.methods.admits(method))
+            .map(|rule| rule.id.clone())
+            .collect();
         let reason = if method_ok.is_empty() {
             Reason::MethodNotAllowed {
                 method: method.to_owned(),

@@ -8,6 +8,8 @@ pub mod ceiling;
 mod decision;
 mod engine;
 pub mod host;
+mod mesh_index;
+mod methods;
 pub mod path;
 
 pub use decision::{Decision, Reason, Verdict};
