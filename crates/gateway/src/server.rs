@@ -103,12 +103,12 @@ pub fn serve(
         let handle = std::thread::Builder::new()
             .name(format!("septa-worker-{i}"))
             .spawn(move || {
-                // Poll the sockets between every two tasks: a guest that loops is always ready to
-                // run again after its epoch yield, and with tokio's default (every 61 tasks) it
-                // would keep this worker's other connections unread for 61 ticks at a time.
+                // tokio's default event interval: a guest that loops yields at every epoch tick
+                // with `yield_now`, which runs only after the sockets have been polled
+                // (`septa_runtime::Host::handle`), so the sockets need no poll between every two
+                // tasks, a system call each that the request path would pay for.
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .event_interval(1)
                     .build()
                 {
                     Ok(rt) => rt,

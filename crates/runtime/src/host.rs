@@ -276,12 +276,18 @@ impl Host {
         let deadline = Instant::now() + function.timeout;
         store.set_epoch_deadline(1);
         // Yield at every tick so a busy guest cannot starve the other requests on this thread,
-        // and stop it once its time is up.
+        // and stop it once its time is up. The yield is tokio's `yield_now`, which puts the guest
+        // back only after the worker has polled its sockets: a connection with a request ready
+        // runs before the looping guests do, however many there are, and the worker does not
+        // have to poll its sockets after every task to get that (`server.rs`).
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
 
