@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -19,8 +20,11 @@ use crate::selector::Selector;
 ///
 /// Names are lowercase ASCII letters, digits and `-`, start with a letter or digit and are at
 /// most 63 characters, so a function name is always a valid DNS label for `NAME.internal`.
+///
+/// Shared rather than copied: every allowed flow hands its rule's name on in its decision, so a
+/// clone is a reference count, not an allocation.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(String);
+pub struct Name(Arc<str>);
 
 impl Name {
     /// Checks `s` against the naming rules.
@@ -40,7 +44,7 @@ impl Name {
         if s.starts_with('-') || s.ends_with('-') {
             return Err(format!("name `{s}` must not start or end with `-`"));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(Arc::from(s)))
     }
 
     /// The name as text.

@@ -4,6 +4,7 @@
 //! a metric or an auditor's finding can be derived from it without re-deciding.
 
 use std::fmt;
+use std::sync::Arc;
 
 use septa_manifest::Name;
 
@@ -50,10 +51,11 @@ pub enum Reason {
     Allowed,
     /// No rule connects this source to this destination at all.
     NoRule {
-        /// The source identity, e.g. `function:storefront`.
-        from: String,
+        /// The source identity, e.g. `function:storefront`; shared with the policy, so refusing
+        /// a call copies no text.
+        from: Arc<str>,
         /// The destination, e.g. `function:ledger`.
-        to: String,
+        to: Arc<str>,
     },
     /// Rules connect source and destination, but none admits this method.
     MethodNotAllowed {

@@ -1,14 +1,15 @@
 //! The compiled policy and the one place every flow is decided.
 //!
 //! [`Policy::compile`] turns a validated manifest into indexes: routes into a path trie, allow
-//! rules into a table keyed by (source function, destination function), egress rules into
+//! rules into a table keyed by (source, destination selector) (see `mesh_index`), egress rules into
 //! per-function host maps. A decision then looks up a handful of candidate rules instead of
 //! scanning them all. The gateway calls [`Policy::route`], the mesh [`Policy::decide_mesh`],
 //! egress [`Policy::decide_egress`] and [`Policy::check_address`]; nothing else decides.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use septa_manifest::{
@@ -19,8 +20,7 @@ use septa_manifest::{
 use crate::ceiling::Ceiling;
 use crate::decision::{Decision, Reason};
 use crate::host::canonical_ip;
-use crate::mesh_index::MeshIndex;
-use crate::methods::{MethodKey, MethodSet};
+use crate::mesh_index::{IndexedRule, MeshIndex};
 use crate::path::{Captures, PathPattern, PathRouter, RouterError};
 
 /// A function's index in the compiled policy.
@@ -123,21 +123,17 @@ pub enum RouteOutcome<'p, 'a> {
 struct CompiledAllow {
     id: Name,
     methods: Methods,
-    /// `methods`, compiled for the decision.
-    method_set: MethodSet,
     /// `None` admits any path.
     paths: Option<Vec<PathPattern>>,
 }
 
-impl CompiledAllow {
-    /// Whether the rule admits `method` on normalized `path`.
-    fn admits(&self, method: MethodKey<'_>, path: &str) -> bool {
-        self.method_set.admits(method)
-            && self
-                .paths
-                .as_ref()
-                .is_none_or(|patterns| patterns.iter().any(|p| p.matches(path)))
-    }
+/// A function as a mesh refusal names it.
+#[derive(Clone, Debug)]
+struct Caller {
+    /// [`FunctionInfo::identity`], shared with every refusal that names it.
+    identity: Arc<str>,
+    /// [`FunctionInfo::audit`].
+    audit: bool,
 }
 
 /// One egress destination of one rule, as the index stores it.
@@ -203,14 +199,11 @@ pub struct Policy {
     by_name: HashMap<String, FunctionId>,
     routes: PathRouter<Vec<CompiledRoute>>,
     allows: Vec<CompiledAllow>,
-    /// Allow rules by the (source selector, destination selector) they are written with, in
-    /// file order. A decision looks up the few selector pairs that describe its two functions,
-    /// so compiling stays linear in the rules however many functions a selector covers.
+    /// Allow rules by (source, destination selector), in file order: a decision is a few
+    /// independent lookups, however many rules there are.
     mesh: MeshIndex,
-    /// Per function: the ids of the `from` selectors that select it.
-    source_keys: Vec<Box<[u32]>>,
-    /// Per function: the ids of the `to` selectors that select it.
-    dest_keys: Vec<Box<[u32]>>,
+    /// Per function, what a mesh refusal reads of it, apart from the larger [`FunctionInfo`].
+    callers: Vec<Caller>,
     egress: Vec<EgressIndex>,
     ceiling: Ceiling,
     /// What names this policy in flow records; empty unless the loader set it.
@@ -299,66 +292,55 @@ impl Policy {
             }
         };
 
-        let mut allows = Vec::new();
-        let mut selector_ids: HashMap<Selector, u32> = HashMap::new();
-        let mut intern = |s: &Selector| {
-            let next = selector_ids.len() as u32;
-            *selector_ids.entry(s.clone()).or_insert(next)
-        };
-        let mut mesh: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
-        let (mut from_keys, mut to_keys) = (HashSet::new(), HashSet::new());
-        for rule in &manifest.allows {
-            let paths = match &rule.paths {
-                Paths::Any => None,
-                Paths::Only(list) => Some(
-                    list.iter()
-                        .filter_map(|p| pattern(p, &mut errors))
-                        .collect(),
-                ),
-            };
-            let index = allows.len() as u32;
-            allows.push(CompiledAllow {
+        let allows: Vec<CompiledAllow> = manifest
+            .allows
+            .iter()
+            .map(|rule| CompiledAllow {
                 id: rule.id.clone(),
                 methods: rule.methods.clone(),
-                method_set: MethodSet::new(&rule.methods),
-                paths,
-            });
-            let (from, to) = (intern(&rule.from), intern(&rule.to));
-            from_keys.insert(from);
-            to_keys.insert(to);
-            mesh.entry((from, to)).or_default().push(index);
-        }
-        // The selectors that could describe each function, looked up rather than evaluated
-        // against every function.
-        let keys_of = |f: &Function, used: &HashSet<u32>| -> Box<[u32]> {
-            describing_selectors(&manifest, f)
-                .iter()
-                .filter_map(|s| selector_ids.get(s))
-                .filter(|id| used.contains(id))
-                .copied()
-                .collect()
-        };
-        // An endpoint never makes a call: however wide a rule's `from`, it is no source.
-        let source_keys: Vec<Box<[u32]>> = functions
-            .iter()
-            .map(|f| {
-                if f.spec.is_endpoint() {
-                    Box::default()
-                } else {
-                    keys_of(&f.spec, &from_keys)
-                }
+                paths: match &rule.paths {
+                    Paths::Any => None,
+                    Paths::Only(list) => Some(
+                        list.iter()
+                            .filter_map(|p| pattern(p, &mut errors))
+                            .collect(),
+                    ),
+                },
             })
             .collect();
-        let dest_keys: Vec<Box<[u32]>> = functions
+        // The selectors that describe each function, so rules find their functions by lookup
+        // instead of testing every function.
+        let describing: Vec<Vec<Selector>> = functions
             .iter()
-            .map(|f| keys_of(&f.spec, &to_keys))
+            .map(|f| describing_selectors(&manifest, &f.spec))
+            .collect();
+        let indexed: Vec<IndexedRule<'_>> = manifest
+            .allows
+            .iter()
+            .zip(&allows)
+            .map(|(rule, compiled)| IndexedRule {
+                id: &rule.id,
+                from: &rule.from,
+                to: &rule.to,
+                methods: &rule.methods,
+                paths: compiled.paths.as_deref(),
+            })
+            .collect();
+        let mesh = MeshIndex::new(&functions, &describing, &indexed);
+        drop(indexed);
+        let callers = functions
+            .iter()
+            .map(|f| Caller {
+                identity: Arc::from(f.identity.as_str()),
+                audit: f.audit,
+            })
             .collect();
 
         // Each selector's members, from what each function says describes it, so an egress rule
         // finds its functions by lookup instead of testing every function.
-        let mut members: HashMap<Selector, Vec<FunctionId>> = HashMap::new();
-        for f in &functions {
-            for selector in describing_selectors(&manifest, &f.spec) {
+        let mut members: HashMap<&Selector, Vec<FunctionId>> = HashMap::new();
+        for (f, selectors) in functions.iter().zip(&describing) {
+            for selector in selectors {
                 members.entry(selector).or_default().push(f.id);
             }
         }
@@ -409,9 +391,8 @@ impl Policy {
             by_name,
             routes,
             allows,
-            mesh: MeshIndex::new(mesh),
-            source_keys,
-            dest_keys,
+            mesh,
+            callers,
             egress,
             ceiling,
             revision: String::new(),
@@ -482,47 +463,13 @@ impl Policy {
 
     /// The allow rules that connect `from` to `to`, in file order.
     fn candidates(&self, from: FunctionId, to: FunctionId) -> Vec<u32> {
-        let mut out = Vec::new();
-        for &a in self.source_keys[from.index()].iter() {
-            for &b in self.dest_keys[to.index()].iter() {
-                out.extend_from_slice(self.mesh.get(a, b));
-            }
-        }
-        out.sort_unstable();
-        out
+        self.mesh.connecting(from.index(), to.index())
     }
 
-    /// The first rule in file order that connects `from` to `to` and admits `method` on `path`,
-    /// and whether any rule connects them at all. Allocates nothing: this is every allowed mesh
-    /// call's path.
-    fn first_admitting(
-        &self,
-        from: FunctionId,
-        to: FunctionId,
-        method: &str,
-        path: &str,
-    ) -> (Option<u32>, bool) {
-        let method = MethodKey::new(method);
-        let mut first: Option<u32> = None;
-        let mut connected = false;
-        for &a in self.source_keys[from.index()].iter() {
-            for &b in self.dest_keys[to.index()].iter() {
-                let rules = self.mesh.get(a, b);
-                connected |= !rules.is_empty();
-                // Each pair's rules are in file order: stop at the first that admits, or at the
-                // first that comes after one already found.
-                for &i in rules {
-                    if first.is_some_and(|found| i >= found) {
-                        break;
-                    }
-                    if self.allows[i as usize].admits(method, path) {
-                        first = Some(i);
-                        break;
-                    }
-                }
-            }
-        }
-        (first, connected)
+    /// What the mesh index holds on the heap, in bytes: it grows with the rules and with the
+    /// distinct combinations of wide `from` selectors, not with the functions a selector covers.
+    pub fn mesh_index_bytes(&self) -> usize {
+        self.mesh.heap_bytes()
     }
 
     /// Every egress destination each function may reach, and the rule that opens it, in
@@ -593,40 +540,34 @@ impl Policy {
         method: &str,
         path: &str,
     ) -> Decision {
-        let (first, connected) = self.first_admitting(from, to, method, path);
-        if let Some(i) = first {
-            return Decision::allow(self.allows[i as usize].id.clone());
+        let (first, connected) = self
+            .mesh
+            .first_admitting(from.index(), to.index(), method, path);
+        if let Some(rule) = first {
+            return Decision::allow(rule.clone());
         }
-        let audit = self.function(from).audit || self.function(to).audit;
+        let (source, dest) = (&self.callers[from.index()], &self.callers[to.index()]);
+        let audit = source.audit || dest.audit;
         if !connected {
             return Decision::refuse(
                 Reason::NoRule {
-                    from: self.function(from).identity.clone(),
-                    to: self.function(to).identity.clone(),
+                    from: Arc::clone(&source.identity),
+                    to: Arc::clone(&dest.identity),
                 },
                 audit,
             );
         }
         // Refused: say which rules came nearest.
-        let candidates = self.candidates(from, to);
-        let method_ok: Vec<Name> = candidates
-            .iter()
-            .map(|&i| &self.allows[i as usize])
-            .filter(|rule| rule.methods.admits(method))
-            .map(|rule| rule.id.clone())
-            .collect();
-        let reason = if method_ok.is_empty() {
-            Reason::MethodNotAllowed {
-                method: method.to_owned(),
-                nearest: candidates
-                    .iter()
-                    .map(|&i| self.allows[i as usize].id.clone())
-                    .collect(),
-            }
-        } else {
+        let (method_ok, nearest) = self.mesh.nearest(from.index(), to.index(), method);
+        let reason = if method_ok {
             Reason::PathNotAllowed {
                 path: path.to_owned(),
-                nearest: method_ok,
+                nearest,
+            }
+        } else {
+            Reason::MethodNotAllowed {
+                method: method.to_owned(),
+                nearest,
             }
         };
         Decision::refuse(reason, audit)

@@ -1,95 +1,468 @@
-//! The allow rules by the pair of selectors they are written with, laid out for the mesh
-//! decision: one cheap hash and one slice of a shared array per lookup, and no allocation.
+//! The allow rules laid out for the mesh decision: a few independent probes of one flat table,
+//! each answer a run of candidates that carry what the request is checked against, and no
+//! allocation.
+//!
+//! A function is a source through two *origins*: its own name (rules written `from =
+//! "function:NAME"`) and its *source class*, the set of wider `from` selectors (segment, subnet,
+//! group, label) that select it. Functions with the same wide selectors share a class, so a rule
+//! `from = "segment:x"` is indexed once per class in that segment, not once per function. The
+//! table is keyed by (origin, destination selector), so a decision is two probes per selector
+//! that describes the callee, all independent of one another and of the number of rules.
+//!
+//! The price is memory where classes are many: at worst, every function its own class, a wide
+//! rule is indexed once per function it selects. [`MeshIndex::heap_bytes`] says what it came to.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// Allow-rule numbers (their file order) by (`from` selector id, `to` selector id).
-#[derive(Debug, Default)]
+use septa_manifest::{Methods, Name, Selector};
+
+use crate::engine::FunctionInfo;
+use crate::methods::{MethodKey, MethodSet};
+use crate::path::PathPattern;
+
+/// No origin: a function no rule names in its `from`, or an endpoint.
+const NO_ORIGIN: u32 = u32::MAX;
+/// An empty table slot. Never a real key: origins are never [`NO_ORIGIN`].
+const EMPTY: u64 = u64::MAX;
+
+/// What the index needs of one allow rule.
+pub(crate) struct IndexedRule<'a> {
+    pub(crate) id: &'a Name,
+    pub(crate) from: &'a Selector,
+    pub(crate) to: &'a Selector,
+    pub(crate) methods: &'a Methods,
+    /// `None` admits any path.
+    pub(crate) paths: Option<&'a [PathPattern]>,
+}
+
+/// The paths a candidate admits.
+#[derive(Clone, Copy, Debug)]
+enum PathsRef {
+    Any,
+    /// The rule's only pattern, the common case, checked without another lookup.
+    One(u32),
+    /// A run of [`MeshIndex::path_lists`]; empty admits nothing.
+    Many {
+        start: u32,
+        len: u32,
+    },
+}
+
+/// Which methods outside the standard ones a rule admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OtherMethods {
+    None,
+    Any,
+    /// Those it lists, in [`MeshIndex::listed_methods`].
+    Listed,
+}
+
+/// One rule as a decision checks it: everything an allowed call reads is here, the rule's name
+/// included, so a decision touches no other memory per rule.
+#[derive(Clone, Debug)]
+struct Candidate {
+    id: Name,
+    /// The rule's position in the manifest.
+    rule: u32,
+    /// The standard methods it admits, as [`MethodSet::standard_mask`] says.
+    standard_methods: u16,
+    other_methods: OtherMethods,
+    paths: PathsRef,
+}
+
+/// One (origin, destination selector) pair and where its candidates are.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    key: u64,
+    start: u32,
+    len: u32,
+}
+
+/// Destination selectors a function's [`Ends`] holds itself; more are kept apart.
+const INLINE_DEST_KEYS: usize = 5;
+
+/// What the index knows about one function, in half a cache line: a decision reads the two
+/// functions' and then goes straight to the table.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(32))]
+struct Ends {
+    /// Its own origin and its source class's, [`NO_ORIGIN`] where it has none.
+    origins: [u32; 2],
+    /// How many `to` selectors describe it.
+    dest_len: u32,
+    /// Those selectors when they fit, else where they start in [`MeshIndex::spilled_dest_keys`].
+    dest_keys: [u32; INLINE_DEST_KEYS],
+}
+
+/// Allow rules by (origin, destination selector), each run in file order.
+#[derive(Debug)]
 pub(crate) struct MeshIndex {
-    /// Where each pair's rules are in `rules`: (start, length), by the pair packed in a `u64`.
-    spans: HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>,
-    /// Every pair's rules, one run per pair, each run in file order.
-    rules: Vec<u32>,
+    ends: Vec<Ends>,
+    spilled_dest_keys: Vec<u32>,
+    /// Two bits per key, a word picked by the key: most pairs a decision asks about hold no
+    /// rule, and this answers them from a few hundred kilobytes instead of the table.
+    filter: Box<[u64]>,
+    /// Open addressing with linear probing, at most half full, so a probe that finds nothing
+    /// usually stops at the first slot.
+    slots: Box<[Slot]>,
+    candidates: Vec<Candidate>,
+    /// The methods of the rules that list some outside the standard ones.
+    listed_methods: HashMap<u32, MethodSet>,
+    /// Pattern ids of the rules with several paths.
+    path_lists: Vec<u32>,
+    /// Each distinct pattern once: rules repeat the same few, which then stay in cache.
+    patterns: Vec<PathPattern>,
 }
 
 impl MeshIndex {
-    /// Lays out `by_pair`, whose lists are in file order.
-    pub(crate) fn new(by_pair: HashMap<(u32, u32), Vec<u32>>) -> Self {
-        let mut index = Self {
-            spans: HashMap::with_capacity_and_hasher(by_pair.len(), Default::default()),
-            rules: Vec::with_capacity(by_pair.values().map(Vec::len).sum()),
+    /// Indexes `rules` (in file order) over `functions`, given the selectors that describe each
+    /// function.
+    pub(crate) fn new<'a>(
+        functions: &[FunctionInfo],
+        describing: &[Vec<Selector>],
+        rules: &[IndexedRule<'a>],
+    ) -> Self {
+        let mut selector_ids: HashMap<&Selector, u32> = HashMap::new();
+        let mut intern = |s| {
+            let next = selector_ids.len() as u32;
+            *selector_ids.entry(s).or_insert(next)
         };
-        for ((from, to), rules) in by_pair {
-            let start = index.rules.len() as u32;
-            index.rules.extend_from_slice(&rules);
-            index
-                .spans
-                .insert(pack(from, to), (start, rules.len() as u32));
-        }
-        index
-    }
+        let rule_ends: Vec<(u32, u32)> = rules
+            .iter()
+            .map(|r| (intern(r.from), intern(r.to)))
+            .collect();
+        let used_from: Vec<bool> = mark(selector_ids.len(), rule_ends.iter().map(|e| e.0));
+        let used_to: Vec<bool> = mark(selector_ids.len(), rule_ends.iter().map(|e| e.1));
 
-    /// The rules written from selector `from` to selector `to`, in file order.
-    pub(crate) fn get(&self, from: u32, to: u32) -> &[u32] {
-        match self.spans.get(&pack(from, to)) {
-            Some(&(start, len)) => {
-                let start = start as usize;
-                self.rules.get(start..start + len as usize).unwrap_or(&[])
+        // Origins: functions first, by index, then one per distinct source class.
+        let mut own_origin: HashMap<u32, u32> = HashMap::new();
+        let mut classes: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut ends = Vec::with_capacity(functions.len());
+        let mut spilled_dest_keys = Vec::new();
+        for (f, selectors) in functions.iter().zip(describing) {
+            let ids = || {
+                selectors
+                    .iter()
+                    .filter_map(|s| selector_ids.get(s).copied())
+            };
+            let mut origins = [NO_ORIGIN; 2];
+            // An endpoint never makes a call: however wide a rule's `from`, it is no source.
+            if !f.spec.is_endpoint() {
+                let own = selector_ids
+                    .get(&Selector::Function(f.spec.name.clone()))
+                    .copied();
+                if let Some(own) = own.filter(|&id| used_from[id as usize]) {
+                    origins[0] = f.id.index() as u32;
+                    own_origin.insert(own, origins[0]);
+                }
+                let mut wide: Vec<u32> = ids()
+                    .filter(|&id| used_from[id as usize] && Some(id) != own)
+                    .collect();
+                if !wide.is_empty() {
+                    wide.sort_unstable();
+                    let next = (functions.len() + classes.len()) as u32;
+                    origins[1] = *classes.entry(wide).or_insert(next);
+                }
             }
-            None => &[],
+            let dest: Vec<u32> = ids().filter(|&id| used_to[id as usize]).collect();
+            let mut inline = [0; INLINE_DEST_KEYS];
+            match inline.get_mut(..dest.len()) {
+                Some(fits) => fits.copy_from_slice(&dest),
+                None => {
+                    inline[0] = spilled_dest_keys.len() as u32;
+                    spilled_dest_keys.extend_from_slice(&dest);
+                }
+            }
+            ends.push(Ends {
+                origins,
+                dest_len: dest.len() as u32,
+                dest_keys: inline,
+            });
+        }
+        let mut origins_of: HashMap<u32, Vec<u32>> = own_origin
+            .into_iter()
+            .map(|(selector, origin)| (selector, vec![origin]))
+            .collect();
+        for (wide, &class) in &classes {
+            for &selector in wide {
+                origins_of.entry(selector).or_default().push(class);
+            }
+        }
+
+        let mut pattern_ids: HashMap<&str, u32> = HashMap::new();
+        let mut patterns = Vec::new();
+        let mut path_lists = Vec::new();
+        let mut by_key: HashMap<u64, Vec<Candidate>> = HashMap::new();
+        let mut listed_methods = HashMap::new();
+        for (i, (rule, &(from, to))) in rules.iter().zip(&rule_ends).enumerate() {
+            let method_set = MethodSet::new(rule.methods);
+            let mut pattern_id = |p: &'a PathPattern| {
+                *pattern_ids.entry(p.as_str()).or_insert_with(|| {
+                    patterns.push(p.clone());
+                    patterns.len() as u32 - 1
+                })
+            };
+            let paths = match rule.paths {
+                None => PathsRef::Any,
+                Some([only]) => PathsRef::One(pattern_id(only)),
+                Some(list) => {
+                    let start = path_lists.len() as u32;
+                    path_lists.extend(list.iter().map(&mut pattern_id));
+                    PathsRef::Many {
+                        start,
+                        len: list.len() as u32,
+                    }
+                }
+            };
+            let other_methods = match rule.methods {
+                Methods::Any => OtherMethods::Any,
+                Methods::Only(_) if method_set.lists_others() => OtherMethods::Listed,
+                Methods::Only(_) => OtherMethods::None,
+            };
+            let candidate = Candidate {
+                id: rule.id.clone(),
+                rule: i as u32,
+                standard_methods: method_set.standard_mask(),
+                other_methods,
+                paths,
+            };
+            if other_methods == OtherMethods::Listed {
+                listed_methods.insert(i as u32, method_set);
+            }
+            for &origin in origins_of.get(&from).into_iter().flatten() {
+                by_key
+                    .entry(pack(origin, to))
+                    .or_default()
+                    .push(candidate.clone());
+            }
+        }
+
+        let mut slots = vec![
+            Slot {
+                key: EMPTY,
+                start: 0,
+                len: 0,
+            };
+            (by_key.len() * 2).next_power_of_two().max(2)
+        ]
+        .into_boxed_slice();
+        let mask = slots.len() - 1;
+        // At least eight bits per key: about one pair in twenty that holds no rule gets past.
+        let mut filter = vec![0; by_key.len().div_ceil(8).next_power_of_two()].into_boxed_slice();
+        let mut candidates = Vec::with_capacity(by_key.values().map(Vec::len).sum());
+        for (key, run) in by_key {
+            let h = hash(key);
+            let (word, bits) = filter_bits(h, filter.len());
+            filter[word] |= bits;
+            let mut at = h as usize & mask;
+            while slots[at].key != EMPTY {
+                at = (at + 1) & mask;
+            }
+            slots[at] = Slot {
+                key,
+                start: candidates.len() as u32,
+                len: run.len() as u32,
+            };
+            candidates.extend(run);
+        }
+        Self {
+            ends,
+            spilled_dest_keys,
+            filter,
+            slots,
+            candidates,
+            listed_methods,
+            path_lists,
+            patterns,
+        }
+    }
+
+    /// The first rule in file order that connects `from` to `to` and admits `method` on `path`,
+    /// and whether any rule connects them at all.
+    pub(crate) fn first_admitting(
+        &self,
+        from: usize,
+        to: usize,
+        method: &str,
+        path: &str,
+    ) -> (Option<&Name>, bool) {
+        let method = MethodKey::new(method);
+        let mut first: Option<&Candidate> = None;
+        let mut connected = false;
+        self.for_each_run(from, to, |run| {
+            connected = true;
+            // Each run is in file order: stop at the first that admits, or at the first that
+            // comes after one already found.
+            for c in run {
+                if first.is_some_and(|found| c.rule >= found.rule) {
+                    break;
+                }
+                if self.admits(c, method, path) {
+                    first = Some(c);
+                    break;
+                }
+            }
+        });
+        (first.map(|c| &c.id), connected)
+    }
+
+    /// For a call no rule admits, the rules that came nearest, by name in file order: those
+    /// connecting `from` to `to` that admit `method` if there are any (`true`: only the path is
+    /// refused), else every rule connecting them (`false`: the method is refused).
+    pub(crate) fn nearest(&self, from: usize, to: usize, method: &str) -> (bool, Vec<Name>) {
+        let method = MethodKey::new(method);
+        let (mut connecting, mut admitting) = (0, 0);
+        self.for_each_run(from, to, |run| {
+            connecting += run.len();
+            admitting += run.iter().filter(|c| self.admits_method(c, method)).count();
+        });
+        let method_ok = admitting > 0;
+        let keep = |c: &&Candidate| !method_ok || self.admits_method(c, method);
+        let mut found = Vec::with_capacity(if method_ok { admitting } else { connecting });
+        self.for_each_run(from, to, |run| {
+            found.extend(run.iter().filter(keep).map(|c| (c.rule, c.id.clone())));
+        });
+        // Each rule is in exactly one run (see `connecting`).
+        found.sort_unstable_by_key(|&(rule, _)| rule);
+        (method_ok, found.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Every rule that connects `from` to `to`, in file order.
+    pub(crate) fn connecting(&self, from: usize, to: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.for_each_run(from, to, |run| out.extend(run.iter().map(|c| c.rule)));
+        // A rule's `from` is one origin of the caller and its `to` one selector of the callee, so
+        // it is in exactly one run: sorting is all the merging needed.
+        out.sort_unstable();
+        out
+    }
+
+    /// What the index holds on the heap, in bytes.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let patterns: usize = self.patterns.iter().map(PathPattern::heap_bytes).sum();
+        // Rule names are shared with the manifest, so only the pointers to them count.
+        self.ends.capacity() * size_of::<Ends>()
+            + self.spilled_dest_keys.capacity() * size_of::<u32>()
+            + self.filter.len() * size_of::<u64>()
+            + self.slots.len() * size_of::<Slot>()
+            + self.candidates.capacity() * size_of::<Candidate>()
+            + self.listed_methods.capacity() * size_of::<(u32, MethodSet, u64)>()
+            + self.path_lists.capacity() * size_of::<u32>()
+            + self.patterns.capacity() * size_of::<PathPattern>()
+            + patterns
+    }
+
+    /// Calls `visit` with each non-empty run of candidates connecting `from` to `to`.
+    fn for_each_run<'s>(&'s self, from: usize, to: usize, mut visit: impl FnMut(&'s [Candidate])) {
+        let (Some(source), Some(dest)) = (self.ends.get(from), self.ends.get(to)) else {
+            return;
+        };
+        let len = dest.dest_len as usize;
+        let dest_keys = match dest.dest_keys.get(..len) {
+            Some(inline) => inline,
+            None => {
+                let start = dest.dest_keys[0] as usize;
+                self.spilled_dest_keys
+                    .get(start..start + len)
+                    .unwrap_or_default()
+            }
+        };
+        for &origin in &source.origins {
+            if origin == NO_ORIGIN {
+                continue;
+            }
+            for &selector in dest_keys {
+                let run = self.run(pack(origin, selector));
+                if !run.is_empty() {
+                    visit(run);
+                }
+            }
+        }
+    }
+
+    fn run(&self, key: u64) -> &[Candidate] {
+        let h = hash(key);
+        let (word, bits) = filter_bits(h, self.filter.len());
+        if self.filter[word] & bits != bits {
+            return &[];
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = h as usize & mask;
+        // The table is at most half full, so there is always an empty slot to stop at.
+        loop {
+            let slot = self.slots[at];
+            if slot.key == key {
+                let start = slot.start as usize;
+                return self
+                    .candidates
+                    .get(start..start + slot.len as usize)
+                    .unwrap_or_default();
+            }
+            if slot.key == EMPTY {
+                return &[];
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn admits(&self, c: &Candidate, method: MethodKey<'_>, path: &str) -> bool {
+        self.admits_method(c, method)
+            && match c.paths {
+                PathsRef::Any => true,
+                PathsRef::One(id) => self.patterns[id as usize].matches(path),
+                PathsRef::Many { start, len } => {
+                    let start = start as usize;
+                    self.path_lists
+                        .get(start..start + len as usize)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|&id| self.patterns[id as usize].matches(path))
+                }
+            }
+    }
+
+    /// Whether the candidate admits `method`: exactly when its rule's [`Methods::admits`] says
+    /// so.
+    fn admits_method(&self, c: &Candidate, method: MethodKey<'_>) -> bool {
+        match (method.bit(), c.other_methods) {
+            (Some(bit), _) => c.standard_methods & bit != 0,
+            (None, OtherMethods::None) => false,
+            (None, OtherMethods::Any) => true,
+            (None, OtherMethods::Listed) => self
+                .listed_methods
+                .get(&c.rule)
+                .is_some_and(|set| set.admits(method)),
         }
     }
 }
 
-fn pack(from: u32, to: u32) -> u64 {
-    (u64::from(from) << 32) | u64::from(to)
+/// A flag per selector id: whether `used` names it.
+fn mark(len: usize, used: impl Iterator<Item = u32>) -> Vec<bool> {
+    let mut out = vec![false; len];
+    for id in used {
+        out[id as usize] = true;
+    }
+    out
 }
 
-/// A fast hash for the packed pairs (MurmurHash3's 64-bit finalizer). The keys are selector ids
-/// the compiler assigned, never input a client chooses, so a keyed hash (the standard library's
-/// SipHash) would buy nothing against flooding and cost more than the rest of the lookup.
-#[derive(Default)]
-pub(crate) struct PairHasher(u64);
-
-impl Hasher for PairHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed here; this keeps any other use correct, if slower.
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let mut x = self.0 ^ n;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^= x >> 33;
-        self.0 = x;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+fn pack(origin: u32, selector: u32) -> u64 {
+    (u64::from(origin) << 32) | u64::from(selector)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Where a key hashed to `h` is in a filter of `words` words (a power of two): a word and two
+/// bits in it, from bits of `h` the table's slot index does not use.
+fn filter_bits(h: u64, words: usize) -> (usize, u64) {
+    (
+        (h >> 32) as usize & (words - 1),
+        (1 << (h >> 58)) | (1 << ((h >> 52) & 63)),
+    )
+}
 
-    #[test]
-    fn each_pair_finds_its_own_rules_in_order_and_others_none() {
-        let mut by_pair = HashMap::new();
-        by_pair.insert((0, 1), vec![0, 4, 9]);
-        by_pair.insert((1, 0), vec![2]);
-        by_pair.insert((7, 7), vec![3, 5]);
-        let index = MeshIndex::new(by_pair);
-        assert_eq!(index.get(0, 1), &[0, 4, 9]);
-        assert_eq!(index.get(1, 0), &[2]);
-        assert_eq!(index.get(7, 7), &[3, 5]);
-        assert!(index.get(1, 1).is_empty());
-        assert!(index.get(0, 7).is_empty());
-    }
+/// Hashes a packed key: one multiplication (Fibonacci hashing), then the well-mixed high half
+/// folded into the low. The keys are ids the compiler assigned, never input a client chooses, so
+/// a keyed hash would buy nothing against flooding and cost more than the rest of the lookup.
+fn hash(key: u64) -> u64 {
+    let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
 }

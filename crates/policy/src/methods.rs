@@ -21,6 +21,11 @@ impl<'a> MethodKey<'a> {
         let bit = STANDARD.iter().position(|m| *m == text).map(|i| 1u16 << i);
         Self { bit, text }
     }
+
+    /// Its bit, for a standard method spelled exactly as the standard does.
+    pub(crate) fn bit(self) -> Option<u16> {
+        self.bit
+    }
 }
 
 /// The methods a rule admits, as [`Methods`] says, compiled.
@@ -51,6 +56,20 @@ impl MethodSet {
                 }
             }
         }
+    }
+
+    /// The standard methods admitted, a bit each as [`MethodKey`] has them: enough to decide
+    /// any standard method without the rest of the set.
+    pub(crate) fn standard_mask(&self) -> u16 {
+        match self {
+            Self::Any => u16::MAX,
+            Self::Only { standard, .. } => *standard,
+        }
+    }
+
+    /// Whether it lists methods outside the standard ones.
+    pub(crate) fn lists_others(&self) -> bool {
+        matches!(self, Self::Only { other, .. } if !other.is_empty())
     }
 
     /// Whether `method` is admitted: exactly when [`Methods::admits`] says so.
@@ -90,6 +109,13 @@ mod tests {
                     methods.admits(method),
                     "{list:?} admitting {method:?}"
                 );
+                if let Some(bit) = MethodKey::new(method).bit() {
+                    assert_eq!(
+                        set.standard_mask() & bit != 0,
+                        methods.admits(method),
+                        "{list:?} masking {method:?}"
+                    );
+                }
             }
         }
         assert!(MethodSet::new(&Methods::Any).admits(MethodKey::new("ANYTHING")));

@@ -43,7 +43,9 @@ impl<'a> Iterator for PathSegments<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.path.get(self.position..)?.strip_prefix('/')?;
-        let segment = rest.split('/').next().unwrap_or_default();
+        // A byte search: `/` is ASCII, so it never falls inside a character.
+        let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+        let segment = rest.get(..end).unwrap_or(rest);
         self.position += 1 + segment.len();
         Some(segment)
     }

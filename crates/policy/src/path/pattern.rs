@@ -341,6 +341,16 @@ impl PathPattern {
         &self.text
     }
 
+    /// What the pattern holds on the heap, in bytes.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let segment = |s: &Segment| match s {
+            Segment::Literal(text) | Segment::Param(text) => text.len(),
+        };
+        self.text.len()
+            + self.segments.len() * std::mem::size_of::<Segment>()
+            + self.segments.iter().map(segment).sum::<usize>()
+    }
+
     /// Whether the pattern matches one path only: no parameter, no wildcard.
     pub fn is_exact(&self) -> bool {
         !self.wildcard && self.param_count() == 0
