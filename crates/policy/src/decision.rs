@@ -4,7 +4,6 @@
 //! a metric or an auditor's finding can be derived from it without re-deciding.
 
 use std::fmt;
-use std::sync::Arc;
 
 use septa_manifest::Name;
 
@@ -44,6 +43,33 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// A function as flow records name it, `function:NAME` or `endpoint:NAME`: its name and kind
+/// rather than the text, so a refusal that names it copies a few words and touches no shared
+/// reference count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    name: Name,
+    endpoint: bool,
+}
+
+impl Identity {
+    /// The identity of the function called `name`, an endpoint or a component.
+    pub fn new(name: Name, endpoint: bool) -> Self {
+        Self { name, endpoint }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.endpoint {
+            "endpoint"
+        } else {
+            "function"
+        };
+        write!(f, "{kind}:{}", self.name)
+    }
+}
+
 /// Why a flow was allowed or refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -51,11 +77,10 @@ pub enum Reason {
     Allowed,
     /// No rule connects this source to this destination at all.
     NoRule {
-        /// The source identity, e.g. `function:storefront`; shared with the policy, so refusing
-        /// a call copies no text.
-        from: Arc<str>,
+        /// The source identity, e.g. `function:storefront`.
+        from: Identity,
         /// The destination, e.g. `function:ledger`.
-        to: Arc<str>,
+        to: Identity,
     },
     /// Rules connect source and destination, but none admits this method.
     MethodNotAllowed {

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use ipnet::IpNet;
 use septa_manifest::{
@@ -18,7 +17,7 @@ use septa_manifest::{
 };
 
 use crate::ceiling::Ceiling;
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, Identity, Reason};
 use crate::host::canonical_ip;
 use crate::mesh_index::{IndexedRule, MeshIndex};
 use crate::path::{Captures, PathPattern, PathRouter, RouterError};
@@ -130,8 +129,8 @@ struct CompiledAllow {
 /// A function as a mesh refusal names it.
 #[derive(Clone, Debug)]
 struct Caller {
-    /// [`FunctionInfo::identity`], shared with every refusal that names it.
-    identity: Arc<str>,
+    /// [`FunctionInfo::identity`], as refusals name it.
+    identity: Identity,
     /// [`FunctionInfo::audit`].
     audit: bool,
 }
@@ -331,7 +330,7 @@ impl Policy {
         let callers = functions
             .iter()
             .map(|f| Caller {
-                identity: Arc::from(f.identity.as_str()),
+                identity: Identity::new(f.spec.name.clone(), f.spec.is_endpoint()),
                 audit: f.audit,
             })
             .collect();
@@ -551,8 +550,8 @@ impl Policy {
         if !connected {
             return Decision::refuse(
                 Reason::NoRule {
-                    from: Arc::clone(&source.identity),
-                    to: Arc::clone(&dest.identity),
+                    from: source.identity.clone(),
+                    to: dest.identity.clone(),
                 },
                 audit,
             );

@@ -12,7 +12,7 @@ mod mesh_index;
 mod methods;
 pub mod path;
 
-pub use decision::{Decision, Reason, Verdict};
+pub use decision::{Decision, Identity, Reason, Verdict};
 pub use engine::{
     CompileError, CompiledRoute, EgressEdge, EgressHost, FunctionId, FunctionInfo, MeshEdge,
     Policy, RouteOutcome, selects,

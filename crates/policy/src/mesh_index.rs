@@ -12,7 +12,7 @@
 //! The price is memory where classes are many: at worst, every function its own class, a wide
 //! rule is indexed once per function it selects. [`MeshIndex::heap_bytes`] says what it came to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use septa_manifest::{Methods, Name, Selector};
 
@@ -36,7 +36,7 @@ pub(crate) struct IndexedRule<'a> {
 }
 
 /// The paths a candidate admits.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum PathsRef {
     Any,
     /// The rule's only pattern, the common case, checked without another lookup.
@@ -49,7 +49,7 @@ enum PathsRef {
 }
 
 /// Which methods outside the standard ones a rule admits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum OtherMethods {
     None,
     Any,
@@ -70,12 +70,62 @@ struct Candidate {
     paths: PathsRef,
 }
 
-/// One (origin, destination selector) pair and where its candidates are.
-#[derive(Clone, Copy, Debug)]
+impl Candidate {
+    /// What decides which calls it admits: candidates of one kind admit the same calls. Rules
+    /// that list other methods each count as their own kind.
+    fn kind(&self) -> (u16, OtherMethods, PathsRef, Option<u32>) {
+        let listed = (self.other_methods == OtherMethods::Listed).then_some(self.rule);
+        (
+            self.standard_methods,
+            self.other_methods,
+            self.paths,
+            listed,
+        )
+    }
+}
+
+/// One (origin, destination selector) pair and its candidates, in one cache line: most pairs
+/// hold a single rule, kept here, so an allowed call reads no memory past its slot.
+#[derive(Clone, Debug)]
+#[repr(align(64))]
 struct Slot {
     key: u64,
-    start: u32,
-    len: u32,
+    run: Run,
+}
+
+impl Slot {
+    const EMPTY: Self = Self {
+        key: EMPTY,
+        run: Run::Many {
+            start: 0,
+            len: 0,
+            deciding: 0,
+        },
+    };
+}
+
+/// The candidates of one (origin, destination selector) pair, in file order.
+#[derive(Clone, Debug)]
+enum Run {
+    One(Candidate),
+    /// In [`MeshIndex::candidates`]: first, from `start`, the `deciding` candidates that are the
+    /// first of their kind (methods and paths), then all `len` of them.
+    Many {
+        start: u32,
+        len: u32,
+        deciding: u32,
+    },
+}
+
+/// Which candidates of a run a lookup wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wanted {
+    /// All of them.
+    All,
+    /// Those that can decide a call: a candidate with the same methods and paths as an earlier
+    /// one admits exactly what that one does, so it never comes first. Runs of rules from one
+    /// wide selector to another repeat the same few kinds.
+    Deciding,
 }
 
 /// Destination selectors a function's [`Ends`] holds itself; more are kept apart.
@@ -237,19 +287,19 @@ impl MeshIndex {
             }
         }
 
-        let mut slots = vec![
-            Slot {
-                key: EMPTY,
-                start: 0,
-                len: 0,
-            };
-            (by_key.len() * 2).next_power_of_two().max(2)
-        ]
-        .into_boxed_slice();
+        let mut slots =
+            vec![Slot::EMPTY; (by_key.len() * 2).next_power_of_two().max(2)].into_boxed_slice();
         let mask = slots.len() - 1;
         // At least eight bits per key: about one pair in twenty that holds no rule gets past.
         let mut filter = vec![0; by_key.len().div_ceil(8).next_power_of_two()].into_boxed_slice();
-        let mut candidates = Vec::with_capacity(by_key.values().map(Vec::len).sum());
+        let mut candidates = Vec::with_capacity(
+            by_key
+                .values()
+                .map(Vec::len)
+                .filter(|&len| len > 1)
+                .sum::<usize>()
+                * 2,
+        );
         for (key, run) in by_key {
             let h = hash(key);
             let (word, bits) = filter_bits(h, filter.len());
@@ -258,12 +308,23 @@ impl MeshIndex {
             while slots[at].key != EMPTY {
                 at = (at + 1) & mask;
             }
-            slots[at] = Slot {
-                key,
-                start: candidates.len() as u32,
-                len: run.len() as u32,
+            let run = match <[Candidate; 1]>::try_from(run) {
+                Ok([only]) => Run::One(only),
+                Err(run) => {
+                    let start = candidates.len() as u32;
+                    let mut kinds = HashSet::new();
+                    candidates.extend(run.iter().filter(|c| kinds.insert(c.kind())).cloned());
+                    let deciding = candidates.len() as u32 - start;
+                    let len = run.len() as u32;
+                    candidates.extend(run);
+                    Run::Many {
+                        start,
+                        len,
+                        deciding,
+                    }
+                }
             };
-            candidates.extend(run);
+            slots[at] = Slot { key, run };
         }
         Self {
             ends,
@@ -287,9 +348,10 @@ impl MeshIndex {
         path: &str,
     ) -> (Option<&Name>, bool) {
         let method = MethodKey::new(method);
+        let mut paths = PathMatches::new(path);
         let mut first: Option<&Candidate> = None;
         let mut connected = false;
-        self.for_each_run(from, to, |run| {
+        self.for_each_run(from, to, Wanted::Deciding, |run| {
             connected = true;
             // Each run is in file order: stop at the first that admits, or at the first that
             // comes after one already found.
@@ -297,7 +359,7 @@ impl MeshIndex {
                 if first.is_some_and(|found| c.rule >= found.rule) {
                     break;
                 }
-                if self.admits(c, method, path) {
+                if self.admits(c, method, &mut paths) {
                     first = Some(c);
                     break;
                 }
@@ -311,26 +373,46 @@ impl MeshIndex {
     /// refused), else every rule connecting them (`false`: the method is refused).
     pub(crate) fn nearest(&self, from: usize, to: usize, method: &str) -> (bool, Vec<Name>) {
         let method = MethodKey::new(method);
-        let (mut connecting, mut admitting) = (0, 0);
-        self.for_each_run(from, to, |run| {
-            connecting += run.len();
-            admitting += run.iter().filter(|c| self.admits_method(c, method)).count();
+        // The connecting rules, in one walk of the table, on the stack when they are few (they
+        // usually are), so the list of names is the only allocation.
+        const ON_STACK: usize = 32;
+        let mut stack = [None; ON_STACK];
+        let mut spilled = Vec::new();
+        let mut connecting = 0;
+        self.for_each_run(from, to, Wanted::All, |run| {
+            for c in run {
+                match stack.get_mut(connecting) {
+                    Some(entry) => *entry = Some(c),
+                    None => spilled.push(Some(c)),
+                }
+                connecting += 1;
+            }
         });
-        let method_ok = admitting > 0;
-        let keep = |c: &&Candidate| !method_ok || self.admits_method(c, method);
-        let mut found = Vec::with_capacity(if method_ok { admitting } else { connecting });
-        self.for_each_run(from, to, |run| {
-            found.extend(run.iter().filter(keep).map(|c| (c.rule, c.id.clone())));
-        });
-        // Each rule is in exactly one run (see `connecting`).
-        found.sort_unstable_by_key(|&(rule, _)| rule);
-        (method_ok, found.into_iter().map(|(_, id)| id).collect())
+        let all: &mut [Option<&Candidate>] = if spilled.is_empty() {
+            &mut stack[..connecting.min(ON_STACK)]
+        } else {
+            spilled = stack.into_iter().chain(spilled).collect();
+            &mut spilled
+        };
+        // Each rule is in exactly one run (see `connecting`), and each run is in file order, but
+        // runs interleave.
+        all.sort_unstable_by_key(|c| c.map(|c| c.rule));
+        let method_ok = all.iter().flatten().any(|c| self.admits_method(c, method));
+        let names = all
+            .iter()
+            .flatten()
+            .filter(|c| !method_ok || self.admits_method(c, method))
+            .map(|c| c.id.clone())
+            .collect();
+        (method_ok, names)
     }
 
     /// Every rule that connects `from` to `to`, in file order.
     pub(crate) fn connecting(&self, from: usize, to: usize) -> Vec<u32> {
         let mut out = Vec::new();
-        self.for_each_run(from, to, |run| out.extend(run.iter().map(|c| c.rule)));
+        self.for_each_run(from, to, Wanted::All, |run| {
+            out.extend(run.iter().map(|c| c.rule))
+        });
         // A rule's `from` is one origin of the caller and its `to` one selector of the callee, so
         // it is in exactly one run: sorting is all the merging needed.
         out.sort_unstable();
@@ -341,7 +423,8 @@ impl MeshIndex {
     pub(crate) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         let patterns: usize = self.patterns.iter().map(PathPattern::heap_bytes).sum();
-        // Rule names are shared with the manifest, so only the pointers to them count.
+        // Rule names are held inline (only long ones are shared with the manifest), so only the
+        // `Name` values count.
         self.ends.capacity() * size_of::<Ends>()
             + self.spilled_dest_keys.capacity() * size_of::<u32>()
             + self.filter.len() * size_of::<u64>()
@@ -354,7 +437,13 @@ impl MeshIndex {
     }
 
     /// Calls `visit` with each non-empty run of candidates connecting `from` to `to`.
-    fn for_each_run<'s>(&'s self, from: usize, to: usize, mut visit: impl FnMut(&'s [Candidate])) {
+    fn for_each_run<'s>(
+        &'s self,
+        from: usize,
+        to: usize,
+        wanted: Wanted,
+        mut visit: impl FnMut(&'s [Candidate]),
+    ) {
         let (Some(source), Some(dest)) = (self.ends.get(from), self.ends.get(to)) else {
             return;
         };
@@ -373,7 +462,7 @@ impl MeshIndex {
                 continue;
             }
             for &selector in dest_keys {
-                let run = self.run(pack(origin, selector));
+                let run = self.run(pack(origin, selector), wanted);
                 if !run.is_empty() {
                     visit(run);
                 }
@@ -381,7 +470,7 @@ impl MeshIndex {
         }
     }
 
-    fn run(&self, key: u64) -> &[Candidate] {
+    fn run(&self, key: u64, wanted: Wanted) -> &[Candidate] {
         let h = hash(key);
         let (word, bits) = filter_bits(h, self.filter.len());
         if self.filter[word] & bits != bits {
@@ -391,13 +480,25 @@ impl MeshIndex {
         let mut at = h as usize & mask;
         // The table is at most half full, so there is always an empty slot to stop at.
         loop {
-            let slot = self.slots[at];
+            let slot = &self.slots[at];
             if slot.key == key {
-                let start = slot.start as usize;
-                return self
-                    .candidates
-                    .get(start..start + slot.len as usize)
-                    .unwrap_or_default();
+                return match &slot.run {
+                    Run::One(only) => std::slice::from_ref(only),
+                    &Run::Many {
+                        start,
+                        len,
+                        deciding,
+                    } => {
+                        let (start, len) = match wanted {
+                            Wanted::All => (start + deciding, len),
+                            Wanted::Deciding => (start, deciding),
+                        };
+                        let start = start as usize;
+                        self.candidates
+                            .get(start..start + len as usize)
+                            .unwrap_or_default()
+                    }
+                };
             }
             if slot.key == EMPTY {
                 return &[];
@@ -406,18 +507,18 @@ impl MeshIndex {
         }
     }
 
-    fn admits(&self, c: &Candidate, method: MethodKey<'_>, path: &str) -> bool {
+    fn admits(&self, c: &Candidate, method: MethodKey<'_>, path: &mut PathMatches<'_>) -> bool {
         self.admits_method(c, method)
             && match c.paths {
                 PathsRef::Any => true,
-                PathsRef::One(id) => self.patterns[id as usize].matches(path),
+                PathsRef::One(id) => path.matches(&self.patterns, id),
                 PathsRef::Many { start, len } => {
                     let start = start as usize;
                     self.path_lists
                         .get(start..start + len as usize)
                         .unwrap_or_default()
                         .iter()
-                        .any(|&id| self.patterns[id as usize].matches(path))
+                        .any(|&id| path.matches(&self.patterns, id))
                 }
             }
     }
@@ -434,6 +535,40 @@ impl MeshIndex {
                 .get(&c.rule)
                 .is_some_and(|set| set.admits(method)),
         }
+    }
+}
+
+/// Which patterns one request's path matches, each worked out once: rules repeat the same few
+/// patterns, and a refused call between functions that wide rules connect checks dozens of
+/// candidates.
+struct PathMatches<'a> {
+    path: &'a str,
+    /// Of the first 64 pattern ids, those already matched against `path`...
+    known: u64,
+    /// ...and of those, the ones it matches.
+    matching: u64,
+}
+
+impl<'a> PathMatches<'a> {
+    fn new(path: &'a str) -> Self {
+        Self {
+            path,
+            known: 0,
+            matching: 0,
+        }
+    }
+
+    fn matches(&mut self, patterns: &[PathPattern], id: u32) -> bool {
+        let Some(bit) = 1u64.checked_shl(id) else {
+            return patterns[id as usize].matches(self.path);
+        };
+        if self.known & bit == 0 {
+            self.known |= bit;
+            if patterns[id as usize].matches(self.path) {
+                self.matching |= bit;
+            }
+        }
+        self.matching & bit != 0
     }
 }
 
