@@ -279,7 +279,7 @@ impl Host {
         // and stop it once its time is up. The yield is tokio's `yield_now`, which puts the guest
         // back only after the worker has polled its sockets: a connection with a request ready
         // runs before the looping guests do, however many there are, and the worker does not
-        // have to poll its sockets after every task to get that (`server.rs`).
+        // have to poll its sockets after every task to get that (`septa_gateway::serve`).
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
