@@ -24,12 +24,7 @@ impl Loader {
         let mut out = Vec::new();
         let mut ids = HashSet::new();
         for (at, r) in raw {
-            let id = self.name(&r.id);
-            if let Some(id) = &id
-                && !ids.insert(id.clone())
-            {
-                self.error(&r.id.span(), format!("duplicate alert id `{id}`"));
-            }
+            let id = self.entry_id(&r.id, &mut ids, "alert");
             let trigger = self.alert_trigger(r, refs);
             let sink = self.alert_sink(*at, dir, r);
             let min_interval_s = self.bounded(

@@ -262,6 +262,21 @@ impl Loader {
         }
     }
 
+    /// The id of a `kind` entry (`alert`, `invariant`): a valid name not used by another entry
+    /// of the same kind, whose names are in `seen`.
+    fn entry_id(
+        &mut self,
+        s: &Spanned<String>,
+        seen: &mut std::collections::HashSet<Name>,
+        kind: &str,
+    ) -> Option<Name> {
+        let id = self.name(s)?;
+        if !seen.insert(id.clone()) {
+            self.error(&s.span(), format!("duplicate {kind} id `{id}`"));
+        }
+        Some(id)
+    }
+
     /// A rule's id: a valid name not used by any other route, allow or egress rule.
     fn rule_id(&mut self, raw: &Spanned<String>, refs: &mut References) -> Option<Name> {
         let id = self.name(raw)?;

@@ -478,12 +478,7 @@ impl Loader {
         let mut out = Vec::new();
         let mut ids = HashSet::new();
         for (at, r) in raw {
-            let id = self.name(&r.id);
-            if let Some(id) = &id
-                && !ids.insert(id.clone())
-            {
-                self.error(&r.id.span(), format!("duplicate invariant id `{id}`"));
-            }
+            let id = self.entry_id(&r.id, &mut ids, "invariant");
             let from = self.invariant_selector(&r.deny_path.from, refs);
             let to = self.invariant_selector(&r.deny_path.to, refs);
             let except: Vec<Option<Selector>> = r
