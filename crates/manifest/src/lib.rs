@@ -1,6 +1,6 @@
 //! `septa.toml`: parsing into typed, validated values with file:line:col errors.
 //!
-//! [`load`] reads a manifest from an application directory and either returns a [`Manifest`]
+//! [`load()`] reads a manifest from an application directory and either returns a [`Manifest`]
 //! whose every reference is resolved, or [`Diagnostics`] listing every problem found, each with
 //! its position. Nothing downstream re-checks what this crate proved.
 

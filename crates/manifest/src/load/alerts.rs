@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_spanned::Spanned;
 
 use super::Loader;
-use super::rules::References;
+use super::references::References;
 use crate::alert::{Alert, AlertSink, AlertTrigger, FlowScope, WebhookUrl};
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 use crate::raw::RawAlert;

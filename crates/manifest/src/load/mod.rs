@@ -1,9 +1,11 @@
 //! Reading `septa.toml`: syntax, then schema section by section, then references.
 //!
-//! Stage one (here) checks syntax and each entry's schema; [`places`] resolves segments and
-//! functions; [`rules`] resolves routes and rules; [`jwt`] resolves issuers; [`alerts`] resolves
-//! the operator's alerts. Each stage keeps going after an error so one run reports every problem
-//! it can find.
+//! Stage one (here) checks syntax and each entry's schema. [`resolve`] then resolves the sections
+//! in the order their references need: [`settings`] (ceiling and gateway), [`places`] (segments,
+//! subnets, groups), [`functions`] (components and endpoints), [`jwt`] and [`api_keys`] (what
+//! routes authenticate against), [`routes`] with their [`route_auth`], [`rules`] (allow and
+//! egress), [`invariants`] and [`alerts`]; [`references`] is what rules may name. Each stage keeps
+//! going after an error so one run reports every problem it can find.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -35,10 +37,6 @@ const TOP_LEVEL_KEYS: [&str; 15] = [
     "jwt",
     "api_keys",
     "alert",
-];
-
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
 ];
 
 /// Loads `septa.toml` from `path`, which is the application directory or the file itself.
@@ -116,6 +114,23 @@ impl Loader {
         let at = self.loc(span);
         self.errors
             .push(Diagnostic::at(at, message).with_help(help));
+    }
+
+    /// A reference to something never declared: the closest declared name, if one is close,
+    /// and how to declare it.
+    fn unknown(
+        &mut self,
+        span: &Range<usize>,
+        what: &str,
+        name: &str,
+        hint: Option<&str>,
+        declare: &str,
+    ) {
+        let message = match hint {
+            Some(h) => format!("unknown {what} `{name}` (did you mean `{h}`?)"),
+            None => format!("unknown {what} `{name}`"),
+        };
+        self.error_help(span, message, format!("declare it with `{declare}`"));
     }
 
     fn manifest(&mut self, file: &Path, text: &str) -> Option<Manifest> {
@@ -290,8 +305,16 @@ impl Loader {
 }
 
 mod alerts;
+mod api_keys;
+mod functions;
+mod invariants;
 mod jwt;
 mod places;
+mod references;
+mod resolve;
+mod route_auth;
+mod routes;
 mod rules;
+mod settings;
 
-use rules::References;
+use references::References;

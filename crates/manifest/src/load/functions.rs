@@ -1,0 +1,265 @@
+//! `[function.NAME]` components and `[endpoint.NAME]` private endpoints with their backends,
+//! placed and given resource limits; they share the `NAME.internal` names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_spanned::Spanned;
+
+use super::Loader;
+use crate::model::*;
+use crate::raw::*;
+
+impl Loader {
+    pub(super) fn functions(
+        &mut self,
+        dir: &Path,
+        raw: &[(Spanned<String>, RawFunction)],
+        segments: &BTreeMap<Name, Segment>,
+        groups: &BTreeMap<Name, Group>,
+    ) -> BTreeMap<Name, Function> {
+        let mut out = BTreeMap::new();
+        for (name, f) in raw {
+            let Some(fname) = self.name(name) else {
+                continue;
+            };
+            let placement = self.placement(&f.placement, segments);
+            self.known_groups(&f.groups, groups);
+            let fgroups = self.names(&f.groups);
+            let labels = self.names(&f.labels);
+            let limits = self.limits(&f.limits);
+            if f.source.get_ref().is_empty() {
+                self.error(
+                    &f.source.span(),
+                    "`source` must name a `.wasm` component file",
+                );
+            }
+            let build = f.build.as_ref().map(|b| Build {
+                command: b.command.get_ref().clone(),
+                workdir: dir.join(b.workdir.as_deref().unwrap_or(".")),
+            });
+            let Some((placement, subnet_kind, segment_mode)) = placement else {
+                continue;
+            };
+            out.insert(
+                fname.clone(),
+                Function {
+                    name: fname,
+                    kind: FunctionKind::Component,
+                    source: dir.join(f.source.get_ref()),
+                    placement,
+                    subnet_kind,
+                    groups: fgroups,
+                    labels,
+                    mode: f.mode.unwrap_or(segment_mode),
+                    limits,
+                    build,
+                    location: self.loc(&name.span()),
+                },
+            );
+        }
+        out
+    }
+
+    /// `[endpoint.NAME]` entries, added to `functions`: they share the `NAME.internal` names.
+    pub(super) fn endpoints(
+        &mut self,
+        dir: &Path,
+        raw: &[(Spanned<String>, RawEndpoint)],
+        segments: &BTreeMap<Name, Segment>,
+        groups: &BTreeMap<Name, Group>,
+        functions: &mut BTreeMap<Name, Function>,
+    ) {
+        for (name, e) in raw {
+            let Some(ename) = self.name(name) else {
+                continue;
+            };
+            if functions.contains_key(&ename) {
+                self.error_help(
+                    &name.span(),
+                    format!("endpoint `{ename}` has the name of a function"),
+                    "functions and endpoints share the mesh names `NAME.internal`; rename one",
+                );
+                continue;
+            }
+            let placement = self.placement(&e.placement, segments);
+            self.known_groups(&e.groups, groups);
+            let egroups = self.names(&e.groups);
+            let labels = self.names(&e.labels);
+            let backend = self.endpoint_backend(dir, name.get_ref(), e);
+            let defaults = Limits::default();
+            let limits = self.limits(&RawLimits {
+                memory_mb: None,
+                timeout_ms: e.limits.timeout_ms.clone(),
+                max_concurrency: e.limits.max_concurrency.clone(),
+            });
+            let (Some((placement, subnet_kind, segment_mode)), Some(backend)) =
+                (placement, backend)
+            else {
+                continue;
+            };
+            functions.insert(
+                ename.clone(),
+                Function {
+                    name: ename,
+                    kind: FunctionKind::Endpoint(backend),
+                    source: PathBuf::new(),
+                    placement,
+                    subnet_kind,
+                    groups: egroups,
+                    labels,
+                    mode: e.mode.unwrap_or(segment_mode),
+                    limits: Limits {
+                        memory_mb: defaults.memory_mb,
+                        ..limits
+                    },
+                    build: None,
+                    location: self.loc(&name.span()),
+                },
+            );
+        }
+    }
+
+    fn endpoint_backend(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        e: &RawEndpoint,
+    ) -> Option<EndpointBackend> {
+        let kind = e
+            .backend
+            .as_ref()
+            .map_or("embedded", |b| b.get_ref().as_str());
+        let sources = [&e.url, &e.url_env, &e.url_file];
+        let given: Vec<&Spanned<String>> = sources.iter().filter_map(|s| s.as_ref()).collect();
+        if kind == "embedded" {
+            if let Some(extra) = given.first() {
+                self.error(
+                    &extra.span(),
+                    format!(
+                        "endpoint `{name}` is embedded: it takes no `url`, `url_env` or `url_file`"
+                    ),
+                );
+                return None;
+            }
+            return Some(EndpointBackend::Embedded);
+        }
+        let scheme = match kind {
+            "redis" => "redis",
+            "postgres" => "postgres",
+            other => {
+                let span = e.backend.as_ref().map(Spanned::span).unwrap_or_default();
+                self.error_help(
+                    &span,
+                    format!("unknown backend `{other}`"),
+                    "backends are `embedded` (the default), `redis` and `postgres`",
+                );
+                return None;
+            }
+        };
+        let connection = match (&e.url, &e.url_env, &e.url_file) {
+            (Some(url), None, None) => {
+                let text = url.get_ref();
+                let Some(rest) = text
+                    .strip_prefix(scheme)
+                    .and_then(|r| r.strip_prefix("://"))
+                    .or_else(|| {
+                        (scheme == "postgres")
+                            .then(|| text.strip_prefix("postgresql://"))
+                            .flatten()
+                    })
+                else {
+                    self.error(
+                        &url.span(),
+                        format!("a {kind} endpoint's `url` must start with `{scheme}://`"),
+                    );
+                    return None;
+                };
+                let authority = rest.split(['/', '?']).next().unwrap_or_default();
+                if authority.contains('@') {
+                    self.error_help(
+                        &url.span(),
+                        format!("endpoint `{name}`'s `url` carries credentials"),
+                        "credentials never go in the manifest: put the whole URL in an environment variable (`url_env`) or a file (`url_file`)",
+                    );
+                    return None;
+                }
+                Connection::Url(text.clone())
+            }
+            (None, Some(var), None) => {
+                let ok = !var.get_ref().is_empty()
+                    && var
+                        .get_ref()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !ok {
+                    self.error(
+                        &var.span(),
+                        format!("`{}` is not an environment variable name", var.get_ref()),
+                    );
+                    return None;
+                }
+                Connection::Env(var.get_ref().clone())
+            }
+            (None, None, Some(file)) => Connection::File(dir.join(file.get_ref())),
+            (None, None, None) => {
+                let span = e.backend.as_ref().map(Spanned::span).unwrap_or_default();
+                self.error_help(
+                    &span,
+                    format!("a {kind} endpoint needs a connection"),
+                    "give `url` (without credentials), `url_env` or `url_file`",
+                );
+                return None;
+            }
+            _ => {
+                self.error(
+                    &given[1].span(),
+                    "give one of `url`, `url_env` and `url_file`, not several",
+                );
+                return None;
+            }
+        };
+        Some(match kind {
+            "redis" => EndpointBackend::Redis(connection),
+            _ => EndpointBackend::Postgres(connection),
+        })
+    }
+
+    pub(super) fn limits(&mut self, raw: &RawLimits) -> Limits {
+        let defaults = Limits::default();
+        let mut field = |v: &Option<Spanned<u32>>, name: &str, max: u32, default: u32| match v {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > max => {
+                self.error(
+                    &v.span(),
+                    format!(
+                        "`limits.{name}` must be between 1 and {max}, not {}",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+            Some(v) => *v.get_ref(),
+            None => default,
+        };
+        Limits {
+            memory_mb: field(
+                &raw.memory_mb,
+                "memory_mb",
+                Limits::MAX_MEMORY_MB,
+                defaults.memory_mb,
+            ),
+            timeout_ms: field(
+                &raw.timeout_ms,
+                "timeout_ms",
+                Limits::MAX_TIMEOUT_MS,
+                defaults.timeout_ms,
+            ),
+            max_concurrency: field(
+                &raw.max_concurrency,
+                "max_concurrency",
+                Limits::MAX_CONCURRENCY,
+                defaults.max_concurrency,
+            ),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! What answers at `NAME.internal`: a [`Function`] (a component, or a private endpoint and its
+//! backend), with its resource limits and how to build it.
+
+use std::path::PathBuf;
+
+use super::{Mode, Name, Placement, SubnetKind};
+use crate::diagnostic::Location;
+
+/// Per-instance resource limits of a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory ceiling of one instance, in MiB.
+    pub memory_mb: u32,
+    /// Wall-clock time one request may run, in milliseconds.
+    pub timeout_ms: u32,
+    /// Instances of this function that may run at once; more are refused with 503.
+    pub max_concurrency: u32,
+}
+
+impl Limits {
+    /// Largest memory a manifest may ask for.
+    pub const MAX_MEMORY_MB: u32 = 4096;
+    /// Longest timeout a manifest may ask for.
+    pub const MAX_TIMEOUT_MS: u32 = 300_000;
+    /// Most concurrent instances a manifest may ask for.
+    pub const MAX_CONCURRENCY: u32 = 10_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 64,
+            timeout_ms: 10_000,
+            max_concurrency: 64,
+        }
+    }
+}
+
+/// How `septa up --build` builds a function's component.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Build {
+    /// A shell command.
+    pub command: String,
+    /// The directory it runs in, resolved against the manifest's directory.
+    pub workdir: PathBuf,
+}
+
+/// What answers at a mesh name: a component septa runs, or a private endpoint to a data store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// A `wasi:http/proxy` component (`[function.NAME]`).
+    Component,
+    /// A private endpoint (`[endpoint.NAME]`): a key-value store reached only through the mesh.
+    Endpoint(EndpointBackend),
+}
+
+/// Where a private endpoint keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointBackend {
+    /// An embedded store, one file per endpoint under the data directory (the default).
+    Embedded,
+    /// A Redis server.
+    Redis(Connection),
+    /// A PostgreSQL server (a table per endpoint).
+    Postgres(Connection),
+}
+
+/// Where a backend's connection URL comes from. Credentials never live in the manifest: a URL
+/// written inline may not carry a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// A URL without credentials, written in the manifest.
+    Url(String),
+    /// An environment variable holding the URL.
+    Env(String),
+    /// A file holding the URL (resolved against the manifest's directory).
+    File(PathBuf),
+}
+
+/// A function: something placed in one segment and subnet that the mesh reaches at
+/// `NAME.internal` — a `wasi:http/proxy` component, or a private endpoint to a data store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// Its name, also its mesh host name `NAME.internal`.
+    pub name: Name,
+    /// A component or an endpoint.
+    pub kind: FunctionKind,
+    /// The component file, resolved against the manifest's directory; empty for an endpoint.
+    pub source: PathBuf,
+    /// Its segment and subnet.
+    pub placement: Placement,
+    /// The tier of its subnet.
+    pub subnet_kind: SubnetKind,
+    /// Security groups it belongs to.
+    pub groups: Vec<Name>,
+    /// Its own labels; the segment's labels apply too.
+    pub labels: Vec<Name>,
+    /// The effective mode: its own if set, otherwise its segment's.
+    pub mode: Mode,
+    /// Resource limits.
+    pub limits: Limits,
+    /// How to build it, if declared.
+    pub build: Option<Build>,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+impl Function {
+    /// The identity flows name it by: `function:NAME` or `endpoint:NAME`.
+    pub fn identity(&self) -> String {
+        match self.kind {
+            FunctionKind::Component => format!("function:{}", self.name),
+            FunctionKind::Endpoint(_) => format!("endpoint:{}", self.name),
+        }
+    }
+
+    /// Whether it is a private endpoint rather than a component.
+    pub fn is_endpoint(&self) -> bool {
+        matches!(self.kind, FunctionKind::Endpoint(_))
+    }
+}
