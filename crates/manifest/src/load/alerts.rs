@@ -216,32 +216,6 @@ impl Loader {
             args: args.to_vec(),
         })
     }
-
-    /// `value` within `range`, or `default` when absent; `None` (with an error) when out of it.
-    fn bounded(
-        &mut self,
-        value: Option<&Spanned<u32>>,
-        field: &str,
-        range: std::ops::RangeInclusive<u32>,
-        default: u32,
-    ) -> Option<u32> {
-        let Some(value) = value else {
-            return Some(default);
-        };
-        let n = *value.get_ref();
-        if range.contains(&n) {
-            return Some(n);
-        }
-        self.error(
-            &value.span(),
-            format!(
-                "`{field}` must be between {} and {}, not {n}",
-                range.start(),
-                range.end()
-            ),
-        );
-        None
-    }
 }
 
 #[cfg(test)]

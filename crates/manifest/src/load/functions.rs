@@ -120,6 +120,7 @@ impl Loader {
         }
     }
 
+    /// `backend` (`embedded` unless given) and, for a server, where its URL comes from.
     fn endpoint_backend(
         &mut self,
         dir: &Path,
@@ -130,10 +131,8 @@ impl Loader {
             .backend
             .as_ref()
             .map_or("embedded", |b| b.get_ref().as_str());
-        let sources = [&e.url, &e.url_env, &e.url_file];
-        let given: Vec<&Spanned<String>> = sources.iter().filter_map(|s| s.as_ref()).collect();
         if kind == "embedded" {
-            if let Some(extra) = given.first() {
+            if let Some(extra) = connection_fields(e).next() {
                 self.error(
                     &extra.span(),
                     format!(
@@ -157,51 +156,26 @@ impl Loader {
                 return None;
             }
         };
-        let connection = match (&e.url, &e.url_env, &e.url_file) {
-            (Some(url), None, None) => {
-                let text = url.get_ref();
-                let Some(rest) = text
-                    .strip_prefix(scheme)
-                    .and_then(|r| r.strip_prefix("://"))
-                    .or_else(|| {
-                        (scheme == "postgres")
-                            .then(|| text.strip_prefix("postgresql://"))
-                            .flatten()
-                    })
-                else {
-                    self.error(
-                        &url.span(),
-                        format!("a {kind} endpoint's `url` must start with `{scheme}://`"),
-                    );
-                    return None;
-                };
-                let authority = rest.split(['/', '?']).next().unwrap_or_default();
-                if authority.contains('@') {
-                    self.error_help(
-                        &url.span(),
-                        format!("endpoint `{name}`'s `url` carries credentials"),
-                        "credentials never go in the manifest: put the whole URL in an environment variable (`url_env`) or a file (`url_file`)",
-                    );
-                    return None;
-                }
-                Connection::Url(text.clone())
-            }
-            (None, Some(var), None) => {
-                let ok = !var.get_ref().is_empty()
-                    && var
-                        .get_ref()
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                if !ok {
-                    self.error(
-                        &var.span(),
-                        format!("`{}` is not an environment variable name", var.get_ref()),
-                    );
-                    return None;
-                }
-                Connection::Env(var.get_ref().clone())
-            }
-            (None, None, Some(file)) => Connection::File(dir.join(file.get_ref())),
+        let connection = self.connection(dir, name, kind, scheme, e)?;
+        Some(match kind {
+            "redis" => EndpointBackend::Redis(connection),
+            _ => EndpointBackend::Postgres(connection),
+        })
+    }
+
+    /// Where a server backend's URL comes from: exactly one of `url`, `url_env` and `url_file`.
+    fn connection(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        kind: &str,
+        scheme: &str,
+        e: &RawEndpoint,
+    ) -> Option<Connection> {
+        match (&e.url, &e.url_env, &e.url_file) {
+            (Some(url), None, None) => self.connection_url(name, kind, scheme, url),
+            (None, Some(var), None) => self.connection_env(var),
+            (None, None, Some(file)) => Some(Connection::File(dir.join(file.get_ref()))),
             (None, None, None) => {
                 let span = e.backend.as_ref().map(Spanned::span).unwrap_or_default();
                 self.error_help(
@@ -209,57 +183,104 @@ impl Loader {
                     format!("a {kind} endpoint needs a connection"),
                     "give `url` (without credentials), `url_env` or `url_file`",
                 );
-                return None;
+                None
             }
             _ => {
+                let second = connection_fields(e).nth(1);
                 self.error(
-                    &given[1].span(),
+                    &second.map(Spanned::span).unwrap_or_default(),
                     "give one of `url`, `url_env` and `url_file`, not several",
                 );
-                return None;
+                None
             }
-        };
-        Some(match kind {
-            "redis" => EndpointBackend::Redis(connection),
-            _ => EndpointBackend::Postgres(connection),
-        })
+        }
     }
 
+    /// A `url` written in the manifest: `scheme://` (or `postgresql://`), and no credentials.
+    fn connection_url(
+        &mut self,
+        name: &str,
+        kind: &str,
+        scheme: &str,
+        url: &Spanned<String>,
+    ) -> Option<Connection> {
+        let text = url.get_ref();
+        let Some(rest) = text
+            .strip_prefix(scheme)
+            .and_then(|r| r.strip_prefix("://"))
+            .or_else(|| {
+                (scheme == "postgres")
+                    .then(|| text.strip_prefix("postgresql://"))
+                    .flatten()
+            })
+        else {
+            self.error(
+                &url.span(),
+                format!("a {kind} endpoint's `url` must start with `{scheme}://`"),
+            );
+            return None;
+        };
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        if authority.contains('@') {
+            self.error_help(
+                &url.span(),
+                format!("endpoint `{name}`'s `url` carries credentials"),
+                "credentials never go in the manifest: put the whole URL in an environment variable (`url_env`) or a file (`url_file`)",
+            );
+            return None;
+        }
+        Some(Connection::Url(text.clone()))
+    }
+
+    /// `url_env`: the name of the environment variable that holds the URL.
+    fn connection_env(&mut self, var: &Spanned<String>) -> Option<Connection> {
+        let ok = !var.get_ref().is_empty()
+            && var
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            self.error(
+                &var.span(),
+                format!("`{}` is not an environment variable name", var.get_ref()),
+            );
+            return None;
+        }
+        Some(Connection::Env(var.get_ref().clone()))
+    }
+
+    /// Each limit within its bounds, or its default; one out of bounds is reported and replaced
+    /// by its default, so the function's other mistakes are still found.
     pub(super) fn limits(&mut self, raw: &RawLimits) -> Limits {
         let defaults = Limits::default();
-        let mut field = |v: &Option<Spanned<u32>>, name: &str, max: u32, default: u32| match v {
-            Some(v) if *v.get_ref() == 0 || *v.get_ref() > max => {
-                self.error(
-                    &v.span(),
-                    format!(
-                        "`limits.{name}` must be between 1 and {max}, not {}",
-                        v.get_ref()
-                    ),
-                );
-                default
-            }
-            Some(v) => *v.get_ref(),
-            None => default,
+        let mut field = |v: &Option<Spanned<u32>>, name: &str, max: u32, default: u32| {
+            self.bounded(v.as_ref(), name, 1..=max, default)
+                .unwrap_or(default)
         };
         Limits {
             memory_mb: field(
                 &raw.memory_mb,
-                "memory_mb",
+                "limits.memory_mb",
                 Limits::MAX_MEMORY_MB,
                 defaults.memory_mb,
             ),
             timeout_ms: field(
                 &raw.timeout_ms,
-                "timeout_ms",
+                "limits.timeout_ms",
                 Limits::MAX_TIMEOUT_MS,
                 defaults.timeout_ms,
             ),
             max_concurrency: field(
                 &raw.max_concurrency,
-                "max_concurrency",
+                "limits.max_concurrency",
                 Limits::MAX_CONCURRENCY,
                 defaults.max_concurrency,
             ),
         }
     }
+}
+
+/// The connection fields an endpoint gives, in the order they are documented.
+fn connection_fields(e: &RawEndpoint) -> impl Iterator<Item = &Spanned<String>> {
+    [&e.url, &e.url_env, &e.url_file].into_iter().flatten()
 }

@@ -80,16 +80,16 @@ impl Loader {
         j: &RawJwt,
     ) -> JwksSource {
         let placeholder = JwksSource::File(PathBuf::new());
-        let (url, file) = match (&j.jwks_url, &j.jwks_file) {
-            (Some(url), None) => (url, None),
-            (None, Some(file)) => (file, Some(file)),
+        match (&j.jwks_url, &j.jwks_file) {
+            (Some(url), None) => self.jwks_url(dir, url, j).unwrap_or(placeholder),
+            (None, Some(file)) => self.jwks_file(dir, n, file, j),
             (Some(url), Some(_)) => {
                 self.error_help(
                     &url.span(),
                     format!("`jwt.{n}` has both `jwks_file` and `jwks_url`"),
                     "keep one: a file read at start-up, or an `https://` URL fetched and refreshed",
                 );
-                return placeholder;
+                placeholder
             }
             (None, None) => {
                 self.error_help(
@@ -97,27 +97,39 @@ impl Loader {
                     format!("`jwt.{n}` needs its keys: `jwks_file` or `jwks_url`"),
                     "`jwks_file = \"keys/jwks.json\"` or `jwks_url = \"https://auth.example/.well-known/jwks.json\"`",
                 );
-                return placeholder;
+                placeholder
             }
-        };
-        if let Some(file) = file {
-            for (key, span) in [
-                (
-                    "jwks_refresh_s",
-                    j.jwks_refresh_s.as_ref().map(Spanned::span),
-                ),
-                ("ca_file", j.ca_file.as_ref().map(Spanned::span)),
-            ] {
-                if let Some(span) = span {
-                    self.error_help(
-                        &span,
-                        format!("`{key}` applies only to `jwks_url`"),
-                        format!("`jwt.{n}` reads its keys from `jwks_file`, once at start-up"),
-                    );
-                }
-            }
-            return JwksSource::File(dir.join(file.get_ref()));
         }
+    }
+
+    /// `jwks_file`, read once at start-up: the fields of a URL source do not apply.
+    fn jwks_file(
+        &mut self,
+        dir: &Path,
+        n: &Name,
+        file: &Spanned<String>,
+        j: &RawJwt,
+    ) -> JwksSource {
+        for (key, span) in [
+            (
+                "jwks_refresh_s",
+                j.jwks_refresh_s.as_ref().map(Spanned::span),
+            ),
+            ("ca_file", j.ca_file.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                self.error_help(
+                    &span,
+                    format!("`{key}` applies only to `jwks_url`"),
+                    format!("`jwt.{n}` reads its keys from `jwks_file`, once at start-up"),
+                );
+            }
+        }
+        JwksSource::File(dir.join(file.get_ref()))
+    }
+
+    /// `jwks_url`: an `https://` URL, refreshed every `jwks_refresh_s` (300 unless given).
+    fn jwks_url(&mut self, dir: &Path, url: &Spanned<String>, j: &RawJwt) -> Option<JwksSource> {
         let refresh_s = match &j.jwks_refresh_s {
             Some(r) if !(10..=86_400).contains(r.get_ref()) => {
                 self.error_help(
@@ -128,24 +140,24 @@ impl Loader {
                     ),
                     "the default is 300; a token naming an unknown `kid` also refreshes early",
                 );
-                return placeholder;
+                return None;
             }
             Some(r) => *r.get_ref(),
             None => 300,
         };
         match HttpsUrl::parse(url.get_ref()) {
-            Ok(url) => JwksSource::Url {
-                url,
+            Ok(parsed) => Some(JwksSource::Url {
+                url: parsed,
                 refresh_s,
                 ca_file: j.ca_file.as_ref().map(|f| dir.join(f.get_ref())),
-            },
+            }),
             Err(e) => {
                 self.error_help(
                     &url.span(),
                     format!("`jwks_url`: {e}"),
                     "keys are fetched over `https` only, from `https://HOST[:PORT]/PATH`",
                 );
-                placeholder
+                None
             }
         }
     }

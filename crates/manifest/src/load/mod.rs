@@ -7,7 +7,7 @@
 //! egress), [`invariants`] and [`alerts`]; [`references`] is what rules may name. Each stage keeps
 //! going after an error so one run reports every problem it can find.
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -301,6 +301,42 @@ impl Loader {
 
     fn names(&mut self, list: &[Spanned<String>]) -> Vec<Name> {
         list.iter().filter_map(|s| self.name(s)).collect()
+    }
+
+    /// `value` within `range`, or `default` when absent; `None` (with an error) when out of it.
+    fn bounded(
+        &mut self,
+        value: Option<&Spanned<u32>>,
+        field: &str,
+        range: RangeInclusive<u32>,
+        default: u32,
+    ) -> Option<u32> {
+        match value {
+            None => Some(default),
+            Some(value) => self.within(value, field, range),
+        }
+    }
+
+    /// `value` if it is within `range`; `None`, with an error naming `field`, if not.
+    fn within(
+        &mut self,
+        value: &Spanned<u32>,
+        field: &str,
+        range: RangeInclusive<u32>,
+    ) -> Option<u32> {
+        let n = *value.get_ref();
+        if range.contains(&n) {
+            return Some(n);
+        }
+        self.error(
+            &value.span(),
+            format!(
+                "`{field}` must be between {} and {}, not {n}",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
     }
 }
 

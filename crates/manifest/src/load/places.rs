@@ -37,19 +37,8 @@ impl Loader {
             }
             let labels = self.names(&seg.labels);
             let max_concurrency = match &seg.limits.max_concurrency {
-                Some(n) if *n.get_ref() == 0 || *n.get_ref() > Limits::MAX_CONCURRENCY => {
-                    self.error(
-                        &n.span(),
-                        format!(
-                            "`limits.max_concurrency` must be between 1 and {}, not {}",
-                            Limits::MAX_CONCURRENCY,
-                            n.get_ref()
-                        ),
-                    );
-                    None
-                }
-                Some(n) => Some(*n.get_ref()),
                 None => None,
+                Some(n) => self.within(n, "limits.max_concurrency", 1..=Limits::MAX_CONCURRENCY),
             };
             out.insert(
                 segment_name.clone(),
@@ -82,6 +71,7 @@ impl Loader {
         out
     }
 
+    /// Reports each of `names` that no `[group.NAME]` declares.
     pub(super) fn known_groups(
         &mut self,
         names: &[Spanned<String>],
@@ -95,6 +85,7 @@ impl Loader {
         }
     }
 
+    /// `SEGMENT/SUBNET`: the placement, with its subnet's tier and its segment's mode.
     pub(super) fn placement(
         &mut self,
         raw: &Spanned<String>,

@@ -46,85 +46,60 @@ impl Loader {
             }
         };
         let span = raw.span();
-        match &sel {
-            Selector::Gateway if gateway_is_a_place => {}
+        let known = match &sel {
+            Selector::Gateway if gateway_is_a_place => true,
             Selector::Gateway => {
                 self.error_help(
                     &span,
                     format!("`{field} = \"gateway\"` is not a rule: the gateway is opened only by `[[route]]` entries"),
                     "declare a `[[route]]` to a function in a public subnet",
                 );
-                return None;
+                false
             }
+            Selector::Function(n) => self.known_function(&span, n, false, refs),
+            Selector::Endpoint(n) => self.known_function(&span, n, true, refs),
+            place_or_label => self.known_place_or_label(&span, place_or_label, refs),
+        };
+        known.then_some(sel)
+    }
+
+    /// Whether the segment, subnet, group or label `sel` names is declared; reports it if not.
+    fn known_place_or_label(
+        &mut self,
+        span: &Range<usize>,
+        sel: &Selector,
+        refs: &References,
+    ) -> bool {
+        match sel {
             Selector::Segment(n) if !refs.segments.contains_key(n) => {
                 let hint = did_you_mean(n.as_str(), refs.segments.keys().map(Name::as_str));
-                self.unknown(&span, "segment", n.as_str(), hint, "[segment.NAME]");
-                return None;
+                self.unknown(span, "segment", n.as_str(), hint, "[segment.NAME]");
+                false
             }
-            Selector::Subnet(seg, sub) => {
-                let known = refs
+            Selector::Subnet(seg, sub)
+                if !refs
                     .segments
                     .get(seg)
-                    .is_some_and(|s| s.subnets.contains_key(sub));
-                if !known {
-                    self.unknown(
-                        &span,
-                        "subnet",
-                        &format!("{seg}/{sub}"),
-                        None,
-                        "subnets = { NAME = ... } in its segment",
-                    );
-                    return None;
-                }
+                    .is_some_and(|s| s.subnets.contains_key(sub)) =>
+            {
+                self.unknown(
+                    span,
+                    "subnet",
+                    &format!("{seg}/{sub}"),
+                    None,
+                    "subnets = { NAME = ... } in its segment",
+                );
+                false
             }
             Selector::Group(n) if !refs.groups.contains(n.as_str()) => {
                 let hint = did_you_mean(n.as_str(), refs.groups.iter().copied());
-                self.unknown(&span, "group", n.as_str(), hint, "[group.NAME]");
-                return None;
-            }
-            Selector::Function(n) | Selector::Endpoint(n) => {
-                let is_endpoint = matches!(sel, Selector::Endpoint(_));
-                let (kind, section, other, mismatch) = if is_endpoint {
-                    (
-                        "endpoint",
-                        "[endpoint.NAME]",
-                        "function",
-                        "is a function, not an endpoint",
-                    )
-                } else {
-                    (
-                        "function",
-                        "[function.NAME]",
-                        "endpoint",
-                        "is an endpoint, not a function",
-                    )
-                };
-                match refs.functions.get(n) {
-                    Some(f) if f.is_endpoint() == is_endpoint => {}
-                    Some(_) => {
-                        self.error_help(
-                            &span,
-                            format!("`{n}` {mismatch}"),
-                            format!("write `{other}:{n}`"),
-                        );
-                        return None;
-                    }
-                    None => {
-                        let names = refs
-                            .functions
-                            .values()
-                            .filter(|f| f.is_endpoint() == is_endpoint)
-                            .map(|f| f.name.as_str());
-                        let hint = did_you_mean(n.as_str(), names);
-                        self.unknown(&span, kind, n.as_str(), hint, section);
-                        return None;
-                    }
-                }
+                self.unknown(span, "group", n.as_str(), hint, "[group.NAME]");
+                false
             }
             Selector::Label(n) if !refs.labels.contains(n.as_str()) => {
                 let hint = did_you_mean(n.as_str(), refs.labels.iter().map(String::as_str));
                 self.error_help(
-                    &span,
+                    span,
                     match hint {
                         Some(h) => {
                             format!("no segment or function has label `{n}` (did you mean `{h}`?)")
@@ -133,11 +108,57 @@ impl Loader {
                     },
                     "add it to `labels = [...]` of a segment or function",
                 );
-                return None;
+                false
             }
-            _ => {}
+            _ => true,
         }
-        Some(sel)
+    }
+
+    /// Whether `n` is a declared function, or with `is_endpoint` a declared endpoint; reports it
+    /// if not, and names the right prefix when it is the other kind.
+    fn known_function(
+        &mut self,
+        span: &Range<usize>,
+        n: &Name,
+        is_endpoint: bool,
+        refs: &References,
+    ) -> bool {
+        let (kind, section, other, mismatch) = if is_endpoint {
+            (
+                "endpoint",
+                "[endpoint.NAME]",
+                "function",
+                "is a function, not an endpoint",
+            )
+        } else {
+            (
+                "function",
+                "[function.NAME]",
+                "endpoint",
+                "is an endpoint, not a function",
+            )
+        };
+        match refs.functions.get(n) {
+            Some(f) if f.is_endpoint() == is_endpoint => true,
+            Some(_) => {
+                self.error_help(
+                    span,
+                    format!("`{n}` {mismatch}"),
+                    format!("write `{other}:{n}`"),
+                );
+                false
+            }
+            None => {
+                let names = refs
+                    .functions
+                    .values()
+                    .filter(|f| f.is_endpoint() == is_endpoint)
+                    .map(|f| f.name.as_str());
+                let hint = did_you_mean(n.as_str(), names);
+                self.unknown(span, kind, n.as_str(), hint, section);
+                false
+            }
+        }
     }
 }
 

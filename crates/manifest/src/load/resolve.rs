@@ -9,31 +9,9 @@ use crate::diagnostic::Diagnostic;
 use crate::model::*;
 
 impl Loader {
+    /// Every section, in the order their references need, into one manifest.
     pub(super) fn resolve(&mut self, file: &Path, dir: &Path, s: Sections) -> Option<Manifest> {
-        match &s.version {
-            Some(v) if *v.get_ref() == 1 => {}
-            Some(v) => self.error(
-                &v.span(),
-                format!(
-                    "unsupported `septa_manifest_version` `{}`; this septa reads version `1`",
-                    v.get_ref()
-                ),
-            ),
-            None => self.errors.push(
-                Diagnostic::whole_file("missing `septa_manifest_version`")
-                    .with_help("add `septa_manifest_version = 1` as the first line"),
-            ),
-        }
-        let application = match &s.application {
-            Some(app) => self.name(&app.name),
-            None => {
-                self.errors.push(
-                    Diagnostic::whole_file("missing `[application]`")
-                        .with_help("add `[application]` with `name = \"...\"`"),
-                );
-                None
-            }
-        };
+        let application = self.application(&s);
         let ceiling = self.ceiling(&s.ceiling);
         let gateway = self.gateway(&s.gateway);
         let segments = self.segments(&s.segments);
@@ -65,5 +43,33 @@ impl Loader {
             api_keys,
             alerts,
         })
+    }
+
+    /// `septa_manifest_version`, which must be `1`, and the application's name.
+    fn application(&mut self, s: &Sections) -> Option<Name> {
+        match &s.version {
+            Some(v) if *v.get_ref() == 1 => {}
+            Some(v) => self.error(
+                &v.span(),
+                format!(
+                    "unsupported `septa_manifest_version` `{}`; this septa reads version `1`",
+                    v.get_ref()
+                ),
+            ),
+            None => self.errors.push(
+                Diagnostic::whole_file("missing `septa_manifest_version`")
+                    .with_help("add `septa_manifest_version = 1` as the first line"),
+            ),
+        }
+        match &s.application {
+            Some(app) => self.name(&app.name),
+            None => {
+                self.errors.push(
+                    Diagnostic::whole_file("missing `[application]`")
+                        .with_help("add `[application]` with `name = \"...\"`"),
+                );
+                None
+            }
+        }
     }
 }

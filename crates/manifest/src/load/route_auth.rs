@@ -5,25 +5,44 @@ use std::collections::BTreeMap;
 
 use super::Loader;
 use super::routes::http_header_name;
-use crate::diagnostic::did_you_mean;
+use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::model::*;
 use crate::raw::*;
 
 impl Loader {
-    /// A route's `auth`: exactly one of `jwt` or `api_key`, naming a declared set.
+    /// A route's `auth`: who may call, and what their token must carry.
     pub(super) fn route_auth(
         &mut self,
         raw: &RawRouteAuth,
         jwt: &BTreeMap<Name, JwtIssuer>,
         api_keys: &BTreeMap<Name, ApiKeySet>,
     ) -> Option<RouteAuth> {
-        let method = match (&raw.jwt, &raw.api_key) {
+        let method = self.auth_method(raw, jwt, api_keys)?;
+        let claims = self.claim_matches(raw);
+        let forward_claims = self.forward_claims(raw);
+        Some(RouteAuth {
+            method,
+            scopes: raw.scopes.clone(),
+            claims,
+            forward_claims,
+        })
+    }
+
+    /// Exactly one of `jwt` or `api_key`, naming a declared issuer or set; an API key carries
+    /// no scopes or claims to require.
+    fn auth_method(
+        &mut self,
+        raw: &RawRouteAuth,
+        jwt: &BTreeMap<Name, JwtIssuer>,
+        api_keys: &BTreeMap<Name, ApiKeySet>,
+    ) -> Option<AuthMethod> {
+        match (&raw.jwt, &raw.api_key) {
             (Some(j), None) => match jwt.get(j.get_ref().as_str()) {
-                Some(issuer) => AuthMethod::Jwt(issuer.name.clone()),
+                Some(issuer) => Some(AuthMethod::Jwt(issuer.name.clone())),
                 None => {
                     let hint = did_you_mean(j.get_ref(), jwt.keys().map(Name::as_str));
                     self.unknown(&j.span(), "JWT issuer", j.get_ref(), hint, "[jwt.NAME]");
-                    return None;
+                    None
                 }
             },
             (None, Some(k)) => {
@@ -38,7 +57,7 @@ impl Loader {
                     return None;
                 }
                 match api_keys.get(k.get_ref().as_str()) {
-                    Some(set) => AuthMethod::ApiKey(set.name.clone()),
+                    Some(set) => Some(AuthMethod::ApiKey(set.name.clone())),
                     None => {
                         let hint = did_you_mean(k.get_ref(), api_keys.keys().map(Name::as_str));
                         self.unknown(
@@ -48,21 +67,25 @@ impl Loader {
                             hint,
                             "[api_keys.NAME]",
                         );
-                        return None;
+                        None
                     }
                 }
             }
             (Some(j), Some(_)) => {
                 self.error(&j.span(), "`auth` takes `jwt` or `api_key`, not both");
-                return None;
+                None
             }
             (None, None) => {
-                self.errors.push(crate::diagnostic::Diagnostic::whole_file(
+                self.errors.push(Diagnostic::whole_file(
                     "a route's `auth` needs `jwt` or `api_key`",
                 ));
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// `claims`: each a claim name with at least one value; a bad one is reported and left out.
+    fn claim_matches(&mut self, raw: &RawRouteAuth) -> Vec<ClaimMatch> {
         let mut claims = Vec::new();
         for (claim, want) in &raw.claims {
             if !claim_name(claim) {
@@ -85,6 +108,11 @@ impl Loader {
                 any_of,
             });
         }
+        claims
+    }
+
+    /// `forward_claims`: claims whose names can become `septa-claim-NAME` headers.
+    fn forward_claims(&mut self, raw: &RawRouteAuth) -> Vec<String> {
         let mut forward_claims = Vec::new();
         for c in &raw.forward_claims {
             if http_header_name(c.get_ref()).is_some() {
@@ -97,12 +125,7 @@ impl Loader {
                 );
             }
         }
-        Some(RouteAuth {
-            method,
-            scopes: raw.scopes.clone(),
-            claims,
-            forward_claims,
-        })
+        forward_claims
     }
 }
 

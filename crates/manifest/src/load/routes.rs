@@ -23,112 +23,105 @@ impl Loader {
     ) -> Vec<Route> {
         let mut out = Vec::new();
         for (at, r) in raw {
-            let id_text =
-                r.id.as_ref()
-                    .map(|i| i.get_ref().clone())
-                    .unwrap_or_else(|| route_id_from_path(r.path.get_ref()));
-            let id_span =
-                r.id.as_ref()
-                    .map(Spanned::span)
-                    .unwrap_or_else(|| r.path.span());
-            let id = match Name::new(&id_text) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    self.error(&id_span, format!("route id: {e}"));
-                    None
-                }
-            };
-            if let Some(id) = &id {
-                refs.claim_id(self, id, &id_span);
+            if let Some(route) = self.route(*at, r, functions, jwt, api_keys, refs) {
+                out.push(route);
             }
-            let function = r.function.get_ref();
-            match functions.get(function.as_str()) {
-                None => {
-                    let hint = did_you_mean(function, functions.keys().map(Name::as_str));
-                    self.unknown(&r.function.span(), "function", function, hint, "[function.NAME]");
-                }
-                Some(f) if f.is_endpoint() => self.error_help(
-                    &r.function.span(),
-                    format!("route `{}` targets endpoint `{function}`; endpoints have no listener and are reached only through the mesh", r.path.get_ref()),
-                    "route to a function that reads the endpoint through an `[[allow]]` rule",
-                ),
-                Some(f) if f.subnet_kind != SubnetKind::Public => self.error_help(
-                    &r.function.span(),
-                    format!(
-                        "route `{}` targets function `{function}` in {} subnet `{}`; the gateway only routes to public subnets",
-                        r.path.get_ref(),
-                        f.subnet_kind,
-                        f.placement
-                    ),
-                    "route to a public function that calls it through an `[[allow]]` rule",
-                ),
-                Some(_) => {}
-            }
-            let path = self.path_text(&r.path);
-            let methods = self.methods(&r.methods);
-            let auth = match &r.auth {
-                None => None,
-                Some(a) => match self.route_auth(a, jwt, api_keys) {
-                    Some(auth) => Some(auth),
-                    None => continue,
-                },
-            };
-            let max_body_bytes = match &r.max_body_kb {
-                None => Route::DEFAULT_MAX_BODY_BYTES,
-                Some(kb) if *kb.get_ref() == 0 || *kb.get_ref() > Route::MAX_BODY_KB => {
-                    self.error(
-                        &kb.span(),
-                        format!(
-                            "`max_body_kb` must be between 1 and {}, not {}",
-                            Route::MAX_BODY_KB,
-                            kb.get_ref()
-                        ),
-                    );
-                    continue;
-                }
-                Some(kb) => u64::from(*kb.get_ref()) * 1024,
-            };
-            let rate_limit = match &r.rate_limit {
-                None => None,
-                Some(raw) => match self.rate_limit(raw, auth.as_ref()) {
-                    Some(limit) => Some(limit),
-                    None => continue,
-                },
-            };
-            let sources = self.ip_nets(&r.sources);
-            let body_timeout_ms = match &r.body_timeout_ms {
-                None => Route::DEFAULT_BODY_TIMEOUT_MS,
-                Some(ms) if *ms.get_ref() == 0 || *ms.get_ref() > Route::MAX_BODY_TIMEOUT_MS => {
-                    self.error(
-                        &ms.span(),
-                        format!(
-                            "`body_timeout_ms` must be between 1 and {}, not {}",
-                            Route::MAX_BODY_TIMEOUT_MS,
-                            ms.get_ref()
-                        ),
-                    );
-                    continue;
-                }
-                Some(ms) => *ms.get_ref(),
-            };
-            let (Some(id), Some(f)) = (id, functions.get(function.as_str())) else {
-                continue;
-            };
-            out.push(Route {
-                id,
-                path,
-                methods,
-                function: f.name.clone(),
-                auth,
-                max_body_bytes,
-                rate_limit,
-                sources,
-                mode: r.mode.unwrap_or_default(),
-                body_timeout_ms,
-                location: *at,
-            });
         }
         out
+    }
+
+    /// One route. Its `auth`, body limit and rate limit are checked in that order and the first
+    /// refused stops the checks after it, since a rate limit key depends on the authentication.
+    fn route(
+        &mut self,
+        at: Location,
+        r: &RawRoute,
+        functions: &BTreeMap<Name, Function>,
+        jwt: &BTreeMap<Name, JwtIssuer>,
+        api_keys: &BTreeMap<Name, ApiKeySet>,
+        refs: &mut References,
+    ) -> Option<Route> {
+        let id = self.route_id(r, refs);
+        self.route_target(r, functions);
+        let path = self.path_text(&r.path);
+        let methods = self.methods(&r.methods);
+        let auth = match &r.auth {
+            None => None,
+            Some(a) => Some(self.route_auth(a, jwt, api_keys)?),
+        };
+        let max_body_bytes = match &r.max_body_kb {
+            None => Route::DEFAULT_MAX_BODY_BYTES,
+            Some(kb) => u64::from(self.within(kb, "max_body_kb", 1..=Route::MAX_BODY_KB)?) * 1024,
+        };
+        let rate_limit = match &r.rate_limit {
+            None => None,
+            Some(raw) => Some(self.rate_limit(raw, auth.as_ref())?),
+        };
+        let sources = self.ip_nets(&r.sources);
+        let body_timeout_ms = self.bounded(
+            r.body_timeout_ms.as_ref(),
+            "body_timeout_ms",
+            1..=Route::MAX_BODY_TIMEOUT_MS,
+            Route::DEFAULT_BODY_TIMEOUT_MS,
+        )?;
+        let function = functions.get(r.function.get_ref().as_str())?;
+        Some(Route {
+            id: id?,
+            path,
+            methods,
+            function: function.name.clone(),
+            auth,
+            max_body_bytes,
+            rate_limit,
+            sources,
+            mode: r.mode.unwrap_or_default(),
+            body_timeout_ms,
+            location: at,
+        })
+    }
+
+    /// The route's `id`, or one made from its path, claimed in the namespace of rule ids.
+    fn route_id(&mut self, r: &RawRoute, refs: &mut References) -> Option<Name> {
+        let (text, span) = match &r.id {
+            Some(id) => (id.get_ref().clone(), id.span()),
+            None => (route_id_from_path(r.path.get_ref()), r.path.span()),
+        };
+        let id = match Name::new(&text) {
+            Ok(id) => id,
+            Err(e) => {
+                self.error(&span, format!("route id: {e}"));
+                return None;
+            }
+        };
+        refs.claim_id(self, &id, &span);
+        Some(id)
+    }
+
+    /// Refuses a route to anything but a declared component in a public subnet.
+    fn route_target(&mut self, r: &RawRoute, functions: &BTreeMap<Name, Function>) {
+        let function = r.function.get_ref();
+        match functions.get(function.as_str()) {
+            None => {
+                let hint = did_you_mean(function, functions.keys().map(Name::as_str));
+                self.unknown(&r.function.span(), "function", function, hint, "[function.NAME]");
+            }
+            Some(f) if f.is_endpoint() => self.error_help(
+                &r.function.span(),
+                format!("route `{}` targets endpoint `{function}`; endpoints have no listener and are reached only through the mesh", r.path.get_ref()),
+                "route to a function that reads the endpoint through an `[[allow]]` rule",
+            ),
+            Some(f) if f.subnet_kind != SubnetKind::Public => self.error_help(
+                &r.function.span(),
+                format!(
+                    "route `{}` targets function `{function}` in {} subnet `{}`; the gateway only routes to public subnets",
+                    r.path.get_ref(),
+                    f.subnet_kind,
+                    f.placement
+                ),
+                "route to a public function that calls it through an `[[allow]]` rule",
+            ),
+            Some(_) => {}
+        }
     }
 
     fn rate_limit(&mut self, raw: &RawRateLimit, auth: Option<&RouteAuth>) -> Option<RateLimit> {
