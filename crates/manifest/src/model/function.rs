@@ -9,7 +9,7 @@ use crate::diagnostic::Location;
 /// Per-instance resource limits of a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory ceiling of one instance, in MiB.
+    /// Linear memory limit of one instance, in MiB.
     pub memory_mb: u32,
     /// Wall-clock time one request may run, in milliseconds.
     pub timeout_ms: u32,

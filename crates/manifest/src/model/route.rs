@@ -159,7 +159,7 @@ pub struct GatewaySpec {
     pub trusted_proxies: Vec<IpNet>,
     /// The header trusted proxies append the client's address to.
     pub client_ip_header: String,
-    /// A ceiling on requests per second across every route, checked before authentication.
+    /// A limit on requests per second across every route, checked before authentication.
     pub rate_limit: Option<RateLimit>,
 }
 
