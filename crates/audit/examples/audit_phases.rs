@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         audited.as_secs_f64()
     );
     // Like `septa audit`, leave the freeing to the end of the process.
-    std::mem::forget((policy, graph, findings));
+    std::mem::forget((graph, findings));
+    std::mem::forget(policy);
     ExitCode::SUCCESS
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use septa_policy::Policy;
 
+use crate::declared;
 use crate::findings::{Finding, audit};
 use crate::graph::{EdgeKind, Graph};
 
@@ -37,17 +38,13 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
     let new_flows = flows(&new_graph);
     let old_findings = finding_texts(audit(old, &old_graph));
     let new_findings = finding_texts(audit(new, &new_graph));
-    let ids: BTreeSet<String> = old
-        .manifest()
-        .invariants
+    let ids: BTreeSet<String> = declared::invariants(old)
         .iter()
-        .chain(&new.manifest().invariants)
+        .chain(declared::invariants(new))
         .map(|i| i.id.to_string())
         .collect();
-    let state = |policy: &Policy, graph: &Graph, id: &str| -> Option<bool> {
-        policy
-            .manifest()
-            .invariants
+    let state = |policy: &Policy, graph: &Graph<'_>, id: &str| -> Option<bool> {
+        declared::invariants(policy)
             .iter()
             .any(|i| i.id.as_str() == id)
             .then(|| {
@@ -73,7 +70,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
 }
 
 /// Every edge of a graph in words, keyed by the names of its ends so that two policies compare.
-fn flows(graph: &Graph) -> BTreeSet<String> {
+fn flows(graph: &Graph<'_>) -> BTreeSet<String> {
     graph
         .edges()
         .iter()

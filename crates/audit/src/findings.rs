@@ -3,11 +3,12 @@
 use std::collections::{BTreeSet, HashSet};
 
 use septa_manifest::{EgressScheme, HostPattern, InvariantRule, Location, Mode};
-use septa_policy::Policy;
+use septa_policy::{Policy, RuleId};
 use serde::Serialize;
 
+use crate::declared;
 use crate::graph::{Edge, Graph};
-use crate::rules;
+use crate::{rules, shadowed};
 
 /// How much a finding matters; `--fail-on` compares against it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -76,22 +77,21 @@ pub struct Finding {
 
 /// Checks every `[[invariant]]`: one critical finding per violated invariant, with the
 /// offending path.
-pub fn check_invariants(policy: &Policy, graph: &Graph) -> Vec<Finding> {
-    let manifest = policy.manifest();
+pub fn check_invariants(policy: &Policy, graph: &Graph<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    for invariant in &manifest.invariants {
+    for invariant in declared::invariants(policy) {
         let InvariantRule::DenyPath {
             from,
             to,
             except_through,
         } = &invariant.rule;
-        let sources = graph.select(policy, from);
+        let sources = graph.select(from);
         let gates: HashSet<usize> = except_through
             .iter()
-            .flat_map(|s| graph.select(policy, s))
+            .flat_map(|s| graph.select(s))
             .collect();
         let targets: HashSet<usize> = graph
-            .select(policy, to)
+            .select(to)
             .into_iter()
             .filter(|t| !gates.contains(t))
             .collect();
@@ -119,15 +119,15 @@ pub fn check_invariants(policy: &Policy, graph: &Graph) -> Vec<Finding> {
                 ),
                 rules: path.iter().map(|e| e.rule.clone()).collect(),
                 path: path_nodes(graph, &path),
-                location: Some(format!("{}:{}", manifest.file.display(), invariant.location)),
-            position: Some(invariant.location),
+                location: Some(declared::at(policy, invariant.location)),
+                position: Some(invariant.location),
             });
         }
     }
     out
 }
 
-fn path_nodes(graph: &Graph, path: &[Edge]) -> Vec<String> {
+fn path_nodes(graph: &Graph<'_>, path: &[Edge]) -> Vec<String> {
     let mut nodes = Vec::new();
     if let Some(first) = path.first() {
         nodes.push(graph.name(first.from).to_owned());
@@ -137,15 +137,15 @@ fn path_nodes(graph: &Graph, path: &[Edge]) -> Vec<String> {
 }
 
 /// Audits `policy`: invariants first, then every check, most severe first.
-pub fn audit(policy: &Policy, graph: &Graph) -> Vec<Finding> {
+pub fn audit(policy: &Policy, graph: &Graph<'_>) -> Vec<Finding> {
     let mut findings = check_invariants(policy, graph);
     sensitive_paths(policy, graph, &mut findings);
     open_routes(policy, &mut findings);
     wide_egress(policy, &mut findings);
     audit_modes(policy, &mut findings);
-    rules::dead_rules(policy, graph, &mut findings);
-    rules::shadowed_rules(policy, graph, &mut findings);
-    rules::wide_cross_segment_rules(policy, graph, &mut findings);
+    rules::dead_rules(policy, &mut findings);
+    shadowed::shadowed_rules(policy, &mut findings);
+    rules::wide_cross_segment_rules(policy, &mut findings);
     blast_radius(policy, graph, &mut findings);
     findings.sort_by(|a, b| {
         b.severity
@@ -156,13 +156,11 @@ pub fn audit(policy: &Policy, graph: &Graph) -> Vec<Finding> {
 }
 
 /// Every labelled function the internet can reach, with the shortest path and its weakest hop.
-fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
-    let manifest = policy.manifest();
+fn sensitive_paths(policy: &Policy, graph: &Graph<'_>, out: &mut Vec<Finding>) {
     // One search from the gateway finds the shortest path to every function.
     let from_internet = graph.shortest_paths_from(0);
     for f in policy.functions() {
-        let labels: BTreeSet<String> = manifest
-            .function_labels(&f.spec)
+        let labels: BTreeSet<String> = declared::labels(policy, f)
             .map(ToString::to_string)
             .collect();
         if labels.is_empty() {
@@ -193,18 +191,19 @@ fn sensitive_paths(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
             ),
             rules: path.iter().map(|e| e.rule.clone()).collect(),
             path: path_nodes(graph, &path),
-            location: Some(format!("{}:{}", manifest.file.display(), f.spec.location)),
+            location: Some(declared::at(policy, f.spec.location)),
             position: Some(f.spec.location),
         });
     }
 }
 
 fn open_routes(policy: &Policy, out: &mut Vec<Finding>) {
-    let manifest = policy.manifest();
-    for route in &manifest.routes {
+    for route in policy.routes() {
         let target = format!(
             "route `{}` (`{}` → `function:{}`)",
-            route.id, route.path.text, route.function
+            route.id,
+            route.pattern,
+            policy.function(route.function).spec.name
         );
         let (severity, kind, message) = match (&route.auth, &route.rate_limit) {
             (None, None) => (
@@ -224,6 +223,7 @@ fn open_routes(policy: &Policy, out: &mut Vec<Finding>) {
             ),
             (Some(_), Some(_)) => continue,
         };
+        let declared_at = policy.declared_at(&RuleId::Route(route.id.clone()));
         out.push(Finding {
             severity,
             kind,
@@ -231,16 +231,15 @@ fn open_routes(policy: &Policy, out: &mut Vec<Finding>) {
             message,
             rules: vec![route.id.to_string()],
             path: Vec::new(),
-            location: Some(format!("{}:{}", manifest.file.display(), route.location)),
-            position: Some(route.location),
+            location: declared_at.map(|at| declared::at(policy, at)),
+            position: declared_at,
         });
     }
 }
 
 fn wide_egress(policy: &Policy, out: &mut Vec<Finding>) {
-    let manifest = policy.manifest();
-    for rule in &manifest.egress {
-        for target in &rule.to {
+    for rule in policy.egress_rules() {
+        for target in rule.targets {
             let (severity, why) = match &target.host {
                 HostPattern::Cidr(net) if net.prefix_len() == 0 => {
                     (Severity::High, "every address")
@@ -263,7 +262,7 @@ fn wide_egress(policy: &Policy, out: &mut Vec<Finding>) {
                 message: format!("egress rule `{}` opens `{target}`: {why}", rule.id),
                 rules: vec![rule.id.to_string()],
                 path: Vec::new(),
-                location: Some(format!("{}:{}", manifest.file.display(), rule.location)),
+                location: Some(declared::at(policy, rule.location)),
                 position: Some(rule.location),
             });
         }
@@ -271,8 +270,7 @@ fn wide_egress(policy: &Policy, out: &mut Vec<Finding>) {
 }
 
 fn audit_modes(policy: &Policy, out: &mut Vec<Finding>) {
-    let manifest = policy.manifest();
-    for segment in manifest.segments.values().filter(|s| s.mode == Mode::Audit) {
+    for segment in declared::segments(policy).filter(|s| s.mode == Mode::Audit) {
         out.push(Finding {
             severity: Severity::Medium,
             kind: "audit-mode",
@@ -283,14 +281,12 @@ fn audit_modes(policy: &Policy, out: &mut Vec<Finding>) {
             ),
             rules: Vec::new(),
             path: Vec::new(),
-            location: Some(format!("{}:{}", manifest.file.display(), segment.location)),
+            location: Some(declared::at(policy, segment.location)),
             position: Some(segment.location),
         });
     }
     for f in policy.functions().iter().filter(|f| f.audit) {
-        let segment_audit = manifest
-            .segments
-            .get(&f.spec.placement.segment)
+        let segment_audit = declared::segment(policy, f.spec.placement.segment.as_str())
             .is_some_and(|s| s.mode == Mode::Audit);
         if segment_audit {
             continue;
@@ -305,7 +301,7 @@ fn audit_modes(policy: &Policy, out: &mut Vec<Finding>) {
             ),
             rules: Vec::new(),
             path: Vec::new(),
-            location: Some(format!("{}:{}", manifest.file.display(), f.spec.location)),
+            location: Some(declared::at(policy, f.spec.location)),
             position: Some(f.spec.location),
         });
     }
@@ -315,7 +311,7 @@ fn audit_modes(policy: &Policy, out: &mut Vec<Finding>) {
 const LISTED_PLACES: usize = 20;
 
 /// What a compromised function could reach, transitively.
-fn blast_radius(policy: &Policy, graph: &Graph, out: &mut Vec<Finding>) {
+fn blast_radius(policy: &Policy, graph: &Graph<'_>, out: &mut Vec<Finding>) {
     let reach = graph.reach();
     for f in policy.functions() {
         let node = graph.function_node(f.id);

@@ -1,19 +1,24 @@
 //! Proof of the segmentation before it runs: the reachability graph of the compiled policy,
-//! paths through it, invariants, findings and queries.
+//! paths through it, invariants, findings, queries, and the dashboard's model of it.
 //!
-//! Everything here reads the same [`septa_policy::Policy`] the enforcers decide with — its mesh
-//! and egress indexes, its routes, [`septa_manifest::Selector::selects`] — so what is proven is
-//! what runs. Nothing here re-implements a rule check.
+//! Everything here reads the same [`septa_policy::Policy`] the enforcers decide with — what
+//! each selector selects ([`septa_policy::Policy::selected`]), what each allow and egress rule
+//! connects ([`septa_policy::Policy::allow_rules`], [`septa_policy::Policy::egress_rules`]),
+//! its routes, and its decisions — so what is proven is what runs. Nothing here re-implements a
+//! rule check or reads the manifest's rules; the few declarations that are not rules (segments,
+//! labels, invariants, where things are declared) are read in one module, `declared`.
 
+mod declared;
 mod diff;
 mod findings;
 mod graph;
 mod html;
+pub mod model;
 mod pci;
 mod query;
 mod rules;
 mod sarif;
-mod selection;
+mod shadowed;
 mod suggest;
 
 pub use diff::{Diff, diff};

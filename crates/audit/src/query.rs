@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use septa_manifest::Selector;
 use septa_policy::path::normalize_path;
-use septa_policy::{Policy, RouteOutcome, Verdict};
+use septa_policy::{IngressRequest, NoFacts, Policy, Verdict};
 
 use crate::graph::Graph;
 
@@ -21,7 +21,7 @@ pub enum Answer {
 /// and `path` on the last hop; with `direct`, only by one flow, not through other functions.
 pub fn query(
     policy: &Policy,
-    graph: &Graph,
+    graph: &Graph<'_>,
     from: &Selector,
     to: &Selector,
     method: Option<&str>,
@@ -34,8 +34,8 @@ pub fn query(
         Err(e) => return Answer::Unreachable(format!("invalid path: {e}")),
     };
     let path = normalized.as_ref().map(|p| p.as_str());
-    let sources = graph.select(policy, from);
-    let targets: Vec<usize> = graph.select(policy, to);
+    let sources = graph.select(from);
+    let targets: Vec<usize> = graph.select(to);
     if sources.is_empty() || targets.is_empty() {
         return Answer::Unreachable(format!("`{from}` or `{to}` selects nothing"));
     }
@@ -85,7 +85,7 @@ pub fn query(
 /// allowed flows).
 fn last_hop_admits(
     policy: &Policy,
-    graph: &Graph,
+    graph: &Graph<'_>,
     e: usize,
     method: Option<&str>,
     path: Option<&str>,
@@ -98,9 +98,10 @@ fn last_hop_admits(
         (Some(p), crate::Node::Function(from), crate::Node::Function(to)) => methods
             .iter()
             .any(|m| policy.decide_mesh(*from, *to, m, p).verdict != Verdict::Deny),
-        (Some(p), crate::Node::Gateway, crate::Node::Function(to)) => methods.iter().any(
-            |m| matches!(policy.route(m, p), RouteOutcome::Matched { route, .. } if route.function == *to),
-        ),
+        (Some(p), crate::Node::Gateway, crate::Node::Function(to)) => methods.iter().any(|m| {
+            let decided = policy.decide_ingress(&IngressRequest::probe(m, p), &mut NoFacts);
+            decided.decision.verdict.permits() && decided.route.is_some_and(|r| r.function == *to)
+        }),
         _ => method.is_none() && path.is_none(),
     }
 }
@@ -109,7 +110,7 @@ fn last_hop_admits(
 /// does.
 fn direct_refusal(
     policy: &Policy,
-    graph: &Graph,
+    graph: &Graph<'_>,
     sources: &[usize],
     targets: &[usize],
     method: Option<&str>,
@@ -131,7 +132,7 @@ fn direct_refusal(
 /// names the nearest rules); otherwise, what the graph lacks.
 fn why_not(
     policy: &Policy,
-    graph: &Graph,
+    graph: &Graph<'_>,
     sources: &[usize],
     targets: &[usize],
     method: Option<&str>,

@@ -7,12 +7,14 @@
 //! its subject as a logical location, which is all a finding without a declaration (blast
 //! radius) has.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use septa_manifest::{Location, Manifest};
-use septa_policy::Policy;
+use septa_manifest::Location;
+use septa_policy::{Policy, RuleId};
 use serde_json::{Value, json};
 
+use crate::declared;
 use crate::findings::{Finding, Severity};
 
 /// One kind of finding, as a SARIF reporting descriptor describes it.
@@ -122,8 +124,8 @@ fn security_severity(severity: Severity) -> &'static str {
 
 /// Renders `findings` about `policy` as a SARIF 2.1.0 log.
 pub fn render(policy: &Policy, findings: &[Finding]) -> Value {
-    let manifest = policy.manifest();
-    let artifact = artifact_location(&manifest.file);
+    let artifact = artifact_location(declared::file(policy));
+    let declarations = declarations(policy);
     let rules: Vec<Value> = KINDS
         .iter()
         .map(|k| {
@@ -147,7 +149,7 @@ pub fn render(policy: &Policy, findings: &[Finding]) -> Value {
         .collect();
     let results: Vec<Value> = findings
         .iter()
-        .map(|f| result(manifest, &artifact, f))
+        .map(|f| result(&declarations, &artifact, f))
         .collect();
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -167,7 +169,7 @@ pub fn render(policy: &Policy, findings: &[Finding]) -> Value {
     })
 }
 
-fn result(manifest: &Manifest, artifact: &Value, f: &Finding) -> Value {
+fn result(declarations: &Declarations<'_>, artifact: &Value, f: &Finding) -> Value {
     let mut out = json!({
         "ruleId": f.kind,
         "level": level(f.severity),
@@ -195,7 +197,7 @@ fn result(manifest: &Manifest, artifact: &Value, f: &Finding) -> Value {
     let related: Vec<Value> = f
         .rules
         .iter()
-        .flat_map(|id| declarations(manifest, id))
+        .flat_map(|id| declarations.get(id.as_str()).into_iter().flatten().copied())
         .filter(|(_, _, at)| Some(*at) != f.position)
         .enumerate()
         .map(|(i, (what, id, at))| {
@@ -212,28 +214,29 @@ fn result(manifest: &Manifest, artifact: &Value, f: &Finding) -> Value {
     out
 }
 
-/// Where the allow rules, routes and egress rules called `id` are declared (ids are unique
-/// within each kind, not across kinds, so there may be more than one).
-fn declarations<'a>(
-    manifest: &'a Manifest,
-    id: &'a str,
-) -> impl Iterator<Item = (&'static str, &'a str, Location)> + 'a {
-    let allows = manifest
-        .allows
-        .iter()
-        .filter(move |r| r.id.as_str() == id)
-        .map(|r| ("allow rule", r.id.as_str(), r.location));
-    let routes = manifest
-        .routes
-        .iter()
-        .filter(move |r| r.id.as_str() == id)
-        .map(|r| ("route", r.id.as_str(), r.location));
-    let egress = manifest
-        .egress
-        .iter()
-        .filter(move |r| r.id.as_str() == id)
-        .map(|r| ("egress rule", r.id.as_str(), r.location));
-    allows.chain(routes).chain(egress)
+/// Per rule id, where the allow rules, routes and egress rules of that id are declared, in that
+/// order: what a result's related locations point at.
+type Declarations<'p> = HashMap<&'p str, Vec<(&'static str, &'p str, Location)>>;
+
+/// Where every allow rule, route and egress rule of `policy` is declared, by id.
+fn declarations(policy: &Policy) -> Declarations<'_> {
+    let allows = policy
+        .allow_rules()
+        .map(|r| ("allow rule", r.id.as_str(), Some(r.location)));
+    let routes = policy.routes().map(|r| {
+        let at = policy.declared_at(&RuleId::Route(r.id.clone()));
+        ("route", r.id.as_str(), at)
+    });
+    let egress = policy
+        .egress_rules()
+        .map(|r| ("egress rule", r.id.as_str(), Some(r.location)));
+    let mut out: Declarations<'_> = HashMap::new();
+    for (what, id, at) in allows.chain(routes).chain(egress) {
+        if let Some(at) = at {
+            out.entry(id).or_default().push((what, id, at));
+        }
+    }
+    out
 }
 
 fn physical_location(artifact: &Value, at: Location) -> Value {

@@ -45,64 +45,28 @@ pub struct Suggestion {
     pub skipped: Vec<String>,
 }
 
+/// What audit mode observed, grouped the way rules are written: per (caller, callee) the
+/// methods and paths seen, per function the destinations.
+#[derive(Default)]
+struct Grouped {
+    mesh: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)>,
+    egress: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// Suggests rules for `observed` flows on top of `policy`.
 pub fn suggest(policy: &Policy, observed: &[Observed]) -> Suggestion {
     let mut suggestion = Suggestion::default();
-    let mut mesh: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> =
-        BTreeMap::new();
-    let mut egress: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut grouped = Grouped::default();
     for o in observed {
-        match o {
-            Observed::Mesh {
-                from,
-                to,
-                method,
-                path,
-            } => {
-                if policy.function_id(from).is_none() || policy.function_id(to).is_none() {
-                    suggestion.skipped.push(format!(
-                        "`{from}` → `{to}`: not a function of this application"
-                    ));
-                    continue;
-                }
-                if PathPattern::parse(path).map_or(true, |p| !p.is_exact()) {
-                    suggestion.skipped.push(format!(
-                        "`{from}` → `{to}` {method} `{path}`: not expressible as an exact path"
-                    ));
-                    continue;
-                }
-                let entry = mesh.entry((from.clone(), to.clone())).or_default();
-                entry.0.insert(method.clone());
-                entry.1.insert(path.clone());
-            }
-            Observed::Egress { from, target } => {
-                if policy.function_id(from).is_none() {
-                    suggestion
-                        .skipped
-                        .push(format!("`{from}`: not a function of this application"));
-                    continue;
-                }
-                match EgressTarget::parse(target) {
-                    Ok(t) => {
-                        egress
-                            .entry(from.clone())
-                            .or_default()
-                            .insert(t.to_string());
-                    }
-                    Err(e) => suggestion
-                        .skipped
-                        .push(format!("`{from}` → `{target}`: {e}")),
-                }
-            }
+        if let Err(skipped) = grouped.add(policy, o) {
+            suggestion.skipped.push(skipped);
         }
     }
-    let manifest = policy.manifest();
-    let mut taken: HashSet<String> = manifest
-        .routes
-        .iter()
+    let mut taken: HashSet<String> = policy
+        .routes()
         .map(|r| r.id.to_string())
-        .chain(manifest.allows.iter().map(|r| r.id.to_string()))
-        .chain(manifest.egress.iter().map(|r| r.id.to_string()))
+        .chain(policy.allow_rules().map(|r| r.id.to_string()))
+        .chain(policy.egress_rules().map(|r| r.id.to_string()))
         .collect();
     let mut fresh_id = |base: String| {
         let mut id = base.clone();
@@ -113,14 +77,7 @@ pub fn suggest(policy: &Policy, observed: &[Observed]) -> Suggestion {
         }
         id
     };
-    let list = |items: &BTreeSet<String>| {
-        items
-            .iter()
-            .map(|i| format!("{i:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for ((from, to), (methods, paths)) in &mesh {
+    for ((from, to), (methods, paths)) in &grouped.mesh {
         let id = fresh_id(format!("{from}-to-{to}"));
         suggestion.toml.push_str(&format!(
             "\n[[allow]]\nid = \"{id}\"\nfrom = \"function:{from}\"\nto = \"function:{to}\"\nmethods = [{}]\npaths = [{}]\n",
@@ -129,7 +86,7 @@ pub fn suggest(policy: &Policy, observed: &[Observed]) -> Suggestion {
         ));
         suggestion.rules += 1;
     }
-    for (from, targets) in &egress {
+    for (from, targets) in &grouped.egress {
         let id = fresh_id(format!("{from}-egress"));
         suggestion.toml.push_str(&format!(
             "\n[[egress]]\nid = \"{id}\"\nfrom = \"function:{from}\"\nto = [{}]\n",
@@ -138,6 +95,55 @@ pub fn suggest(policy: &Policy, observed: &[Observed]) -> Suggestion {
         suggestion.rules += 1;
     }
     suggestion
+}
+
+/// A TOML list of `items`, quoted.
+fn list(items: &BTreeSet<String>) -> String {
+    items
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Grouped {
+    /// Files `o` under its rule, or says why no rule can express it.
+    fn add(&mut self, policy: &Policy, o: &Observed) -> Result<(), String> {
+        match o {
+            Observed::Mesh {
+                from,
+                to,
+                method,
+                path,
+            } => {
+                if policy.function_id(from).is_none() || policy.function_id(to).is_none() {
+                    return Err(format!(
+                        "`{from}` → `{to}`: not a function of this application"
+                    ));
+                }
+                if PathPattern::parse(path).map_or(true, |p| !p.is_exact()) {
+                    return Err(format!(
+                        "`{from}` → `{to}` {method} `{path}`: not expressible as an exact path"
+                    ));
+                }
+                let entry = self.mesh.entry((from.clone(), to.clone())).or_default();
+                entry.0.insert(method.clone());
+                entry.1.insert(path.clone());
+            }
+            Observed::Egress { from, target } => {
+                if policy.function_id(from).is_none() {
+                    return Err(format!("`{from}`: not a function of this application"));
+                }
+                let t = EgressTarget::parse(target)
+                    .map_err(|e| format!("`{from}` → `{target}`: {e}"))?;
+                self.egress
+                    .entry(from.clone())
+                    .or_default()
+                    .insert(t.to_string());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether `policy` allows every observed flow by a rule (not by audit mode); the ones it does

@@ -266,3 +266,47 @@ to = "function:front"
     );
     assert!(policy.mesh_edges().iter().all(|e| e.from != kv));
 }
+
+#[test]
+fn an_endpoint_never_reaches_outside_in_the_graph_or_the_engine() {
+    let text = r#"septa_manifest_version = 1
+[application]
+name = "endpoints"
+[segment.data]
+subnets = { app = "private" }
+mode = "audit"
+[function.worker]
+source = "worker.wasm"
+placement = "data/app"
+[endpoint.kv]
+placement = "data/app"
+[[egress]]
+id = "data-out"
+from = "segment:data"
+to = ["https://api.example.com:443"]
+"#;
+    let manifest = septa_manifest::parse(Path::new("septa.toml"), text).unwrap();
+    let policy = Policy::compile(manifest).unwrap();
+    let graph = Graph::build(&policy);
+    let egress: Vec<(&str, &str)> = graph
+        .edges()
+        .iter()
+        .filter(|e| matches!(graph.nodes[e.to], septa_audit::Node::Egress(_)))
+        .map(|e| (graph.name(e.from), graph.name(e.to)))
+        .collect();
+    // Audit mode opens any destination, but only to the function: the endpoint calls nothing.
+    assert_eq!(
+        egress,
+        [
+            ("function:worker", "https://api.example.com:443"),
+            ("function:worker", "any destination (audit mode)"),
+        ]
+    );
+    let kv = policy
+        .functions()
+        .iter()
+        .find(|f| f.identity == "endpoint:kv")
+        .unwrap()
+        .id;
+    assert!(policy.egress_edges().iter().all(|e| e.from != kv));
+}

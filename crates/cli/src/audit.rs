@@ -92,7 +92,8 @@ pub(crate) fn run_audit(
     let failed = fail_on.is_some_and(|threshold| findings.iter().any(|f| f.severity >= threshold));
     // The process ends here: freeing a large policy and graph piece by piece would take longer
     // than auditing them did.
-    std::mem::forget((policy, graph, findings));
+    std::mem::forget((graph, findings));
+    std::mem::forget(policy);
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -114,10 +115,10 @@ pub(crate) fn run_query(
         return Ok(ExitCode::from(2));
     };
     let graph = Graph::build(&policy);
-    if graph.select(&policy, &from).is_empty() {
+    if graph.select(&from).is_empty() {
         bail!("--from `{from}` selects nothing in this application");
     }
-    if graph.select(&policy, &to).is_empty() {
+    if graph.select(&to).is_empty() {
         bail!("--to `{to}` selects nothing in this application");
     }
     match septa_audit::query(&policy, &graph, &from, &to, method, path, direct) {
@@ -173,7 +174,7 @@ pub(crate) fn run_suggest(dir: &Path, flow_log: &Path) -> anyhow::Result<ExitCod
     let mut observed = Vec::new();
     for r in records
         .iter()
-        .filter(|r| r.verdict == septa_flows::FlowVerdict::Audit)
+        .filter(|r| r.verdict == septa_flows::Verdict::Audit)
     {
         let Some(from) = function(&r.src) else {
             continue;

@@ -19,17 +19,12 @@ pub(crate) fn checked(policy: Policy) -> Result<Policy, Diagnostics> {
     if violations.is_empty() {
         return Ok(policy);
     }
-    let manifest = policy.manifest();
     let items = violations
         .into_iter()
         .map(|v| {
-            let location = manifest
-                .invariants
-                .iter()
-                .find(|i| v.subject == format!("invariant:{}", i.id))
-                .map(|i| i.location);
+            // An invariant's finding points at its declaration.
             Diagnostic {
-                location,
+                location: v.position,
                 message: v.message,
                 help: Some(format!(
                     "change one of the rules on the path: {}",
@@ -39,7 +34,7 @@ pub(crate) fn checked(policy: Policy) -> Result<Policy, Diagnostics> {
         })
         .collect();
     Err(Diagnostics {
-        file: manifest.file.clone(),
+        file: policy.manifest().file.clone(),
         items,
     })
 }
@@ -76,9 +71,9 @@ pub(crate) fn run(dir: &Path) -> anyhow::Result<ExitCode> {
                 m.segments.len(),
                 m.components().count(),
                 m.functions.len() - m.components().count(),
-                m.routes.len(),
-                m.allows.len(),
-                m.egress.len(),
+                policy.routes().count(),
+                policy.allow_rules().len(),
+                policy.egress_rules().len(),
                 m.invariants.len(),
             );
             Ok(ExitCode::SUCCESS)

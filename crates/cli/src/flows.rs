@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{AUTHORIZATION, HOST};
 use hyper::{Request, StatusCode};
-use septa_flows::{FlowRecord, FlowVerdict};
+use septa_flows::{FlowRecord, Verdict};
 use septa_monitor::{AdminToken, FlowFilter, TOKEN_ENV};
 
 /// Where `septa flows tail` looks for the admin listener unless told.
@@ -255,10 +255,10 @@ fn render_record(record: &FlowRecord, colour: Colour) -> String {
     }
     let _ = write!(line, " {}", record.verdict.as_str());
     match (record.verdict, &record.rule) {
-        (FlowVerdict::Allow, Some(rule)) => {
+        (Verdict::Allow, Some(rule)) => {
             let _ = write!(line, " rule {rule}");
         }
-        (FlowVerdict::Allow, None) => {}
+        (Verdict::Allow, None) => {}
         (_, Some(rule)) => {
             let _ = write!(line, " rule {rule}: {}", record.reason);
         }
@@ -271,8 +271,8 @@ fn render_record(record: &FlowRecord, colour: Colour) -> String {
     }
     let _ = write!(line, " {}", latency(record.latency_us));
     let paint = match (colour, record.verdict) {
-        (Colour::On, FlowVerdict::Deny) => Some("\x1b[31m"),
-        (Colour::On, FlowVerdict::Audit) => Some("\x1b[33m"),
+        (Colour::On, Verdict::Deny) => Some("\x1b[31m"),
+        (Colour::On, Verdict::Audit) => Some("\x1b[33m"),
         _ => None,
     };
     match paint {
@@ -302,7 +302,7 @@ mod tests {
             FlowKind::Mesh,
             "function:storefront",
             "function:ledger",
-            FlowVerdict::Deny,
+            Verdict::Deny,
             "no allow rule from `function:storefront` to `function:ledger`",
         );
         record.time = "2026-11-29T20:41:03.123Z".to_owned();
@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn an_allow_names_its_rule_and_is_never_painted() {
         let mut record = denial();
-        record.verdict = FlowVerdict::Allow;
+        record.verdict = Verdict::Allow;
         record.rule = Some("storefront-to-ledger".to_owned());
         record.latency_us = 80;
         let line = render_record(&record, Colour::On);

@@ -44,8 +44,8 @@ impl JwksFetcher for EgressJwksFetcher {
             else {
                 return Err(format!("jwt issuer `{}` has no `jwks_url`", issuer.name).into());
             };
-            let ceiling = self.policy.ceiling();
-            Ok(fetch_document(url, ceiling, roots, FetchLimits::default(), flow).await?)
+            let policy = &self.policy;
+            Ok(fetch_document(url, policy, roots, FetchLimits::default(), flow).await?)
         })
     }
 }

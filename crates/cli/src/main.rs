@@ -7,7 +7,6 @@ mod check;
 mod endpoints;
 mod flows;
 mod jwks;
-mod model;
 mod platform;
 mod probe;
 mod up;
@@ -107,8 +106,8 @@ enum Command {
 /// mimalloc rather than the C library's allocator. A request allocates and frees a few hundred
 /// small objects (the request head, the flow record, wasmtime's per-store tables) on its worker,
 /// while the flow writer frees records on its own thread; with glibc's allocator that was about
-/// 11-12% of a worker's time on the plainest route and with a mesh hop (`perf`, README
-/// "Performance").
+/// 11-12% of a worker's time on the plainest route and with a mesh hop (`perf`,
+/// `docs/performance.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -193,7 +193,8 @@ impl Fingerprint {
         let components = policy
             .manifest()
             .components()
-            .map(|f| f.source.clone())
+            .filter_map(|f| f.component())
+            .map(|c| c.source.clone())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .map(|path| {
@@ -246,9 +247,7 @@ impl Platform {
         if let Some(metrics) = &metrics {
             watch_generation(metrics, &first);
         }
-        parts
-            .alerts
-            .update(AlertRules::from_manifest(first.policy.manifest()));
+        parts.alerts.update(AlertRules::from_policy(&first.policy));
         Self {
             parts,
             current,
@@ -327,7 +326,7 @@ impl Control for Platform {
             let g = &*generation;
             (g.policy.clone(), g.hash.clone(), g.number)
         };
-        crate::model::dashboard_model(&policy, &hash, number)
+        septa_audit::model::dashboard_model(&policy, &hash, number)
     }
 
     fn reload(&self, trigger: ReloadTrigger) -> ReloadAttempt {
@@ -337,7 +336,7 @@ impl Control for Platform {
             Ok(next) => {
                 let message = summary(&serving, &next);
                 self.current.swap(next.gateway.clone());
-                let alerts = AlertRules::from_manifest(next.policy.manifest());
+                let alerts = AlertRules::from_policy(&next.policy);
                 self.parts.alerts.update(alerts);
                 if let Some(metrics) = &self.metrics {
                     metrics.load_policy(&next.policy, next.hash.clone());
@@ -422,9 +421,34 @@ impl Control for Platform {
     }
 }
 
+/// What a reload summary counts of one policy.
+struct Counts {
+    functions: usize,
+    endpoints: usize,
+    routes: usize,
+    allow_rules: usize,
+}
+
+impl Counts {
+    fn of(policy: &Policy) -> Self {
+        let all = policy.functions().len();
+        let endpoints = policy
+            .functions()
+            .iter()
+            .filter(|f| f.spec.is_endpoint())
+            .count();
+        Self {
+            functions: all - endpoints,
+            endpoints,
+            routes: policy.routes().count(),
+            allow_rules: policy.allow_rules().len(),
+        }
+    }
+}
+
 /// One line on what a reload changed.
 fn summary(old: &Generation, new: &Generation) -> String {
-    let (o, n) = (old.policy.manifest(), new.policy.manifest());
+    let (o, n) = (Counts::of(&old.policy), Counts::of(&new.policy));
     let report = &new.load_report;
     format!(
         "generation {} (policy {}) replaced generation {} (policy {}): {} functions, {} endpoints, {} routes, {} allow rules (were {}, {}, {}, {}); {} components compiled, {} from cache",
@@ -432,14 +456,14 @@ fn summary(old: &Generation, new: &Generation) -> String {
         new.revision(),
         old.number,
         old.revision(),
-        n.components().count(),
-        n.functions.len() - n.components().count(),
-        n.routes.len(),
-        n.allows.len(),
-        o.components().count(),
-        o.functions.len() - o.components().count(),
-        o.routes.len(),
-        o.allows.len(),
+        n.functions,
+        n.endpoints,
+        n.routes,
+        n.allow_rules,
+        o.functions,
+        o.endpoints,
+        o.routes,
+        o.allow_rules,
         report.compiled,
         report.cache_hits,
     )

@@ -252,11 +252,8 @@ fn build(manifest: &septa_manifest::Manifest) -> anyhow::Result<()> {
     let commands: BTreeSet<(String, PathBuf)> = manifest
         .functions
         .values()
-        .filter_map(|f| {
-            f.build
-                .as_ref()
-                .map(|b| (b.command.clone(), b.workdir.clone()))
-        })
+        .filter_map(|f| f.component()?.build.as_ref())
+        .map(|b| (b.command.clone(), b.workdir.clone()))
         .collect();
     for (command, workdir) in commands {
         println!("septa: building: {command} (in {})", workdir.display());

@@ -121,11 +121,10 @@ fn a_body_that_does_not_arrive_in_time_is_a_408() {
     let flows = septa.stop();
     let f = flows.iter().find(|f| f["path"] == "/slow/x").unwrap();
     assert_eq!(f["status"], 408, "{f}");
-    assert!(
-        f["reason"]
-            .as_str()
-            .unwrap()
-            .ends_with("the request body did not arrive within 300 ms"),
+    // Allowed by its route; what went wrong afterwards is the record's error, not its reason.
+    assert_eq!(f["verdict"], "allow", "{f}");
+    assert_eq!(
+        f["error"], "the request body did not arrive within 300 ms",
         "{f}"
     );
 }

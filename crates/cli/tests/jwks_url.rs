@@ -355,10 +355,8 @@ fn a_fetched_key_verifies_tokens_and_the_fetch_is_an_egress_flow_of_the_gateway(
     assert_eq!(fetch["method"], "GET", "{fetch}");
     assert_eq!(fetch["path"], "/jwks.json", "{fetch}");
     assert_eq!(fetch["target"], issuer.addr.to_string().as_str(), "{fetch}");
-    assert!(
-        fetch["reason"].as_str().unwrap().contains("1 keys"),
-        "{fetch}"
-    );
+    assert_eq!(fetch["reason"], "the keys of jwt issuer `main`", "{fetch}");
+    assert!(fetch.get("error").is_none(), "{fetch}");
     let refused = flows
         .iter()
         .find(|f| f["kind"] == "egress" && f["src"] == "function:caller")
@@ -426,9 +424,10 @@ fn a_certificate_the_ca_did_not_sign_is_refused() {
 
     let flows = septa.stop();
     let fetch = flows.iter().find(|f| is_fetch(f, &issuer)).unwrap();
-    assert_eq!(fetch["verdict"], "deny", "{fetch}");
+    // Allowed by the issuer's declaration; it failed after that, and says why.
+    assert_eq!(fetch["verdict"], "allow", "{fetch}");
     assert!(
-        fetch["reason"]
+        fetch["error"]
             .as_str()
             .unwrap()
             .contains("tls certificate of `127.0.0.1` is not valid"),
@@ -455,8 +454,7 @@ fn without_keys_routes_fail_closed_until_a_retry_succeeds() {
         Duration::from_secs(30),
         |f| {
             is_fetch(f, &issuer)
-                && f["verdict"] == "deny"
-                && f["reason"]
+                && f["error"]
                     .as_str()
                     .is_some_and(|r| r.contains("the document is larger than 1048576 bytes"))
         },
@@ -470,7 +468,7 @@ fn without_keys_routes_fail_closed_until_a_retry_succeeds() {
         |f| {
             is_fetch(f, &issuer)
                 && f["status"] == 200
-                && f["reason"]
+                && f["error"]
                     .as_str()
                     .is_some_and(|r| r.contains("bad JWKS document: not JSON"))
         },
@@ -490,16 +488,15 @@ fn without_keys_routes_fail_closed_until_a_retry_succeeds() {
     let flows = septa.stop();
     let fetches: Vec<&Value> = flows.iter().filter(|f| is_fetch(f, &issuer)).collect();
     let unavailable = fetches.iter().find(|f| f["status"] == 503).unwrap();
-    assert_eq!(unavailable["verdict"], "deny", "{unavailable}");
     assert!(
-        unavailable["reason"]
+        unavailable["error"]
             .as_str()
             .unwrap()
             .contains("the server answered 503; only 200 is accepted"),
         "{unavailable}"
     );
     assert!(
-        fetches.iter().any(|f| f["verdict"] == "allow"),
+        fetches.iter().any(|f| f.get("error").is_none()),
         "{fetches:#?}"
     );
 }
@@ -541,7 +538,7 @@ fn rotated_keys_verify_after_an_early_refresh_and_removed_keys_stop_verifying() 
         &septa,
         "of a failed refresh",
         Duration::from_secs(25),
-        |f| is_fetch(f, &issuer) && f["verdict"] == "deny",
+        |f| is_fetch(f, &issuer) && f.get("error").is_some(),
     );
     assert_eq!(call(&septa, "/orders/k3-kept", &k3.token()).status, 200);
 
@@ -551,10 +548,10 @@ fn rotated_keys_verify_after_an_early_refresh_and_removed_keys_stop_verifying() 
     assert_eq!(flow("/orders/old-after")["reason"], "jwt: unknown key id");
     let failed = flows
         .iter()
-        .find(|f| is_fetch(f, &issuer) && f["verdict"] == "deny")
+        .find(|f| is_fetch(f, &issuer) && f.get("error").is_some())
         .unwrap();
     assert!(
-        failed["reason"]
+        failed["error"]
             .as_str()
             .unwrap()
             .contains("bad JWKS document: no `keys` array"),

@@ -428,17 +428,13 @@ fn a_route_in_audit_mode_lets_refusals_through_and_records_what_enforcing_would_
     assert_eq!(f["verdict"], "audit", "{f}");
     assert_eq!(f["rule"], "trial");
     assert_eq!(f["status"], 200);
-    assert_eq!(
-        f["reason"],
-        "route `trial` is in audit mode; enforcing would answer 401: jwt: no bearer token"
-    );
+    // The verdict says audit mode let it through; the reason is what enforcing would refuse.
+    assert_eq!(f["reason"], "jwt: no bearer token");
     let f = flow("/trial/reader");
     assert_eq!(f["verdict"], "audit", "{f}");
-    assert!(
-        f["reason"]
-            .as_str()
-            .unwrap()
-            .ends_with("enforcing would answer 403: jwt: missing scope `admin` (subject `alice`)"),
+    assert_eq!(f["rule"], "trial");
+    assert_eq!(
+        f["reason"], "jwt: missing scope `admin` (subject `alice`)",
         "{f}"
     );
     let f = flow("/trial/admin");

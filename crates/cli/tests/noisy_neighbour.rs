@@ -125,7 +125,7 @@ fn looping_guests_in_one_segment_neither_fail_nor_stall_another() {
         .find(|f| f["status"] == 503)
         .expect("a refusal is a flow");
     assert!(
-        refusal["reason"]
+        refusal["error"]
             .as_str()
             .unwrap()
             .ends_with("segment `noisy` is at its concurrency limit of 2"),

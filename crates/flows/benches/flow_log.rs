@@ -23,7 +23,9 @@
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use septa_flows::{FlowKind, FlowLog, FlowVerdict};
+use septa_flows::{FlowKind, FlowLog};
+use septa_manifest::Name;
+use septa_policy::{Decision, RuleId};
 use tempfile::TempDir;
 
 /// Records per end-to-end measurement.
@@ -32,20 +34,16 @@ const WRITE_BATCH: u64 = 10_000;
 const RECORD_BATCH: u64 = 1_000;
 
 /// Records one flow as the gateway does for an allowed request to `hello`.
-fn record_flow(log: &FlowLog) {
+fn record_flow(log: &FlowLog, decision: &Decision) {
     let mut flow = log.guard(FlowKind::Ingress, "gateway", "function:hello");
-    flow.set_decision(
-        FlowVerdict::Allow,
-        Some("plain".to_owned()),
-        "route `plain` matched",
-    )
-    .set_method("GET")
-    .set_path("/plain/x")
-    .set_route("plain")
-    .set_segment("edge")
-    .set_client("127.0.0.1")
-    .set_status(200)
-    .add_bytes_out(13);
+    flow.set_decision(decision)
+        .set_method("GET")
+        .set_path("/plain/x")
+        .set_route("plain")
+        .set_segment("edge")
+        .set_client("127.0.0.1")
+        .set_status(200)
+        .add_bytes_out(13);
     flow.finish();
 }
 
@@ -56,6 +54,8 @@ fn fresh_log() -> (FlowLog, TempDir) {
 }
 
 fn write(c: &mut Criterion) {
+    let rule = Name::new("plain").expect("a valid route name");
+    let decision = Decision::allow(RuleId::Route(rule));
     let mut group = c.benchmark_group("flow_log");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(10));
@@ -68,7 +68,7 @@ fn write(c: &mut Criterion) {
             fresh_log,
             |(log, dir)| {
                 for _ in 0..WRITE_BATCH {
-                    record_flow(&log);
+                    record_flow(&log, &decision);
                 }
                 log.sync().expect("sync the flow log");
                 (log, dir)
@@ -84,7 +84,7 @@ fn write(c: &mut Criterion) {
             fresh_log,
             |(log, dir)| {
                 for _ in 0..RECORD_BATCH {
-                    record_flow(&log);
+                    record_flow(&log, &decision);
                 }
                 (log, dir)
             },

@@ -3,7 +3,9 @@
 use std::time::Instant;
 
 use crate::log::FlowLog;
-use crate::record::{FlowKind, FlowRecord, FlowVerdict};
+use septa_policy::{Decision, Verdict};
+
+use crate::record::{FlowKind, FlowRecord};
 
 /// The reason a flow carries when it ends before anyone recorded a decision for it: it was not
 /// allowed, so it is recorded as denied.
@@ -35,7 +37,7 @@ impl FlowGuard {
         src: impl Into<String>,
         dst: impl Into<String>,
     ) -> Self {
-        let record = FlowRecord::new(kind, src, dst, FlowVerdict::Deny, UNDECIDED_REASON);
+        let record = FlowRecord::new(kind, src, dst, Verdict::Deny, UNDECIDED_REASON);
         Self {
             log: log.clone(),
             started: Instant::now(),
@@ -69,36 +71,21 @@ impl FlowGuard {
         self.record.as_ref()
     }
 
-    /// Sets verdict, rule and reason together, as a policy decision carries them.
-    pub fn set_decision(
-        &mut self,
-        verdict: FlowVerdict,
-        rule: Option<String>,
-        reason: impl Into<String>,
-    ) -> &mut Self {
-        let reason = reason.into();
+    /// Records what the policy decided: its verdict, the rule it names and its reason, as the
+    /// policy worded it. A flow has one decision; setting another replaces it.
+    pub fn set_decision(&mut self, decision: &Decision) -> &mut Self {
         self.update(|record| {
-            record.verdict = verdict;
-            record.rule = rule;
-            record.reason = reason;
+            record.verdict = decision.verdict;
+            record.rule = decision.rule.as_ref().map(ToString::to_string);
+            record.reason = decision.reason.to_string();
         })
     }
 
-    /// Sets the verdict.
-    pub fn set_verdict(&mut self, verdict: FlowVerdict) -> &mut Self {
-        self.update(|record| record.verdict = verdict)
-    }
-
-    /// Sets the id of the rule that allowed the flow, or that audit mode would have denied under.
-    pub fn set_rule(&mut self, rule: impl Into<String>) -> &mut Self {
-        let rule = rule.into();
-        self.update(|record| record.rule = Some(rule))
-    }
-
-    /// Sets the human-readable reason for the verdict.
-    pub fn set_reason(&mut self, reason: impl Into<String>) -> &mut Self {
-        let reason = reason.into();
-        self.update(|record| record.reason = reason)
+    /// Records what went wrong after the decision (see [`FlowRecord::error`]); the decision
+    /// stands.
+    pub fn set_error(&mut self, error: impl Into<String>) -> &mut Self {
+        let error = error.into();
+        self.update(|record| record.error = Some(error))
     }
 
     /// Sets the HTTP method.
@@ -214,7 +201,7 @@ mod tests {
         }
         let records = log.snapshot().unwrap();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].verdict, FlowVerdict::Deny);
+        assert_eq!(records[0].verdict, Verdict::Deny);
         assert_eq!(records[0].reason, UNDECIDED_REASON);
     }
 
@@ -222,12 +209,11 @@ mod tests {
     fn setters_end_up_in_the_record() {
         let log = FlowLog::memory();
         let mut guard = log.guard(FlowKind::Mesh, "function:storefront", "function:checkout");
+        let rule = septa_manifest::Name::new("storefront-to-checkout").unwrap();
         guard
-            .set_decision(
-                FlowVerdict::Allow,
-                Some("storefront-to-checkout".to_owned()),
-                "allowed by rule",
-            )
+            .set_decision(&septa_policy::Decision::allow(septa_policy::RuleId::Allow(
+                rule,
+            )))
             .set_method("POST")
             .set_path("/charge")
             .set_status(200)
@@ -239,7 +225,7 @@ mod tests {
         let records = log.snapshot().unwrap();
         assert_eq!(records.len(), 1);
         let record = &records[0];
-        assert_eq!(record.verdict, FlowVerdict::Allow);
+        assert_eq!(record.verdict, Verdict::Allow);
         assert_eq!(record.rule.as_deref(), Some("storefront-to-checkout"));
         assert_eq!(record.method.as_deref(), Some("POST"));
         assert_eq!(record.path.as_deref(), Some("/charge"));

@@ -7,8 +7,9 @@
 //! [`FlowObserver`]s (metrics, recent flows, live streams) see every record on the writer
 //! thread, after it is written. [`read_records`] reads a flow log back.
 //!
-//! This crate depends on no other septa crate: enforcers translate their decisions into the plain
-//! strings and enums a record holds.
+//! A record holds the policy's [`septa_policy::Decision`] as the policy worded it: a guard takes
+//! the decision itself ([`FlowGuard::set_decision`]), so no enforcer translates or rewords one,
+//! and what went wrong after the decision is its own field ([`FlowRecord::error`]).
 
 mod guard;
 mod log;
@@ -22,5 +23,7 @@ pub use guard::FlowGuard;
 pub use log::{FlowLog, FlowLogError, FlowLogOptions, FlowLogStats};
 pub use observe::{FlowObserver, FlowObservers};
 pub use read::{FlowReadError, read_records, read_records_from};
-pub use record::{FlowKind, FlowRecord, FlowVerdict};
+pub use record::{FlowKind, FlowRecord};
+/// What the policy decided, as flow records spell it.
+pub use septa_policy::Verdict;
 pub use time::{format_rfc3339_millis, parse_rfc3339_millis};

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use septa_policy::Verdict;
 use serde::{Deserialize, Serialize};
 
 use crate::time::format_rfc3339_millis;
@@ -39,35 +40,6 @@ impl fmt::Display for FlowKind {
     }
 }
 
-/// What the policy decided for the flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlowVerdict {
-    /// A rule allowed the flow.
-    Allow,
-    /// No rule allowed the flow (or a deny matched) and it was refused.
-    Deny,
-    /// Audit mode let the flow through although enforce mode would have denied it.
-    Audit,
-}
-
-impl FlowVerdict {
-    /// The lowercase name used in the flow log, e.g. `allow`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::Audit => "audit",
-        }
-    }
-}
-
-impl fmt::Display for FlowVerdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// One decided flow, written to the flow log as one JSON object on one line.
 ///
 /// Optional fields that are `None` are left out of the JSON. Unknown fields are accepted when
@@ -92,12 +64,18 @@ pub struct FlowRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// What the policy decided.
-    pub verdict: FlowVerdict,
-    /// The id of the rule that allowed the flow, or under which audit mode would have denied it.
+    pub verdict: Verdict,
+    /// The id of the rule that decided the flow: the rule that allowed it, or the route a
+    /// refused ingress request matched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    /// Why the flow was decided as it was, for a human.
+    /// Why the flow was decided as it was, for a human: the policy's reason, as it worded it.
     pub reason: String,
+    /// What went wrong after the decision, when something did: a trap, a timeout, a refused
+    /// connection, a failed response body. The decision stands; this says why the flow still
+    /// did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The HTTP status returned to the caller, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -144,7 +122,7 @@ impl FlowRecord {
         kind: FlowKind,
         src: impl Into<String>,
         dst: impl Into<String>,
-        verdict: FlowVerdict,
+        verdict: Verdict,
         reason: impl Into<String>,
     ) -> Self {
         Self {
@@ -158,6 +136,7 @@ impl FlowRecord {
             verdict,
             rule: None,
             reason: reason.into(),
+            error: None,
             status: None,
             bytes_in: 0,
             bytes_out: 0,
@@ -184,7 +163,7 @@ mod tests {
             FlowKind::Egress,
             "function:checkout",
             "https://api.payments.example:443",
-            FlowVerdict::Audit,
+            Verdict::Audit,
             "no egress rule matches",
         );
         record.time = "2026-11-29T20:41:03.123Z".to_owned();
@@ -208,9 +187,10 @@ mod tests {
             method: Some("POST".to_owned()),
             path: Some("/api/checkout".to_owned()),
             target: None,
-            verdict: FlowVerdict::Allow,
+            verdict: Verdict::Allow,
             rule: Some("route:/api/checkout".to_owned()),
             reason: "route matched".to_owned(),
+            error: Some("the function trapped".to_owned()),
             status: Some(201),
             bytes_in: 12,
             bytes_out: 345,
@@ -231,7 +211,7 @@ mod tests {
         let json = r#"{"time":"2026-11-29T20:41:03.123Z","kind":"mesh","src":"function:a","dst":"function:b","verdict":"deny","reason":"no rule","future":1}"#;
         let record: FlowRecord = serde_json::from_str(json).unwrap();
         assert_eq!(record.kind, FlowKind::Mesh);
-        assert_eq!(record.verdict, FlowVerdict::Deny);
+        assert_eq!(record.verdict, Verdict::Deny);
         assert_eq!(record.bytes_in, 0);
     }
 }

@@ -7,16 +7,18 @@ use std::path::Path;
 use std::thread;
 
 use septa_flows::{
-    FlowGuard, FlowKind, FlowLog, FlowLogError, FlowLogOptions, FlowRecord, FlowVerdict,
+    FlowGuard, FlowKind, FlowLog, FlowLogError, FlowLogOptions, FlowRecord, Verdict,
     format_rfc3339_millis, read_records,
 };
+use septa_manifest::Name;
+use septa_policy::{Decision, RuleId};
 
 fn record(src: &str, sequence: u64) -> FlowRecord {
     let mut record = FlowRecord::new(
         FlowKind::Mesh,
         src,
         "function:checkout",
-        FlowVerdict::Allow,
+        Verdict::Allow,
         "allowed by rule",
     );
     record.rule = Some("storefront-to-checkout".to_owned());
@@ -50,7 +52,7 @@ fn a_guard_dropped_without_finish_writes_exactly_one_record() {
 
     let records = lines_of(&path);
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].verdict, FlowVerdict::Deny);
+    assert_eq!(records[0].verdict, Verdict::Deny);
     assert_eq!(records[0].status, Some(401));
 }
 
@@ -66,11 +68,9 @@ fn a_guard_finished_then_dropped_writes_exactly_one_record() {
         "https://api.payments.example:443",
     );
     guard
-        .set_decision(
-            FlowVerdict::Allow,
-            Some("checkout-egress".to_owned()),
-            "egress rule matches",
-        )
+        .set_decision(&Decision::allow(RuleId::Egress(
+            Name::new("checkout-egress").unwrap(),
+        )))
         .set_target("api.payments.example:443");
     guard.finish(); // consumes and drops the guard
     log.shutdown().unwrap();
@@ -88,7 +88,7 @@ fn a_guard_finished_then_dropped_writes_exactly_one_record() {
 fn a_guard_can_finish_on_another_thread() {
     let log = FlowLog::memory();
     let mut guard = log.guard(FlowKind::Ingress, "gateway", "function:storefront");
-    guard.set_verdict(FlowVerdict::Allow);
+    guard.set_decision(&Decision::allow(RuleId::Route(Name::new("home").unwrap())));
     thread::spawn(move || {
         guard.add_bytes_out(42);
     })

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use septa_flows::{
-    FlowKind, FlowLog, FlowLogOptions, FlowObserver, FlowObservers, FlowRecord, FlowVerdict,
+    FlowKind, FlowLog, FlowLogOptions, FlowObserver, FlowObservers, FlowRecord, Verdict,
 };
 
 /// Keeps what it sees, and who called it.
@@ -48,7 +48,7 @@ fn record(sequence: u64) -> FlowRecord {
         FlowKind::Mesh,
         "function:a",
         "function:b",
-        FlowVerdict::Deny,
+        Verdict::Deny,
         "no rule",
     );
     record.bytes_in = sequence;

@@ -4,11 +4,9 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use septa_manifest::GatewaySpec;
-
-use crate::{Admission, Admit, Rejection};
 
 /// Resolves the client address of a request from the peer and `[gateway] trusted_proxies`.
 #[derive(Debug, Clone)]
@@ -58,26 +56,6 @@ impl ClientAddresses {
             }
         }
         client
-    }
-}
-
-/// A route's `sources`: the client networks it admits.
-pub struct SourceAdmission;
-
-impl Admission for SourceAdmission {
-    fn admit(&self, request: &mut Admit<'_>) -> Result<(), Rejection> {
-        let sources = &request.route.sources;
-        if sources.is_empty() || sources.iter().any(|net| net.contains(&request.client)) {
-            return Ok(());
-        }
-        Err(Rejection {
-            status: StatusCode::FORBIDDEN,
-            headers: Vec::new(),
-            reason: format!(
-                "client address {} is not in route `{}`'s sources",
-                request.client, request.route.id
-            ),
-        })
     }
 }
 

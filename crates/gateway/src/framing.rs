@@ -19,10 +19,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE};
+use http::header::CONNECTION;
 use http::{HeaderValue, Response, Version};
-use http_body_util::{BodyExt, Full};
 use septa_runtime::HyperOutgoingBody;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -74,16 +72,8 @@ impl ConnectionWatch {
 /// The answer to a request refused for its framing: the status, `Connection: close`, and what
 /// was wrong, in the gateway's JSON error shape.
 pub(crate) fn refusal_response(error: FramingError) -> Response<HyperOutgoingBody> {
-    let status = error.status();
-    let body = serde_json::json!({ "error": error.to_string(), "status": status.as_u16() });
-    let mut response = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
+    let mut response = septa_runtime::json_error(error.status(), &error.to_string(), None);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }

@@ -1,17 +1,22 @@
-//! Ingress HTTP: normalization, routing, the admission seam, and dispatch to functions.
+//! Ingress HTTP: the connection layer, the facts a request's decision needs, and dispatch to
+//! functions.
 //!
 //! The gateway is the only door from outside into the segments. A request goes through the
-//! phases of [`ingress`] in order — normalize, route, admit, dispatch — on the thread that
-//! accepted it, and every request, refused or served, is one flow record.
+//! phases of [`ingress`] in order on the thread that accepted it: `Policy::decide_ingress`
+//! normalizes, routes and checks it, asking this crate's verifiers ([`auth`]) and rate limiters
+//! ([`limits`]) for what only the gateway can establish; the gateway then refuses or dispatches
+//! as decided. Every request, refused or served, is one flow record.
 
 pub mod auth;
 pub mod client;
 mod current;
+mod facts;
 mod framing;
 pub mod ingress;
 pub mod limits;
+mod respond;
 pub mod server;
 
 pub use current::CurrentGateway;
-pub use ingress::{Admission, Admit, Gateway, GatewayProbe, Rejection};
+pub use ingress::{Gateway, GatewayProbe};
 pub use server::{ConnectionLimits, Listening, serve};

@@ -1,5 +1,6 @@
 //! Rate limits: a GCRA token bucket per route and consumer key, with bounded memory, under a
-//! gateway-wide ceiling.
+//! gateway-wide limit. The buckets count; `Policy::decide_ingress` decides what a full bucket
+//! means for the request and words the refusal.
 //!
 //! The key is taken after authentication and normalization, from what the host established:
 //! the client address (a client-supplied `X-Forwarded-For` buys nothing unless it came through
@@ -12,11 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use septa_manifest::{RateLimit, RateLimitKey};
-use septa_policy::Policy;
-
-use crate::{Admission, Admit, Rejection};
+use septa_policy::{LimitOutcome, LimitRefusal, Policy, Principal};
 
 /// Keys one route remembers at most.
 const MAX_KEYS: usize = 100_000;
@@ -83,48 +82,45 @@ impl Buckets {
         }
     }
 
-    /// Checks `key`, answering a refusal with the standard headers and `what` in the reason.
-    fn admit(
-        &mut self,
-        key: &str,
-        what: &str,
-        response_headers: &mut Vec<(HeaderName, HeaderValue)>,
-    ) -> Result<(), Rejection> {
-        let outcome = self.check(key, Instant::now());
-        let limit = &self.limit;
-        let burst = limit.burst.to_string();
-        match outcome {
+    /// Counts one request of `key`, adding the standard `RateLimit-*` headers to `admitted`
+    /// (for the response, whatever the function answers) or `refused` (for the refusal).
+    fn count(&mut self, key: &str, headers: &mut LimitHeaders) -> LimitOutcome {
+        let burst = self.limit.burst.to_string();
+        match self.check(key, Instant::now()) {
             Outcome::Admitted { remaining, reset } => {
-                response_headers.extend([
+                headers.admitted.extend([
                     header("ratelimit-limit", burst),
                     header("ratelimit-remaining", remaining.to_string()),
                     header("ratelimit-reset", seconds(reset).to_string()),
                 ]);
-                Ok(())
+                LimitOutcome::Admitted
             }
             Outcome::Limited { retry_after } => {
                 let seconds = seconds(retry_after).to_string();
-                Err(Rejection {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    headers: vec![
-                        header("retry-after", seconds.clone()),
-                        header("ratelimit-limit", burst),
-                        header("ratelimit-remaining", "0".to_owned()),
-                        header("ratelimit-reset", seconds),
-                    ],
-                    reason: format!(
-                        "rate limit of {what}: {} per second, burst {}, by {} (`{key}`)",
-                        limit.per_second, limit.burst, limit.key
-                    ),
+                headers.refused.extend([
+                    header("retry-after", seconds.clone()),
+                    header("ratelimit-limit", burst),
+                    header("ratelimit-remaining", "0".to_owned()),
+                    header("ratelimit-reset", seconds),
+                ]);
+                LimitOutcome::Refused(LimitRefusal::Exceeded {
+                    key: key.to_owned(),
                 })
             }
-            Outcome::Full => Err(Rejection {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                headers: vec![header("retry-after", "1".to_owned())],
-                reason: format!("rate limit of {what}: its key table is full"),
-            }),
+            Outcome::Full => {
+                headers.refused.push(header("retry-after", "1".to_owned()));
+                LimitOutcome::Refused(LimitRefusal::TableFull)
+            }
         }
     }
+}
+
+/// The headers a rate limit wants sent: with the response when it admitted the request, with
+/// the refusal when it refused it.
+#[derive(Default)]
+pub(crate) struct LimitHeaders {
+    pub(crate) admitted: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) refused: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Whole seconds, rounded up, as `Retry-After` and `RateLimit-Reset` count them.
@@ -134,7 +130,7 @@ fn seconds(d: Duration) -> u64 {
 
 type SharedBuckets = Arc<Mutex<Buckets>>;
 
-/// Every bucket table of one gateway, by what it limits (`gateway` for the ceiling,
+/// Every bucket table of one gateway, by what it limits (`gateway` for the gateway-wide limit,
 /// `route:ID` for a route), kept so that a reloaded gateway carries them over: a limit that did
 /// not change keeps its buckets, so a reload never hands anyone a fresh burst. A changed limit
 /// starts afresh.
@@ -162,19 +158,24 @@ impl LimitTables {
     }
 }
 
-/// The rate limits of every route that declares one.
-pub struct RateLimitAdmission {
+/// The buckets of `[gateway] rate_limit` and of every route that declares a limit.
+pub(crate) struct RateLimits {
+    gateway: Option<SharedBuckets>,
     routes: HashMap<String, SharedBuckets>,
+    tables: LimitTables,
 }
 
-impl RateLimitAdmission {
-    /// Buckets for every rate-limited route of `policy`, carried over from `previous` where
-    /// the route's limit is unchanged, and recorded in `tables`.
-    pub(crate) fn new(
-        policy: &Policy,
-        tables: &mut LimitTables,
-        previous: Option<&LimitTables>,
-    ) -> Self {
+impl RateLimits {
+    /// Buckets for every limit of `policy`, carried over from `previous` where the limit is
+    /// unchanged (a reload hands no one a fresh burst).
+    pub(crate) fn new(policy: &Policy, previous: Option<&RateLimits>) -> Self {
+        let previous = previous.map(|p| &p.tables);
+        let mut tables = LimitTables::default();
+        let gateway = policy
+            .gateway()
+            .rate_limit
+            .as_ref()
+            .map(|limit| tables.adopt("gateway".to_owned(), limit, previous));
         let routes = policy
             .routes()
             .filter_map(|r| {
@@ -183,33 +184,60 @@ impl RateLimitAdmission {
                 Some((r.id.to_string(), buckets))
             })
             .collect();
-        Self { routes }
+        Self {
+            gateway,
+            routes,
+            tables,
+        }
+    }
+
+    /// Counts one request against the gateway-wide limit. Its headers are not sent: the route's
+    /// own limit, when it has one, sets what the client sees.
+    pub(crate) fn count_gateway(&self) -> LimitOutcome {
+        let Some(buckets) = &self.gateway else {
+            return LimitOutcome::Admitted;
+        };
+        let Ok(mut buckets) = buckets.lock() else {
+            return LimitOutcome::Refused(LimitRefusal::Unavailable);
+        };
+        buckets.count("gateway", &mut LimitHeaders::default())
+    }
+
+    /// Counts one request against route `route`'s limit under `key`.
+    pub(crate) fn count_route(
+        &self,
+        route: &str,
+        key: &str,
+        headers: &mut LimitHeaders,
+    ) -> LimitOutcome {
+        let Some(buckets) = self.routes.get(route) else {
+            return LimitOutcome::Admitted;
+        };
+        let Ok(mut buckets) = buckets.lock() else {
+            return LimitOutcome::Refused(LimitRefusal::Unavailable);
+        };
+        buckets.count(key, headers)
     }
 }
 
-fn unavailable() -> Rejection {
-    Rejection {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        headers: Vec::new(),
-        reason: "rate limiter unavailable".to_owned(),
-    }
-}
-
-fn key_of(limit: &RateLimit, admit: &Admit<'_>) -> String {
-    let ip = || format!("ip:{}", admit.client);
+/// The key a request counts under for `limit`, from what the host established: the client
+/// address, the principal or its verified claims, or a header the route names.
+pub(crate) fn key_of(
+    limit: &RateLimit,
+    client: std::net::IpAddr,
+    principal: Option<&Principal>,
+    headers: &HeaderMap,
+) -> String {
+    let ip = || format!("ip:{client}");
     match &limit.key {
         RateLimitKey::Ip => ip(),
         // A route without authentication has no principal: its callers share the address key.
-        RateLimitKey::Principal | RateLimitKey::ApiKey => admit
-            .principal
-            .as_ref()
+        RateLimitKey::Principal | RateLimitKey::ApiKey => principal
             .map(|p| format!("principal:{}", p.name))
             .unwrap_or_else(ip),
         // Tokens without the claim share one bucket: leaving it out buys nothing.
         RateLimitKey::Claim(claim) => {
-            let value = admit
-                .principal
-                .as_ref()
+            let value = principal
                 .and_then(|p| p.claims.as_ref())
                 .and_then(|c| c.text(claim));
             match value {
@@ -219,9 +247,7 @@ fn key_of(limit: &RateLimit, admit: &Admit<'_>) -> String {
         }
         RateLimitKey::Header(name) => format!(
             "header:{}",
-            admit
-                .request
-                .headers
+            headers
                 .get(name)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()))
                 .unwrap_or_default()
@@ -235,52 +261,4 @@ fn header(name: &'static str, value: String) -> (HeaderName, HeaderValue) {
         HeaderName::from_static(name),
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("0")),
     )
-}
-
-impl Admission for RateLimitAdmission {
-    fn admit(&self, admit: &mut Admit<'_>) -> Result<(), Rejection> {
-        let Some(buckets) = self.routes.get(admit.route.id.as_str()) else {
-            return Ok(());
-        };
-        let Ok(mut buckets) = buckets.lock() else {
-            return Err(unavailable());
-        };
-        let key = key_of(&buckets.limit, admit);
-        let what = format!("route `{}`", admit.route.id);
-        buckets.admit(&key, &what, &mut admit.response_headers)
-    }
-}
-
-/// `[gateway] rate_limit`: one bucket for every routed request, checked before anything that
-/// costs (token verification), and enforced on routes in audit mode too.
-pub struct GatewayCeiling {
-    buckets: SharedBuckets,
-}
-
-impl GatewayCeiling {
-    /// The ceiling `limit` declares, its buckets carried over from `previous` if unchanged.
-    pub(crate) fn new(
-        limit: &RateLimit,
-        tables: &mut LimitTables,
-        previous: Option<&LimitTables>,
-    ) -> Self {
-        Self {
-            buckets: tables.adopt("gateway".to_owned(), limit, previous),
-        }
-    }
-}
-
-impl Admission for GatewayCeiling {
-    fn admit(&self, _: &mut Admit<'_>) -> Result<(), Rejection> {
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Err(unavailable());
-        };
-        // The route's own limit, when it has one, sets the headers the client sees.
-        let mut ignored = Vec::new();
-        buckets.admit("gateway", "the gateway", &mut ignored)
-    }
-
-    fn enforced_in_audit_mode(&self) -> bool {
-        true
-    }
 }

@@ -20,9 +20,9 @@ pub use https_url::HttpsUrl;
 pub use load::{MANIFEST_FILE, load, parse};
 pub use model::{
     AllowRule, ApiKey, ApiKeySet, AuthMethod, Build, CeilingSpec, ClaimMatch, ClaimValue,
-    Connection, EgressRule, EndpointBackend, Function, FunctionKind, GatewaySpec, Group, Invariant,
-    InvariantRule, JwksSource, JwtAlgorithm, JwtIssuer, Limits, Manifest, Method, Methods, Mode,
-    Name, PathText, Paths, Placement, RateLimit, RateLimitKey, Route, RouteAuth, Segment,
-    SubnetKind,
+    Component, Connection, EgressRule, EndpointBackend, Function, FunctionKind, GatewaySpec, Group,
+    Invariant, InvariantRule, JwksSource, JwtAlgorithm, JwtIssuer, Limits, Manifest, Method,
+    Methods, Mode, Name, PathText, Paths, Placement, RateLimit, RateLimitKey, Route, RouteAuth,
+    Segment, SubnetKind,
 };
 pub use selector::Selector;

@@ -5,8 +5,8 @@
 //! client that checks one resolution and then connects by name resolves again, and a name with a
 //! short TTL can answer a public address to the check and `127.0.0.1` to the connect (DNS
 //! rebinding). So the steps are split and pinned: [`resolve`] turns the host into addresses
-//! (without DNS for IP literals in any spelling), [`first_permitted`] checks them against the
-//! [`Ceiling`], and [`send_pinned`] connects to the one [`SocketAddr`] it is given — never to a
+//! (without DNS for IP literals in any spelling), [`first_permitted`] has the policy decide each
+//! ([`Policy::decide_dialled_address`]), and [`send_pinned`] connects to the one [`SocketAddr`] it is given — never to a
 //! name — and speaks HTTP/1.1 over it, with TLS when the scheme asks for it.
 //!
 //! Redirects are never followed: the guest gets a 3xx as it is, and a request to the `Location`
@@ -48,8 +48,10 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
-use septa_policy::ceiling::{Ceiling, CeilingBlock};
-use septa_policy::host::{HostError, canonical_host_name, parse_ip_literal, validate_host_name};
+use septa_policy::hostname::{
+    HostError, canonical_host_name, parse_ip_literal, validate_host_name,
+};
+use septa_policy::{Decision, Policy};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsConnector;
@@ -133,9 +135,10 @@ pub enum DialError {
         /// The resolver's error.
         source: io::Error,
     },
-    /// Every address the host resolved to is in the operator ceiling; this is the first one.
-    #[error(transparent)]
-    Blocked(#[from] CeilingBlock),
+    /// The policy refused every address the host resolved to; this is its decision on the
+    /// first one.
+    #[error("{}", .0.reason)]
+    Blocked(Box<Decision>),
     /// There was no address to choose from.
     #[error("no addresses to dial")]
     NoAddresses,
@@ -278,27 +281,29 @@ pub async fn resolve_with_timeout(
     Ok(addrs)
 }
 
-/// The first of `addrs` the ceiling permits, checked in canonical form (`::ffff:127.0.0.1` is
-/// loopback). Dial the returned address, and only it, with [`send_pinned`].
+/// The first of `addrs` that [`Policy::decide_dialled_address`] admits. Dial the returned
+/// address, and only it, with [`send_pinned`].
 ///
 /// # Errors
 ///
-/// [`DialError::Blocked`] with the first address's block when every address is blocked;
-/// [`DialError::NoAddresses`] when `addrs` is empty.
+/// [`DialError::Blocked`] with the policy's refusal of the first address when every address is
+/// refused; [`DialError::NoAddresses`] when `addrs` is empty.
 pub fn first_permitted(
     addrs: impl IntoIterator<Item = SocketAddr>,
-    ceiling: &Ceiling,
+    policy: &Policy,
 ) -> Result<SocketAddr, DialError> {
-    let mut first_block = None;
+    let mut first_refusal = None;
     for addr in addrs {
-        match ceiling.check(addr.ip()) {
+        match policy.decide_dialled_address(addr.ip()) {
             Ok(()) => return Ok(addr),
-            Err(block) => {
-                first_block.get_or_insert(block);
+            Err(refused) => {
+                first_refusal.get_or_insert(refused);
             }
         }
     }
-    Err(first_block.map_or(DialError::NoAddresses, DialError::Blocked))
+    Err(first_refusal.map_or(DialError::NoAddresses, |refused| {
+        DialError::Blocked(Box::new(refused))
+    }))
 }
 
 /// Sends `request` to exactly `addr` over HTTP/1.1, with TLS for [`Scheme::Https`], and returns

@@ -8,23 +8,15 @@
 use std::net::SocketAddr;
 
 use http_body_util::BodyExt;
-use septa_flows::{FlowKind, FlowVerdict};
+use septa_flows::FlowKind;
 use septa_manifest::EgressScheme;
-use septa_policy::host::{Host as HostLiteral, parse_host};
-use septa_policy::{Decision, EgressHost, Reason, Verdict};
+use septa_policy::hostname::{HostLiteral, parse_host};
+use septa_policy::{Decision, EgressHost, Reason, SocketUse};
 use septa_runtime::{Caller, RecordedBody, RequestOptions, SocketAddrUse, WasiBody};
 use wasmtime_wasi_http::Error;
 
 use crate::Inner;
 use crate::dial::{self, DialError, DialTimeouts, Scheme};
-
-fn flow_verdict(verdict: Verdict) -> FlowVerdict {
-    match verdict {
-        Verdict::Allow => FlowVerdict::Allow,
-        Verdict::Deny => FlowVerdict::Deny,
-        Verdict::Audit => FlowVerdict::Audit,
-    }
-}
 
 pub(crate) async fn send(
     inner: &Inner,
@@ -61,7 +53,7 @@ pub(crate) async fn send(
     let host = match parse_host(bare) {
         Ok(h) => h,
         Err(e) => {
-            flow.set_decision(FlowVerdict::Deny, None, format!("invalid host: {e}"));
+            flow.set_decision(&Decision::refuse(Reason::InvalidHost(e.to_string()), false));
             return Err(Error::HttpRequestUriInvalid);
         }
     };
@@ -74,13 +66,9 @@ pub(crate) async fn send(
         Scheme::Https => EgressScheme::Https,
     };
 
-    // The one decision for this flow; the ceiling check below can only narrow it.
+    // The decision on the name; the decision on the address dialled can only narrow it.
     let decision = policy.decide_egress(caller.function, rule_scheme, egress_host, port);
-    flow.set_decision(
-        flow_verdict(decision.verdict),
-        decision.rule.as_ref().map(ToString::to_string),
-        decision.reason.to_string(),
-    );
+    flow.set_decision(&decision);
     if !decision.verdict.permits() {
         return Err(Error::HttpRequestDenied);
     }
@@ -92,19 +80,18 @@ pub(crate) async fn send(
     let addrs = match dial::resolve(&resolve_name, port).await {
         Ok(addrs) => addrs,
         Err(e) => {
-            flow.set_reason(format!("{}; {e}", decision.reason));
+            flow.set_error(e.to_string());
             return Err(wasi_error(&e));
         }
     };
-    let addr = match dial::first_permitted(addrs.iter().copied(), policy.ceiling()) {
+    let addr = match dial::first_permitted(addrs.iter().copied(), policy) {
         Ok(addr) => addr,
-        Err(DialError::Blocked(block)) => {
-            let refused = Decision::refuse(Reason::Ceiling(block), false);
-            flow.set_decision(FlowVerdict::Deny, None, refused.reason.to_string());
+        Err(DialError::Blocked(refused)) => {
+            flow.set_decision(&refused);
             return Err(Error::HttpRequestDenied);
         }
         Err(e) => {
-            flow.set_decision(FlowVerdict::Deny, None, e.to_string());
+            flow.set_error(e.to_string());
             return Err(wasi_error(&e));
         }
     };
@@ -128,7 +115,7 @@ pub(crate) async fn send(
             Ok(http::Response::from_parts(parts, body.boxed_unsync()))
         }
         Err(e) => {
-            flow.set_reason(format!("{}; {e}", decision.reason));
+            flow.set_error(e.to_string());
             Err(wasi_error(&e))
         }
     }
@@ -157,24 +144,12 @@ pub(crate) fn check_socket(
         .set_segment(source.spec.placement.segment.as_str())
         .set_trace(caller.chain.trace)
         .set_policy(policy.revision());
-    let decision = match use_ {
-        // `decide_egress` checks an IP destination against the operator ceiling itself.
-        SocketAddrUse::TcpConnect => policy.decide_egress(
-            caller.function,
-            EgressScheme::Tcp,
-            EgressHost::Ip(addr.ip()),
-            addr.port(),
-        ),
-        other => Decision::refuse(
-            Reason::UnsupportedProtocol(format!("socket use {other:?}")),
-            false,
-        ),
+    let socket = match use_ {
+        SocketAddrUse::TcpConnect => SocketUse::TcpConnect,
+        other => SocketUse::Other(format!("{other:?}")),
     };
-    flow.set_decision(
-        flow_verdict(decision.verdict),
-        decision.rule.as_ref().map(ToString::to_string),
-        decision.reason.to_string(),
-    );
+    let decision = policy.decide_socket(caller.function, socket, addr);
+    flow.set_decision(&decision);
     flow.finish();
     decision.verdict.permits()
 }

@@ -22,7 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 use septa_flows::FlowGuard;
 use septa_manifest::HttpsUrl;
-use septa_policy::ceiling::Ceiling;
+use septa_policy::Policy;
 
 use crate::dial::{self, DialError, DialTimeouts};
 
@@ -136,8 +136,8 @@ impl TrustRoots {
     }
 }
 
-/// Fetches `url` through the operator `ceiling`, trusting `roots`, within `limits`, and returns
-/// the document.
+/// Fetches `url`, dialling only an address `policy` admits (the operator ceiling), trusting
+/// `roots`, within `limits`, and returns the document.
 ///
 /// `flow` is the fetch's egress record: this sets its target (`host:port`) and, once a response
 /// arrives, its status; the caller sets the verdict.
@@ -150,7 +150,7 @@ impl TrustRoots {
 /// [`FetchError::Timeout`] past `limits`.
 pub async fn fetch_document(
     url: &HttpsUrl,
-    ceiling: &Ceiling,
+    policy: &Policy,
     roots: &TrustRoots,
     limits: FetchLimits,
     flow: &mut FlowGuard,
@@ -158,7 +158,7 @@ pub async fn fetch_document(
     flow.set_target(format!("{}:{}", url.host(), url.port()));
     tokio::time::timeout(
         limits.timeout,
-        fetch_within(url, ceiling, roots, limits, flow),
+        fetch_within(url, policy, roots, limits, flow),
     )
     .await
     .unwrap_or(Err(FetchError::Timeout {
@@ -168,13 +168,21 @@ pub async fn fetch_document(
 
 async fn fetch_within(
     url: &HttpsUrl,
-    ceiling: &Ceiling,
+    policy: &Policy,
     roots: &TrustRoots,
     limits: FetchLimits,
     flow: &mut FlowGuard,
 ) -> Result<Vec<u8>, FetchError> {
     let addrs = dial::resolve(url.host(), url.port()).await?;
-    let addr = dial::first_permitted(addrs, ceiling)?;
+    let addr = match dial::first_permitted(addrs, policy) {
+        Ok(addr) => addr,
+        Err(DialError::Blocked(refused)) => {
+            // The policy refused the address: the fetch is denied, not merely failed.
+            flow.set_decision(&refused);
+            return Err(DialError::Blocked(refused).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let request = Request::get(url.to_string())
         .header(ACCEPT, "application/jwk-set+json, application/json")
         .header(USER_AGENT, concat!("septa/", env!("CARGO_PKG_VERSION")))

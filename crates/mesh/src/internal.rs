@@ -4,9 +4,9 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use septa_flows::FlowKind;
-use septa_policy::Decision;
+use septa_flows::{FlowGuard, FlowKind};
 use septa_policy::path::{normalize_path, split_path_query};
+use septa_policy::{Decision, FunctionId, Reason};
 use septa_runtime::{Caller, CountedBody, RecordedBody, WasiBody};
 
 use crate::{
@@ -21,6 +21,29 @@ pub(crate) fn internal_name(uri: &Uri) -> Option<String> {
     host.strip_suffix(".internal").map(str::to_owned)
 }
 
+/// A mesh call the policy admitted, on its way to the callee.
+struct Admitted {
+    callee: FunctionId,
+    /// `NAME.internal`.
+    authority: String,
+    /// The path the policy decided on, and the query to hand on with it.
+    path_and_query: String,
+}
+
+/// What the decision phase of a call came to.
+enum Decided {
+    /// The policy admitted the call to `callee` on the normalized `path`.
+    Admitted {
+        callee: FunctionId,
+        decision: Decision,
+        path: String,
+    },
+    /// The guest's answer, the call refused.
+    Refused(Response<WasiBody>),
+}
+
+/// Decides and delivers a call from `caller` to `NAME.internal`: one flow record, whatever
+/// happens.
 pub(crate) async fn call(
     inner: &Inner,
     caller: Caller,
@@ -29,7 +52,6 @@ pub(crate) async fn call(
 ) -> Result<Response<WasiBody>, wasmtime_wasi_http::Error> {
     let policy = &inner.policy;
     let source = policy.function(caller.function);
-    let method = request.method().as_str().to_owned();
     let target = request
         .uri()
         .path_and_query()
@@ -41,7 +63,7 @@ pub(crate) async fn call(
         source.identity.clone(),
         format!("function:{name}"),
     );
-    flow.set_method(method.clone())
+    flow.set_method(request.method().as_str())
         .set_path(raw_path)
         .set_segment(source.spec.placement.segment.as_str())
         .set_trace(caller.chain.trace)
@@ -49,84 +71,108 @@ pub(crate) async fn call(
     if caller.chain.probe {
         flow.set_probe();
     }
+    let method = request.method().as_str();
+    let (callee, decision, path) = match decide(inner, caller, &name, method, raw_path, &mut flow)?
+    {
+        Decided::Admitted {
+            callee,
+            decision,
+            path,
+        } => (callee, decision, path),
+        Decided::Refused(answer) => return Ok(answer),
+    };
+    if caller.chain.probe {
+        // A probe stops here, where the call would be delivered: nothing runs, nothing is
+        // stored (the record says it was a probe). It says what allowed it, as a guest could not.
+        flow.set_status(200);
+        flow.finish();
+        return Ok(probe_answer(&decision));
+    }
+    let admitted = Admitted {
+        callee,
+        authority: format!("{name}.internal"),
+        path_and_query: match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        },
+    };
+    deliver(inner, caller, admitted, request, flow).await
+}
 
-    let callee = match policy.mesh_destination(&name) {
+/// Has the policy decide the call and records the decision: the callee when it is admitted, the
+/// answer to the guest when it is refused, or the error of a chain too deep to go on.
+fn decide(
+    inner: &Inner,
+    caller: Caller,
+    name: &str,
+    method: &str,
+    raw_path: &str,
+    flow: &mut FlowGuard,
+) -> Result<Decided, wasmtime_wasi_http::Error> {
+    let policy = &inner.policy;
+    let callee = match policy.mesh_destination(name) {
         Ok(callee) => callee,
-        Err(refused) => return Ok(refuse(flow, refused)),
+        Err(refused) => return Ok(Decided::Refused(refuse(flow, &refused))),
     };
     let destination = policy.function(callee);
-    let to_endpoint = destination.spec.is_endpoint();
-    if to_endpoint {
+    if destination.spec.is_endpoint() {
         flow.set_kind(FlowKind::Endpoint)
             .set_destination(destination.identity.clone());
     }
     let path = match normalize_path(raw_path) {
         Ok(path) => path,
         Err(e) => {
-            flow.set_decision(
-                septa_flows::FlowVerdict::Deny,
-                None,
-                format!("invalid path: {e}"),
-            )
-            .set_status(400);
-            return Ok(json_response(
-                StatusCode::BAD_REQUEST,
-                None,
-                &format!("invalid path: {e}"),
-            ));
+            let refused = Decision::refuse(Reason::InvalidPath(e.to_string()), false);
+            flow.set_decision(&refused).set_status(400);
+            let message = refused.reason.to_string();
+            let answer = json_response(StatusCode::BAD_REQUEST, None, &message);
+            return Ok(Decided::Refused(answer));
         }
     };
     if caller.chain.depth >= MAX_DEPTH {
-        flow.set_decision(
-            septa_flows::FlowVerdict::Deny,
-            None,
-            format!("call chain deeper than {MAX_DEPTH} hops (a loop?)"),
-        );
+        let refused = Decision::refuse(Reason::CallChainTooDeep { max: MAX_DEPTH }, false);
+        flow.set_decision(&refused);
         return Err(wasmtime_wasi_http::Error::LoopDetected);
     }
-
     // The one decision for this flow.
-    let decision = policy.decide_mesh(caller.function, callee, &method, path.as_str());
+    let decision = policy.decide_mesh(caller.function, callee, method, path.as_str());
     if !decision.verdict.permits() {
-        return Ok(refuse(flow, decision));
+        return Ok(Decided::Refused(refuse(flow, &decision)));
     }
-    let reason = decision.reason.to_string();
-    flow.set_decision(
-        verdict(&decision),
-        decision.rule.as_ref().map(ToString::to_string),
-        reason.clone(),
-    );
+    flow.set_decision(&decision);
+    Ok(Decided::Admitted {
+        callee,
+        decision,
+        path: path.as_str().to_owned(),
+    })
+}
 
-    if caller.chain.probe {
-        // A probe stops here, where the call would be delivered: nothing runs, nothing is
-        // stored. It says what allowed it, as a guest could not.
-        flow.set_reason(format!("{reason}; probe, not delivered"))
-            .set_status(200);
-        flow.finish();
-        return Ok(probe_answer(&decision));
-    }
-
+/// Hands an admitted call to the callee, with the identity the host sets: a fresh instance of a
+/// function, or the endpoint service for a data store.
+async fn deliver(
+    inner: &Inner,
+    caller: Caller,
+    admitted: Admitted,
+    request: http::Request<WasiBody>,
+    mut flow: FlowGuard,
+) -> Result<Response<WasiBody>, wasmtime_wasi_http::Error> {
+    let source = inner.policy.function(caller.function);
     let (mut parts, body) = request.into_parts();
     strip_identity_headers(&mut parts.headers);
     parts
         .headers
         .insert(CALLER_HEADER, header_text(&source.identity));
-    let authority = format!("{name}.internal");
-    parts.headers.insert(HOST, header_text(&authority));
-    let path_and_query = match query {
-        Some(q) => format!("{}?{q}", path.as_str()),
-        None => path.as_str().to_owned(),
-    };
+    parts.headers.insert(HOST, header_text(&admitted.authority));
     parts.uri = Uri::builder()
         .scheme("http")
-        .authority(authority)
-        .path_and_query(path_and_query)
+        .authority(admitted.authority)
+        .path_and_query(admitted.path_and_query)
         .build()
         .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))?;
 
-    if to_endpoint {
+    if inner.policy.function(admitted.callee).spec.is_endpoint() {
         let Some(endpoints) = &inner.endpoints else {
-            flow.set_reason(format!("{reason}; no endpoint service is running"))
+            flow.set_error("no endpoint service is running")
                 .set_status(503);
             return Ok(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -136,7 +182,7 @@ pub(crate) async fn call(
         };
         let (body, bytes_in) = CountedBody::new(body);
         let request = http::Request::from_parts(parts, body.boxed_unsync());
-        let response = endpoints.call(callee, request).await;
+        let response = endpoints.call(admitted.callee, request).await;
         flow.set_status(response.status().as_u16());
         let (parts, body) = response.into_parts();
         let body = RecordedBody::new(body, flow)
@@ -146,7 +192,7 @@ pub(crate) async fn call(
     }
 
     let Some(host) = inner.host.upgrade() else {
-        flow.set_reason("the host is shutting down").set_status(503);
+        flow.set_error("the host is shutting down").set_status(503);
         return Ok(json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             None,
@@ -155,7 +201,7 @@ pub(crate) async fn call(
     };
     let request = http::Request::from_parts(parts, body);
     match host
-        .handle_flow(callee, caller.chain.next(), request, None, flow)
+        .handle_flow(admitted.callee, caller.chain.next(), request, None, flow)
         .await
     {
         Ok(response) => Ok(response),
@@ -163,32 +209,28 @@ pub(crate) async fn call(
     }
 }
 
-fn verdict(decision: &Decision) -> septa_flows::FlowVerdict {
-    match decision.verdict {
-        septa_policy::Verdict::Allow => septa_flows::FlowVerdict::Allow,
-        septa_policy::Verdict::Deny => septa_flows::FlowVerdict::Deny,
-        septa_policy::Verdict::Audit => septa_flows::FlowVerdict::Audit,
-    }
-}
-
 /// What a probe that was allowed hears: the verdict, rule and reason, as JSON.
 fn probe_answer(decision: &Decision) -> Response<WasiBody> {
-    json_body(
-        StatusCode::OK,
-        &serde_json::json!({
-            "verdict": verdict(decision).as_str(),
-            "rule": decision.rule.as_ref().map(ToString::to_string),
-            "reason": decision.reason.to_string(),
-        }),
-    )
+    let body = serde_json::json!({
+        "verdict": decision.verdict.as_str(),
+        "rule": decision.rule.as_ref().map(ToString::to_string),
+        "reason": decision.reason.to_string(),
+    });
+    let mut response = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Records a refusal and answers the guest with a 403 it can read, like Istio's RBAC denial.
-fn refuse(mut flow: septa_flows::FlowGuard, decision: Decision) -> Response<WasiBody> {
+fn refuse(flow: &mut FlowGuard, decision: &Decision) -> Response<WasiBody> {
     let reason = decision.reason.to_string();
-    flow.set_decision(verdict(&decision), None, reason.clone())
-        .set_status(403);
-    flow.finish();
+    flow.set_decision(decision).set_status(403);
     json_response(StatusCode::FORBIDDEN, Some(&reason), &reason)
 }
 
@@ -202,27 +244,11 @@ pub(crate) fn json_response(
     } else {
         "error"
     };
-    let mut response = json_body(
-        status,
-        &serde_json::json!({ "error": error, "reason": message }),
-    );
+    let mut response = septa_runtime::json_error(status, error, Some(message));
     if let Some(reason) = deny_reason {
         response
             .headers_mut()
             .insert(DENY_REASON_HEADER, header_text(reason));
     }
-    response
-}
-
-fn json_body(status: StatusCode, body: &serde_json::Value) -> Response<WasiBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -9,9 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
-use ipnet::IpNet;
 use septa_mesh::dial::{DialError, DialTimeouts, Scheme, first_permitted, resolve, send_pinned};
-use septa_policy::ceiling::Ceiling;
+use septa_policy::{Policy, Reason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -95,8 +94,19 @@ async fn serve_once(
     (addr, seen_rx, second_rx)
 }
 
-fn loopback_ceiling() -> Ceiling {
-    Ceiling::new(vec![], vec!["127.0.0.1/32".parse::<IpNet>().unwrap()])
+fn loopback_ceiling() -> Policy {
+    ceiling_policy(&["127.0.0.1/32"])
+}
+
+/// A policy with nothing in it but the operator ceiling, relaxed for `relax`.
+fn ceiling_policy(relax: &[&str]) -> Policy {
+    let relax: Vec<String> = relax.iter().map(|r| format!("\"{r}\"")).collect();
+    let text = format!(
+        "septa_manifest_version = 1\n[application]\nname = \"t\"\n[ceiling]\nrelax = [{}]\n",
+        relax.join(", ")
+    );
+    let manifest = septa_manifest::parse(std::path::Path::new("septa.toml"), &text).unwrap();
+    Policy::compile(manifest).unwrap()
 }
 
 #[tokio::test]
@@ -193,7 +203,7 @@ async fn redirect_is_returned_not_followed() {
 
 #[tokio::test]
 async fn default_ceiling_refuses_loopback_resolution_results() {
-    let ceiling = Ceiling::default();
+    let ceiling = ceiling_policy(&[]);
     let plain: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     let mapped: SocketAddr = "[::ffff:127.0.0.1]:8080".parse().unwrap();
     for addrs in [vec![plain], vec![mapped], vec![mapped, plain]] {
@@ -201,8 +211,9 @@ async fn default_ceiling_refuses_loopback_resolution_results() {
         assert!(
             matches!(
                 &result,
-                Err(DialError::Blocked(block))
-                    if block.name == "loopback" && block.address == addrs[0].ip()
+                Err(DialError::Blocked(refused))
+                    if matches!(&refused.reason, Reason::Ceiling(block)
+                        if block.name == "loopback" && block.address == addrs[0].ip())
             ),
             "{addrs:?} should be blocked as loopback, got {result:?}"
         );
@@ -216,7 +227,7 @@ async fn default_ceiling_refuses_loopback_resolution_results() {
 
 #[tokio::test]
 async fn first_permitted_skips_blocked_addresses() {
-    let ceiling = Ceiling::default();
+    let ceiling = ceiling_policy(&[]);
     let addrs: Vec<SocketAddr> = ["169.254.169.254:80", "[::1]:80", "1.1.1.1:80", "8.8.8.8:80"]
         .iter()
         .map(|addr| addr.parse().unwrap())
@@ -239,9 +250,10 @@ async fn localhost_resolves_but_is_blocked() {
         addrs.iter().all(|addr| addr.ip().is_loopback()),
         "{addrs:?}"
     );
-    let result = first_permitted(addrs, &Ceiling::default());
+    let result = first_permitted(addrs, &ceiling_policy(&[]));
     assert!(
-        matches!(&result, Err(DialError::Blocked(block)) if block.name == "loopback"),
+        matches!(&result, Err(DialError::Blocked(refused))
+            if matches!(&refused.reason, Reason::Ceiling(block) if block.name == "loopback")),
         "localhost should be blocked, got {result:?}"
     );
 }
@@ -263,7 +275,7 @@ async fn ip_literals_resolve_without_dns_in_any_spelling() {
         );
         assert!(
             matches!(
-                first_permitted(addrs, &Ceiling::default()),
+                first_permitted(addrs, &ceiling_policy(&[])),
                 Err(DialError::Blocked(_))
             ),
             "`{spelling}` should be blocked"

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
 use septa_flows::{FlowKind, FlowLog};
 use septa_manifest::HttpsUrl;
 use septa_mesh::dial::DialError;
 use septa_mesh::fetch::{FetchError, FetchLimits, TrustRoots, fetch_document};
-use septa_policy::ceiling::Ceiling;
+use septa_policy::Policy;
 use tokio::net::TcpListener;
 
 /// A self-signed certificate authority made by the `openssl` CLI, as a PEM file in `dir`.
@@ -63,8 +62,19 @@ async fn silent_listener() -> (u16, Arc<AtomicUsize>) {
     (port, accepted)
 }
 
-fn relaxed_loopback() -> Ceiling {
-    Ceiling::new(Vec::new(), vec!["127.0.0.1/32".parse::<IpNet>().unwrap()])
+fn relaxed_loopback() -> Policy {
+    ceiling_policy(&["127.0.0.1/32"])
+}
+
+/// A policy with nothing in it but the operator ceiling, relaxed for `relax`.
+fn ceiling_policy(relax: &[&str]) -> Policy {
+    let relax: Vec<String> = relax.iter().map(|r| format!("\"{r}\"")).collect();
+    let text = format!(
+        "septa_manifest_version = 1\n[application]\nname = \"t\"\n[ceiling]\nrelax = [{}]\n",
+        relax.join(", ")
+    );
+    let manifest = septa_manifest::parse(std::path::Path::new("septa.toml"), &text).unwrap();
+    Policy::compile(manifest).unwrap()
 }
 
 #[tokio::test]
@@ -77,7 +87,7 @@ async fn the_default_ceiling_refuses_loopback_before_dialling() {
     let mut flow = log.guard(FlowKind::Egress, "gateway", url.to_string());
     let error = fetch_document(
         &url,
-        &Ceiling::default(),
+        &ceiling_policy(&[]),
         &roots,
         FetchLimits::default(),
         &mut flow,

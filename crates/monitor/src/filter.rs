@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use septa_flows::{FlowKind, FlowRecord, FlowVerdict, parse_rfc3339_millis};
+use septa_flows::{FlowKind, FlowRecord, Verdict, parse_rfc3339_millis};
 use serde::Serialize;
 
 /// Records `GET /flows` returns when no `limit` is given.
@@ -20,7 +20,7 @@ pub struct FlowFilter {
     /// `endpoint:NAME` for a bare `NAME`, exactly this identity when it holds a `:`.
     pub function: Option<String>,
     /// The record's verdict.
-    pub verdict: Option<FlowVerdict>,
+    pub verdict: Option<Verdict>,
     /// The record's enforcement point.
     pub kind: Option<FlowKind>,
     /// The record's flow started at or after this time, in milliseconds since the Unix epoch.
@@ -191,11 +191,11 @@ fn name_value(parameter: &str, value: String) -> Result<String, FilterError> {
     }
 }
 
-fn verdict(value: &str) -> Result<FlowVerdict, FilterError> {
+fn verdict(value: &str) -> Result<Verdict, FilterError> {
     match value {
-        "allow" => Ok(FlowVerdict::Allow),
-        "deny" => Ok(FlowVerdict::Deny),
-        "audit" => Ok(FlowVerdict::Audit),
+        "allow" => Ok(Verdict::Allow),
+        "deny" => Ok(Verdict::Deny),
+        "audit" => Ok(Verdict::Audit),
         other => Err(FilterError::new(
             "verdict",
             format!("`{other}` is not one of allow, deny, audit"),
@@ -254,7 +254,7 @@ mod tests {
 
     use super::*;
 
-    fn record(kind: FlowKind, src: &str, dst: &str, verdict: FlowVerdict) -> FlowRecord {
+    fn record(kind: FlowKind, src: &str, dst: &str, verdict: Verdict) -> FlowRecord {
         let mut record = FlowRecord::new(kind, src, dst, verdict, "because");
         record.time = "2026-11-29T20:41:03.123Z".to_owned();
         record.segment = Some("payments".to_owned());
@@ -267,7 +267,7 @@ mod tests {
         let filter = FlowFilter::from_query(Some(query)).unwrap();
         assert_eq!(filter.segment.as_deref(), Some("payments"));
         assert_eq!(filter.function.as_deref(), Some("checkout"));
-        assert_eq!(filter.verdict, Some(FlowVerdict::Deny));
+        assert_eq!(filter.verdict, Some(Verdict::Deny));
         assert_eq!(filter.kind, Some(FlowKind::Mesh));
         assert_eq!(filter.since, Some(1_795_984_863_000));
         assert_eq!(filter.limit, Some(5));
@@ -303,7 +303,7 @@ mod tests {
             FlowKind::Endpoint,
             "function:checkout",
             "endpoint:cards",
-            FlowVerdict::Allow,
+            Verdict::Allow,
         );
         assert!(filter.matches(&to_endpoint));
         let exact = FlowFilter::from_query(Some("function=function:checkout")).unwrap();
@@ -315,18 +315,13 @@ mod tests {
             FlowKind::Ingress,
             "gateway",
             "function:storefront",
-            FlowVerdict::Allow
+            Verdict::Allow
         )));
     }
 
     #[test]
     fn since_verdict_kind_and_segment_all_apply() {
-        let flow = record(
-            FlowKind::Mesh,
-            "function:a",
-            "function:b",
-            FlowVerdict::Deny,
-        );
+        let flow = record(FlowKind::Mesh, "function:a", "function:b", Verdict::Deny);
         let passes = |query: &str| FlowFilter::from_query(Some(query)).unwrap().matches(&flow);
         assert!(passes(
             "since=2026-11-29T20:41:03.123Z&verdict=deny&kind=mesh&segment=payments"

@@ -56,20 +56,20 @@ impl Default for Vocabulary {
 impl Vocabulary {
     /// The rule ids, route ids, segments and destinations `policy` declares.
     pub(crate) fn from_policy(policy: &Policy) -> Self {
-        let manifest = policy.manifest();
         let mut vocabulary = Self::default();
         let route_ids = || policy.routes().map(|r| r.id.to_string());
         vocabulary.routes = labels(route_ids());
         vocabulary.rules = labels(
             route_ids()
-                .chain(manifest.allows.iter().map(|a| a.id.to_string()))
-                .chain(manifest.egress.iter().map(|e| e.id.to_string())),
+                .chain(policy.allow_rules().map(|a| a.id.to_string()))
+                .chain(policy.egress_rules().map(|e| e.id.to_string())),
         );
-        vocabulary.segments = labels(manifest.segments.keys().map(ToString::to_string));
-        let egress_targets = manifest
-            .egress
-            .iter()
-            .flat_map(|e| e.to.iter().map(ToString::to_string));
+        // Segments are declarations, not rules: the manifest is where they are listed.
+        let segments = policy.manifest().segments.keys();
+        vocabulary.segments = labels(segments.map(ToString::to_string));
+        let egress_targets = policy
+            .egress_rules()
+            .flat_map(|e| e.targets.iter().map(ToString::to_string));
         vocabulary.destinations = labels(
             policy
                 .functions()

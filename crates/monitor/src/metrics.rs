@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use septa_flows::{FlowKind, FlowLogStats, FlowObserver, FlowRecord, FlowVerdict};
+use septa_flows::{FlowKind, FlowLogStats, FlowObserver, FlowRecord, Verdict};
 use septa_policy::Policy;
 
 use crate::alerts::{AlertCounts, ByOutcome};
@@ -114,7 +114,7 @@ struct State {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FlowKey {
     kind: FlowKind,
-    verdict: FlowVerdict,
+    verdict: Verdict,
     rule: Label,
     segment: Label,
     destination: Label,
@@ -311,7 +311,7 @@ impl State {
                 *count += 1;
             }
         }
-        if record.verdict == FlowVerdict::Deny {
+        if record.verdict == Verdict::Deny {
             let key = (record.kind, segment, destination);
             if let Some(count) = series(&mut self.denials, key, max, dropped, DENIALS) {
                 *count += 1;

@@ -134,12 +134,12 @@ impl std::fmt::Debug for Recent {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use septa_flows::{FlowKind, FlowVerdict};
+    use septa_flows::{FlowKind, Verdict};
     use tokio::sync::broadcast::error::TryRecvError;
 
     use super::*;
 
-    fn record(sequence: u64, verdict: FlowVerdict) -> Arc<FlowRecord> {
+    fn record(sequence: u64, verdict: Verdict) -> Arc<FlowRecord> {
         let mut record = FlowRecord::new(FlowKind::Mesh, "function:a", "function:b", verdict, "r");
         record.bytes_in = sequence;
         Arc::new(record)
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn keeps_the_last_records_and_answers_newest_last() {
         let recent = Recent::new(3);
-        let batch: Vec<_> = (0..5).map(|i| record(i, FlowVerdict::Allow)).collect();
+        let batch: Vec<_> = (0..5).map(|i| record(i, Verdict::Allow)).collect();
         recent.observe(&batch);
         assert_eq!(sequences(&recent.query(&FlowFilter::default())), [2, 3, 4]);
         let two = FlowFilter {
@@ -168,16 +168,16 @@ mod tests {
         let batch: Vec<_> = (0..10)
             .map(|i| {
                 let verdict = if i % 2 == 0 {
-                    FlowVerdict::Deny
+                    Verdict::Deny
                 } else {
-                    FlowVerdict::Allow
+                    Verdict::Allow
                 };
                 record(i, verdict)
             })
             .collect();
         recent.observe(&batch);
         let denials = FlowFilter {
-            verdict: Some(FlowVerdict::Deny),
+            verdict: Some(Verdict::Deny),
             limit: Some(3),
             ..FlowFilter::default()
         };
@@ -187,9 +187,9 @@ mod tests {
     #[test]
     fn a_follower_gets_the_backlog_then_every_later_record_exactly_once() {
         let recent = Recent::new(10);
-        recent.observe(&[record(0, FlowVerdict::Allow), record(1, FlowVerdict::Deny)]);
+        recent.observe(&[record(0, Verdict::Allow), record(1, Verdict::Deny)]);
         let mut follow = recent.follow(Some(&FlowFilter::default()));
-        recent.observe(&[record(2, FlowVerdict::Allow)]);
+        recent.observe(&[record(2, Verdict::Allow)]);
         assert_eq!(sequences(&follow.backlog), [0, 1]);
         assert_eq!(follow.live.try_recv().unwrap().bytes_in, 2);
         assert!(matches!(follow.live.try_recv(), Err(TryRecvError::Empty)));
@@ -200,7 +200,7 @@ mod tests {
         let recent = Recent::new(10);
         let mut slow = recent.subscribe();
         let flood: Vec<_> = (0..SUBSCRIBER_BACKLOG as u64 + 5)
-            .map(|i| record(i, FlowVerdict::Allow))
+            .map(|i| record(i, Verdict::Allow))
             .collect();
         recent.observe(&flood);
         assert!(matches!(slow.try_recv(), Err(TryRecvError::Lagged(5))));

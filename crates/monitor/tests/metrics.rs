@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use septa_flows::{FlowKind, FlowLog, FlowObserver, FlowRecord, FlowVerdict};
+use septa_flows::{FlowKind, FlowLog, FlowObserver, FlowRecord, Verdict};
 use septa_monitor::{Metrics, ReloadOutcome, manifest_hash};
 use septa_policy::Policy;
 
@@ -51,7 +51,7 @@ fn metrics() -> Metrics {
     metrics
 }
 
-fn flow(kind: FlowKind, src: &str, dst: &str, verdict: FlowVerdict) -> FlowRecord {
+fn flow(kind: FlowKind, src: &str, dst: &str, verdict: Verdict) -> FlowRecord {
     let mut record = FlowRecord::new(kind, src, dst, verdict, "because");
     record.segment = Some("edge".to_owned());
     record.latency_us = 700;
@@ -63,7 +63,7 @@ fn ingress(path: &str, status: u16) -> FlowRecord {
         FlowKind::Ingress,
         "gateway",
         "function:storefront",
-        FlowVerdict::Allow,
+        Verdict::Allow,
     );
     record.rule = Some("api".to_owned());
     record.route = Some("api".to_owned());
@@ -91,14 +91,14 @@ fn flows_are_counted_by_the_names_the_policy_gives_them() {
         FlowKind::Mesh,
         "function:storefront",
         "function:checkout",
-        FlowVerdict::Allow,
+        Verdict::Allow,
     );
     mesh.rule = Some("storefront-to-checkout".to_owned());
     let denied = flow(
         FlowKind::Mesh,
         "function:storefront",
         "function:ledger",
-        FlowVerdict::Deny,
+        Verdict::Deny,
     );
     observe(
         &metrics,
@@ -134,7 +134,7 @@ fn values_the_policy_does_not_name_cannot_make_new_series() {
             FlowKind::Egress,
             "function:checkout",
             &format!("https://attacker-{i}.example:443"),
-            FlowVerdict::Deny,
+            Verdict::Deny,
         );
         egress.rule = Some(format!("made-up-{i}"));
         egress.segment = Some(format!("segment-{i}"));
@@ -144,7 +144,7 @@ fn values_the_policy_does_not_name_cannot_make_new_series() {
         FlowKind::Egress,
         "function:checkout",
         "https://api.payments.example:443",
-        FlowVerdict::Allow,
+        Verdict::Allow,
     );
     allowed.rule = Some("checkout-to-processor".to_owned());
     records.push(allowed);
@@ -163,7 +163,7 @@ fn a_full_family_drops_new_series_and_counts_them() {
     let metrics = Metrics::with_max_series(1);
     metrics.load_policy(&policy(), "hash");
     let mut denied = ingress("/nope", 404);
-    denied.verdict = FlowVerdict::Deny;
+    denied.verdict = Verdict::Deny;
     observe(&metrics, vec![ingress("/api", 200), denied.clone(), denied]);
     let page = metrics.render();
     assert_eq!(lines(&page, "septa_flows_total").len(), 1);
@@ -218,12 +218,12 @@ fn latency_is_a_cumulative_histogram_in_seconds() {
 fn rate_limit_refusals_are_ingress_429s_by_route() {
     let metrics = metrics();
     let mut limited = ingress("/api", 429);
-    limited.verdict = FlowVerdict::Deny;
+    limited.verdict = Verdict::Deny;
     let mut mesh_429 = flow(
         FlowKind::Mesh,
         "function:storefront",
         "function:checkout",
-        FlowVerdict::Allow,
+        Verdict::Allow,
     );
     mesh_429.status = Some(429);
     observe(&metrics, vec![limited.clone(), limited, mesh_429]);

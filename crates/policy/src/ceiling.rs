@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::host::canonical_ip;
+use crate::hostname::canonical_ip;
 
 /// The name given to ranges the operator adds with [`Ceiling::new`].
 pub const OPERATOR_RANGE_NAME: &str = "operator";

@@ -7,10 +7,13 @@ use std::fmt;
 
 use septa_manifest::Name;
 
-use crate::ceiling::CeilingBlock;
+use serde::{Deserialize, Serialize};
 
-/// The outcome of a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use crate::reason::Reason;
+
+/// The outcome of a decision, as flow records, metrics and alerts spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// The flow goes through because a rule allows it.
     Allow,
@@ -70,96 +73,33 @@ impl fmt::Display for Identity {
     }
 }
 
-/// Why a flow was allowed or refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// A rule admitted it; [`Decision::rule`] names the rule.
-    Allowed,
-    /// No rule connects this source to this destination at all.
-    NoRule {
-        /// The source identity, e.g. `function:storefront`.
-        from: Identity,
-        /// The destination, e.g. `function:ledger`.
-        to: Identity,
-    },
-    /// Rules connect source and destination, but none admits this method.
-    MethodNotAllowed {
-        /// The refused method.
-        method: String,
-        /// The rules that connect the two, whose `methods` would have to change.
-        nearest: Vec<Name>,
-    },
-    /// Rules connect source and destination and admit the method, but not this path.
-    PathNotAllowed {
-        /// The refused path.
-        path: String,
-        /// The rules whose `paths` would have to change.
-        nearest: Vec<Name>,
-    },
-    /// The destination name is not a function of this application.
-    UnknownDestination(String),
-    /// Egress from a function in an isolated subnet, which no rule can open.
-    IsolatedSubnet {
-        /// The function's placement, `SEGMENT/SUBNET`.
-        placement: String,
-    },
-    /// No egress rule of the function admits this scheme, host and port.
-    NoEgressRule {
-        /// `scheme://host:port` as requested.
-        target: String,
-    },
-    /// The address that would be dialled is inside the operator ceiling.
-    Ceiling(CeilingBlock),
-    /// A protocol that no rule kind can open (for example UDP or listening sockets).
-    UnsupportedProtocol(String),
+/// What decided a flow: a rule of the manifest, by its id and kind.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RuleId {
+    /// A gateway route (`[[route]]`).
+    Route(Name),
+    /// An allow rule (`[[allow]]`).
+    Allow(Name),
+    /// An egress rule (`[[egress]]`).
+    Egress(Name),
+    /// A `[jwt.NAME]` issuer's `jwks_url`, which opens the gateway's fetch of its keys.
+    IssuerKeys(Name),
 }
 
-impl Reason {
-    /// Whether audit mode may let this through. Operator limits (the ceiling, isolated
-    /// subnets) and destinations that do not exist are refused in every mode.
-    pub fn is_auditable(&self) -> bool {
-        matches!(
-            self,
-            Self::NoRule { .. }
-                | Self::MethodNotAllowed { .. }
-                | Self::PathNotAllowed { .. }
-                | Self::NoEgressRule { .. }
-        )
+impl RuleId {
+    /// The id as the manifest writes it (`jwt.NAME` for an issuer's keys).
+    pub fn name(&self) -> &Name {
+        match self {
+            Self::Route(n) | Self::Allow(n) | Self::Egress(n) | Self::IssuerKeys(n) => n,
+        }
     }
 }
 
-fn ids(list: &[Name]) -> String {
-    list.iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl fmt::Display for Reason {
+impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Allowed => f.write_str("allowed"),
-            Self::NoRule { from, to } => write!(f, "no allow rule from `{from}` to `{to}`"),
-            Self::MethodNotAllowed { method, nearest } => {
-                write!(
-                    f,
-                    "method `{method}` is not admitted by rule {}",
-                    ids(nearest)
-                )
-            }
-            Self::PathNotAllowed { path, nearest } => {
-                write!(f, "path `{path}` is not admitted by rule {}", ids(nearest))
-            }
-            Self::UnknownDestination(name) => write!(f, "unknown destination `{name}`"),
-            Self::IsolatedSubnet { placement } => {
-                write!(
-                    f,
-                    "functions in isolated subnet `{placement}` have no egress"
-                )
-            }
-            Self::NoEgressRule { target } => write!(f, "no egress rule admits `{target}`"),
-            Self::Ceiling(block) => write!(f, "{block}"),
-            Self::UnsupportedProtocol(what) => write!(f, "{what} is not allowed by any rule kind"),
+            Self::IssuerKeys(issuer) => write!(f, "jwt.{issuer}"),
+            other => write!(f, "{}", other.name()),
         }
     }
 }
@@ -169,15 +109,16 @@ impl fmt::Display for Reason {
 pub struct Decision {
     /// Allow, deny or audit.
     pub verdict: Verdict,
-    /// The rule that allowed the flow (for `allow`), if any.
-    pub rule: Option<Name>,
+    /// The rule that decided the flow: the one that allowed it, or, for ingress, the route a
+    /// refused or audited request matched.
+    pub rule: Option<RuleId>,
     /// Why.
     pub reason: Reason,
 }
 
 impl Decision {
     /// Allowed by `rule`.
-    pub fn allow(rule: Name) -> Self {
+    pub fn allow(rule: RuleId) -> Self {
         Self {
             verdict: Verdict::Allow,
             rule: Some(rule),

@@ -2,18 +2,39 @@
 //!
 //! Every flow in septa — ingress through the gateway, function to function through the mesh,
 //! function to the outside world — is decided by one [`Policy`], compiled once per load from a
-//! validated [`septa_manifest::Manifest`]. Search for `decide_` to find where a flow is decided.
+//! validated [`septa_manifest::Manifest`]. Each flow kind has one decision, and searching for
+//! `fn decide_` finds them all: [`Policy::decide_ingress`] (`ingress`), [`Policy::decide_mesh`]
+//! for functions and endpoints (`mesh`), [`Policy::decide_egress`] by name before DNS and
+//! [`Policy::decide_dialled_address`] after it (`egress`). Every refusal is a typed [`Reason`],
+//! worded in `reason` and nowhere else.
 
 pub mod ceiling;
 mod decision;
+mod egress;
 mod engine;
-pub mod host;
+mod functions;
+pub mod hostname;
+mod ingress;
+mod mesh;
 mod mesh_index;
 mod methods;
 pub mod path;
+mod principal;
+mod reason;
+mod routes;
+mod rules;
+mod selection;
 
-pub use decision::{Decision, Identity, Reason, Verdict};
-pub use engine::{
-    CompileError, CompiledRoute, EgressEdge, EgressHost, FunctionId, FunctionInfo, MeshEdge,
-    Policy, RouteOutcome, selects,
+pub use decision::{Decision, Identity, RuleId, Verdict};
+pub use egress::{EgressEdge, EgressHost, SocketUse};
+pub use engine::{CompileError, Policy};
+pub use functions::{FunctionId, FunctionInfo, selects};
+pub use ingress::{
+    Authentication, IngressDecision, IngressFacts, IngressRequest, LimitOutcome, NoFacts,
 };
+pub use mesh::MeshEdge;
+pub use principal::{Claims, Principal};
+pub use reason::{CredentialKind, CredentialProblem, LimitRefusal, LimitScope, Reason};
+pub use routes::CompiledRoute;
+pub use rules::{AllowRuleView, EgressRuleView};
+pub use selection::{Selection, SelectorId};

@@ -16,9 +16,10 @@ use std::collections::{HashMap, HashSet};
 
 use septa_manifest::{Methods, Name, Selector};
 
-use crate::engine::FunctionInfo;
+use crate::functions::FunctionInfo;
 use crate::methods::{MethodKey, MethodSet};
 use crate::path::PathPattern;
+use crate::selection::makes_calls;
 
 /// No origin: a function no rule names in its `from`, or an endpoint.
 const NO_ORIGIN: u32 = u32::MAX;
@@ -197,7 +198,7 @@ impl MeshIndex {
             };
             let mut origins = [NO_ORIGIN; 2];
             // An endpoint never makes a call: however wide a rule's `from`, it is no source.
-            if !f.spec.is_endpoint() {
+            if makes_calls(&f.spec) {
                 let own = selector_ids
                     .get(&Selector::Function(f.spec.name.clone()))
                     .copied();

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use proptest::prelude::*;
 use septa_policy::ceiling::{Ceiling, CeilingBlock, OPERATOR_RANGE_NAME};
-use septa_policy::host::{
-    Host, HostError, canonical_host_name, canonical_ip, parse_host, parse_ip_literal,
+use septa_policy::hostname::{
+    HostError, HostLiteral, canonical_host_name, canonical_ip, parse_host, parse_ip_literal,
     validate_host_name,
 };
 
@@ -270,9 +270,9 @@ fn names_are_not_ip_literals() {
     }
     assert_eq!(
         parse_host("LocalHost."),
-        Ok(Host::Name("localhost".to_owned()))
+        Ok(HostLiteral::Name("localhost".to_owned()))
     );
-    assert_eq!(parse_host("0x7f.1"), Ok(Host::Ip(ip("127.0.0.1"))));
+    assert_eq!(parse_host("0x7f.1"), Ok(HostLiteral::Ip(ip("127.0.0.1"))));
 }
 
 #[test]

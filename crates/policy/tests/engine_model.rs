@@ -152,10 +152,12 @@ fn manifest(spec: &Spec) -> Manifest {
                 kind: if *endpoint {
                     FunctionKind::Endpoint(EndpointBackend::Embedded)
                 } else {
-                    FunctionKind::Component
+                    FunctionKind::Component(Component {
+                        source: PathBuf::from("x.wasm"),
+                        build: None,
+                    })
                 },
                 name: n,
-                source: PathBuf::from("x.wasm"),
                 placement: Placement {
                     segment: name(&format!("s{seg}")),
                     subnet: name(SUBNETS[*sub].0),
@@ -175,7 +177,6 @@ fn manifest(spec: &Spec) -> Manifest {
                     .collect(),
                 mode: if *audit { Mode::Audit } else { Mode::Enforce },
                 limits: Limits::default(),
-                build: None,
                 location: at,
             },
         );

@@ -188,8 +188,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 if let Some(mut guard) = this.take_guard() {
-                    let reason = guard.record().map(|r| r.reason.clone()).unwrap_or_default();
-                    guard.set_reason(format!("{reason}; response body failed: {e}"));
+                    guard.set_error(format!("response body failed: {e}"));
                     guard.finish();
                 }
             }

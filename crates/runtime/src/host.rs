@@ -175,13 +175,13 @@ impl Host {
         let mut functions = Vec::with_capacity(policy.functions().len());
         for info in policy.functions() {
             let spec = &info.spec;
-            if spec.is_endpoint() {
+            let Some(component) = spec.component() else {
                 functions.push(None);
                 continue;
-            }
+            };
             let name = spec.name.as_str();
-            let path = spec.source.display().to_string();
-            let bytes = std::fs::read(&spec.source).map_err(|source| LoadError::Read {
+            let path = component.source.display().to_string();
+            let bytes = std::fs::read(&component.source).map_err(|source| LoadError::Read {
                 function: name.to_owned(),
                 path: path.clone(),
                 source,
@@ -329,7 +329,7 @@ impl Host {
 
     /// Runs function `id` as flow `flow`: the request's bytes are counted, and the flow is
     /// recorded when the response body ends; on failure it is recorded at once, with the error
-    /// as its status and appended to its reason, and the error is returned for the caller to
+    /// as its status and its `error`, and the error is returned for the caller to
     /// answer with. A body that has not arrived within `body_timeout` fails the request with
     /// [`InvokeError::BodyTimeout`], whatever the function made of it.
     pub async fn handle_flow<B>(
@@ -363,10 +363,9 @@ impl Host {
                 Ok(hyper::Response::from_parts(parts, body.boxed_unsync()))
             }
             Err(e) => {
-                let reason = flow.record().map(|r| r.reason.clone()).unwrap_or_default();
                 flow.add_bytes_in(bytes_in.load(Ordering::Relaxed))
                     .set_status(e.status().as_u16())
-                    .set_reason(format!("{reason}; {e}"));
+                    .set_error(e.to_string());
                 flow.finish();
                 Err(e)
             }

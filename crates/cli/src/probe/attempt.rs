@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use septa_flows::FlowVerdict;
+use septa_flows::Verdict;
 use septa_gateway::Gateway;
 use septa_monitor::{ProbeAttempt, ProbeOutcome, ProbeRefusal};
 use septa_policy::{FunctionId, Policy};
@@ -93,7 +93,7 @@ pub(crate) fn attempt_all(
 fn from_gateway(gateway: &Gateway, attempt: &ProbeAttempt, trace: u64) -> ProbeOutcome {
     let probe = gateway.probe(&attempt.method, &attempt.path, trace);
     match probe.destination {
-        Some(to) if to == attempt.to && probe.verdict != FlowVerdict::Deny => ProbeOutcome {
+        Some(to) if to == attempt.to && probe.verdict != Verdict::Deny => ProbeOutcome {
             verdict: probe.verdict.as_str().to_owned(),
             rule: probe.rule,
             reason: probe.reason,

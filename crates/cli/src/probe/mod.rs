@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use septa_audit::{EdgeKind, Graph};
 use septa_manifest::{Methods, Paths};
 use septa_monitor::{AdminToken, ProbeAttempt, ProbeGrant, ProbeOutcome, ProbeReport};
-use septa_policy::{Policy, RouteOutcome};
+use septa_policy::{IngressRequest, NoFacts, Policy};
 use serde_json::{Value, json};
 
 pub(crate) use attempt::{attempt_all, new_grant_id, same_grant};
@@ -266,11 +266,12 @@ fn decide(policy: &Policy, attempt: &ProbeAttempt) -> Option<String> {
             .map(|f| f.id)
     };
     if attempt.from == "gateway" {
-        return match policy.route(&attempt.method, &attempt.path) {
-            RouteOutcome::Matched {
-                route, decision, ..
-            } if policy.function(route.function).identity == attempt.to
-                && decision.verdict.permits() =>
+        let request = IngressRequest::probe(&attempt.method, &attempt.path);
+        let decided = policy.decide_ingress(&request, &mut NoFacts);
+        return match decided.route {
+            Some(route)
+                if policy.function(route.function).identity == attempt.to
+                    && decided.decision.verdict.permits() =>
             {
                 Some(route.id.to_string())
             }

@@ -11,7 +11,8 @@ use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
     UnparsedPublicKey,
 };
-use septa_manifest::{ClaimMatch, ClaimValue, JwksSource, JwtAlgorithm, JwtIssuer};
+use septa_manifest::{JwksSource, JwtAlgorithm, JwtIssuer};
+use septa_policy::Claims;
 use serde_json::Value;
 
 use super::base64url;
@@ -64,57 +65,6 @@ pub enum JwtError {
     /// `aud` names none of the issuer's audiences.
     #[error("wrong audience")]
     Audience,
-}
-
-/// The claims of a verified token. Cheap to clone: the payload is shared.
-#[derive(Clone, Debug)]
-pub struct Claims {
-    sub: String,
-    scopes: Vec<String>,
-    exp: u64,
-    payload: Arc<serde_json::Map<String, Value>>,
-}
-
-impl Claims {
-    /// `sub`, or empty.
-    pub fn subject(&self) -> &str {
-        &self.sub
-    }
-
-    /// The scopes of `scope` (space-separated) and `scp` (array or string).
-    pub fn scopes(&self) -> Vec<&str> {
-        self.scopes.iter().map(String::as_str).collect()
-    }
-
-    /// A claim of the payload.
-    pub fn get(&self, claim: &str) -> Option<&Value> {
-        self.payload.get(claim)
-    }
-
-    /// Whether the claim equals one of the match's values, or, being an array, holds one.
-    pub fn matches(&self, want: &ClaimMatch) -> bool {
-        let equals = |v: &Value| {
-            want.any_of.iter().any(|w| match (w, v) {
-                (ClaimValue::String(w), Value::String(v)) => w == v,
-                (ClaimValue::Integer(w), Value::Number(v)) => v.as_i64() == Some(*w),
-                (ClaimValue::Bool(w), Value::Bool(v)) => w == v,
-                _ => false,
-            })
-        };
-        match self.get(&want.claim) {
-            Some(Value::Array(items)) => items.iter().any(equals),
-            Some(v) => equals(v),
-            None => false,
-        }
-    }
-
-    /// A claim as a header value would carry it: strings as they are, anything else as JSON.
-    pub fn text(&self, claim: &str) -> Option<String> {
-        match self.get(claim)? {
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
-    }
 }
 
 /// A verified token in the cache, with the id of the key that verified it.
@@ -253,7 +203,7 @@ impl JwtVerifier {
         let generation = self.generation();
         if let Ok(cache) = generation.verified.lock()
             && let Some(hit) = cache.get(&digest)
-            && hit.claims.exp + self.leeway > now
+            && hit.claims.expires() + self.leeway > now
         {
             return Ok(hit.claims.clone());
         }
@@ -270,7 +220,7 @@ impl JwtVerifier {
         };
         if let Ok(mut cache) = generation.verified.lock() {
             if cache.len() >= CACHE_ENTRIES {
-                cache.retain(|_, v| v.claims.exp + self.leeway > now);
+                cache.retain(|_, v| v.claims.expires() + self.leeway > now);
                 if cache.len() >= CACHE_ENTRIES {
                     cache.clear();
                 }
@@ -397,12 +347,7 @@ impl JwtVerifier {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let claims = Claims {
-            sub,
-            scopes,
-            exp,
-            payload: Arc::new(payload),
-        };
+        let claims = Claims::new(sub, scopes, exp, payload);
         Ok((claims, kid.to_owned()))
     }
 }

@@ -1,6 +1,8 @@
-//! Authentication and authorization at the gateway: JWT bearer tokens checked against a
-//! route's issuer, scopes and claims, or API keys, plugged in as an [`crate::Admission`] check.
-//! What it establishes is a [`Principal`], which the ingress hands to the function as headers.
+//! Authentication at the gateway: the machinery that verifies credentials — JWT bearer tokens
+//! against an issuer's keys, API keys against a set — and reports what it found to the policy as
+//! an [`Authentication`]. Whether a verified principal may call a route (its scopes and claims)
+//! is decided by `Policy::decide_ingress`, not here. What the policy admits reaches the function
+//! as headers ([`principal_headers`]).
 
 mod base64url;
 mod jwks;
@@ -10,12 +12,12 @@ pub mod refresh;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderName, HeaderValue, StatusCode};
-use septa_manifest::{ApiKey, ApiKeySet, AuthMethod, JwtIssuer, Manifest};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use septa_manifest::{ApiKey, ApiKeySet, AuthMethod, JwtIssuer, RouteAuth};
+use septa_policy::{Authentication, CredentialProblem, Policy, Principal};
 
-use crate::{Admission, Admit, Rejection};
-use jwt::{Claims, JwtError, JwtVerifier};
+use jwt::{JwtError, JwtVerifier};
 
 /// The header carrying the authenticated principal (`sub`) to the function.
 pub const PRINCIPAL_HEADER: &str = "septa-principal";
@@ -23,42 +25,36 @@ pub const PRINCIPAL_HEADER: &str = "septa-principal";
 /// The prefix of the headers carrying a route's `forward_claims` to the function.
 pub const CLAIM_HEADER_PREFIX: &str = "septa-claim-";
 
-/// Who a request authenticated as: a token's subject with its claims, or a key's consumer.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    /// `sub`, or the API key's consumer.
-    pub name: String,
-    /// The verified token's claims; `None` for an API key.
-    pub claims: Option<Claims>,
-}
-
-impl Principal {
-    /// The headers the function gets: the principal, and each of `forward` the token carries.
-    pub fn headers(&self, forward: &[String]) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::new();
-        if let Ok(value) = HeaderValue::from_str(&self.name) {
-            out.push((HeaderName::from_static(PRINCIPAL_HEADER), value));
-        }
-        let Some(claims) = &self.claims else {
-            return out;
-        };
-        for claim in forward {
-            let name = format!("{CLAIM_HEADER_PREFIX}{}", claim.to_ascii_lowercase());
-            let (Ok(name), Some(Ok(value))) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                claims.text(claim).map(|t| HeaderValue::from_str(&t)),
-            ) else {
-                continue;
-            };
-            out.push((name, value));
-        }
-        out
+/// The headers the function gets for `principal`: who it is, and each of `forward` its token
+/// carries.
+pub fn principal_headers(
+    principal: &Principal,
+    forward: &[String],
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Ok(value) = HeaderValue::from_str(&principal.name) {
+        out.push((HeaderName::from_static(PRINCIPAL_HEADER), value));
     }
+    let Some(claims) = &principal.claims else {
+        return out;
+    };
+    for claim in forward {
+        let name = format!("{CLAIM_HEADER_PREFIX}{}", claim.to_ascii_lowercase());
+        let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            claims.text(claim).map(|t| HeaderValue::from_str(&t)),
+        ) else {
+            continue;
+        };
+        out.push((name, value));
+    }
+    out
 }
 
-/// Checks routes' `auth`: a valid bearer token from the route's issuer with every scope, or a
-/// known API key.
-pub struct RouteAuthAdmission {
+/// Every issuer's verifier and every API key set: what verifies the credential a route asks
+/// for.
+#[derive(Default)]
+pub struct Credentials {
     verifiers: HashMap<String, Arc<JwtVerifier>>,
     key_sets: HashMap<String, ApiKeys>,
 }
@@ -81,9 +77,9 @@ pub enum AuthLoadError {
     },
 }
 
-impl RouteAuthAdmission {
-    /// Loads every `[jwt.NAME]` issuer's keys and every `[api_keys.NAME]` set. Issuers whose
-    /// keys are fetched start with none: hand [`RouteAuthAdmission::fetched_issuers`] to
+impl Credentials {
+    /// Loads the keys of every `[jwt.NAME]` issuer of `policy` and every `[api_keys.NAME]` set.
+    /// Issuers whose keys are fetched start with none: hand [`Credentials::fetched_issuers`] to
     /// [`refresh::KeyRefresh`].
     ///
     /// An issuer whose keys are fetched and whose declaration is unchanged since `previous`
@@ -91,11 +87,11 @@ impl RouteAuthAdmission {
     /// and verified tokens it holds: a reload never leaves its routes without keys while a
     /// first fetch runs. Issuers with a `jwks_file` read it again.
     pub fn load(
-        manifest: &Manifest,
+        policy: &Policy,
         previous: &[(Arc<JwtVerifier>, JwtIssuer)],
     ) -> Result<Self, AuthLoadError> {
         let mut verifiers = HashMap::new();
-        for issuer in manifest.jwt.values() {
+        for issuer in policy.jwt_issuers() {
             let carried = previous
                 .iter()
                 .find(|(_, declared)| declared == issuer)
@@ -107,7 +103,7 @@ impl RouteAuthAdmission {
             verifiers.insert(issuer.name.to_string(), verifier);
         }
         let mut key_sets = HashMap::new();
-        for set in manifest.api_keys.values() {
+        for set in policy.api_key_sets() {
             key_sets.insert(set.name.to_string(), ApiKeys::load(set)?);
         }
         Ok(Self {
@@ -116,11 +112,11 @@ impl RouteAuthAdmission {
         })
     }
 
-    /// The issuers whose keys are fetched from a URL, with their declarations.
-    pub fn fetched_issuers(&self, manifest: &Manifest) -> Vec<(Arc<JwtVerifier>, JwtIssuer)> {
-        manifest
-            .jwt
-            .values()
+    /// The issuers of `policy` whose keys are fetched from a URL, with their declarations.
+    pub fn fetched_issuers(&self, policy: &Policy) -> Vec<(Arc<JwtVerifier>, JwtIssuer)> {
+        policy
+            .jwt_issuers()
+            .iter()
             .filter_map(|issuer| {
                 let verifier = self.verifiers.get(issuer.name.as_str())?;
                 verifier
@@ -130,38 +126,56 @@ impl RouteAuthAdmission {
             .collect()
     }
 
-    fn admit_api_key(&self, set: &str, admit: &mut Admit<'_>) -> Result<(), Rejection> {
-        let Some(keys) = self.key_sets.get(set) else {
-            return Err(challenge(
-                "ApiKey",
-                format!("api key set `{set}` is not loaded"),
-                None,
-            ));
+    /// Verifies the credential `headers` carry for `auth`.
+    pub fn authenticate(&self, auth: &RouteAuth, headers: &HeaderMap) -> Authentication {
+        let verified = match &auth.method {
+            AuthMethod::ApiKey(set) => self.api_key(set.as_str(), headers),
+            AuthMethod::Jwt(issuer) => self.bearer(issuer.as_str(), headers),
         };
-        let Some(presented) = admit
-            .request
-            .headers
+        match verified {
+            Ok(principal) => Authentication::Verified(principal),
+            Err(problem) => Authentication::Failed(problem),
+        }
+    }
+
+    fn bearer(&self, issuer: &str, headers: &HeaderMap) -> Result<Principal, CredentialProblem> {
+        let Some(verifier) = self.verifiers.get(issuer) else {
+            let problem = format!("issuer `{issuer}` is not loaded");
+            return Err(CredentialProblem::Invalid(problem));
+        };
+        let token = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(CredentialProblem::Missing)?;
+        let claims = verifier
+            .verify(token.trim())
+            .map_err(|e| CredentialProblem::Invalid(e.to_string()))?;
+        Ok(Principal {
+            name: claims.subject().to_owned(),
+            claims: Some(claims),
+        })
+    }
+
+    fn api_key(&self, set: &str, headers: &HeaderMap) -> Result<Principal, CredentialProblem> {
+        let Some(keys) = self.key_sets.get(set) else {
+            let problem = format!("set `{set}` is not loaded");
+            return Err(CredentialProblem::Invalid(problem));
+        };
+        let presented = headers
             .get(API_KEY_HEADER)
             .map(HeaderValue::as_bytes)
-        else {
-            return Err(challenge(
-                "ApiKey",
-                "api key: none presented".to_owned(),
-                None,
-            ));
-        };
-        let Some(consumer) = keys.consumer(presented) else {
-            return Err(challenge(
-                "ApiKey",
-                "api key: unknown key".to_owned(),
-                Some("invalid_key"),
-            ));
-        };
-        admit.principal = Some(Principal {
+            .ok_or(CredentialProblem::Missing)?;
+        let consumer = keys
+            .consumer(presented)
+            .ok_or_else(|| CredentialProblem::Invalid("unknown key".to_owned()))?;
+        Ok(Principal {
             name: consumer.to_owned(),
             claims: None,
-        });
-        Ok(())
+        })
     }
 }
 
@@ -227,94 +241,5 @@ impl ApiKeys {
             }
         }
         found
-    }
-}
-
-fn unauthorized(reason: String, error: Option<&str>) -> Rejection {
-    challenge("Bearer", reason, error)
-}
-
-/// A 401 whose body and challenge say only what RFC 6750 lets them: that the credential is
-/// missing or invalid; the flow records `reason`.
-fn challenge(scheme: &str, reason: String, error: Option<&str>) -> Rejection {
-    let challenge = match error {
-        Some(e) => format!("{scheme} realm=\"septa\", error=\"{e}\""),
-        None => format!("{scheme} realm=\"septa\""),
-    };
-    Rejection {
-        status: StatusCode::UNAUTHORIZED,
-        headers: vec![(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_str(&challenge)
-                .unwrap_or_else(|_| HeaderValue::from_static("Bearer")),
-        )],
-        reason,
-    }
-}
-
-/// A 403 for a token that is valid but not enough: the challenge says `insufficient_scope`
-/// (RFC 6750) whether a scope or a claim was missing; the flow records which.
-fn insufficient(reason: String) -> Rejection {
-    Rejection {
-        status: StatusCode::FORBIDDEN,
-        headers: vec![(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"septa\", error=\"insufficient_scope\""),
-        )],
-        reason,
-    }
-}
-
-impl Admission for RouteAuthAdmission {
-    fn admit(&self, admit: &mut Admit<'_>) -> Result<(), Rejection> {
-        let Some(auth) = &admit.route.auth else {
-            return Ok(());
-        };
-        let issuer = match &auth.method {
-            AuthMethod::ApiKey(set) => return self.admit_api_key(set.as_str(), admit),
-            AuthMethod::Jwt(issuer) => issuer,
-        };
-        let Some(verifier) = self.verifiers.get(issuer.as_str()) else {
-            return Err(unauthorized(
-                format!("jwt issuer `{issuer}` is not loaded"),
-                None,
-            ));
-        };
-        let token = admit
-            .request
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        let Some(token) = token else {
-            return Err(unauthorized("jwt: no bearer token".to_owned(), None));
-        };
-        let claims = verifier
-            .verify(token.trim())
-            .map_err(|e| unauthorized(format!("jwt: {e}"), Some("invalid_token")))?;
-        let granted = claims.scopes();
-        if let Some(missing) = auth.scopes.iter().find(|s| !granted.contains(&s.as_str())) {
-            return Err(insufficient(format!(
-                "jwt: missing scope `{missing}` (subject `{}`)",
-                claims.subject()
-            )));
-        }
-        if let Some(failed) = auth.claims.iter().find(|m| !claims.matches(m)) {
-            let wanted: Vec<String> = failed.any_of.iter().map(ToString::to_string).collect();
-            return Err(insufficient(format!(
-                "jwt: claim `{}` is not {} (subject `{}`)",
-                failed.claim,
-                wanted.join(" or "),
-                claims.subject()
-            )));
-        }
-        admit.principal = Some(Principal {
-            name: claims.subject().to_owned(),
-            claims: Some(claims),
-        });
-        Ok(())
     }
 }

@@ -9,9 +9,10 @@
 //! refresh signal, at most once per [`EARLY_REFRESH_INTERVAL`], so rotation works without a
 //! restart while a stream of made-up `kid`s cannot turn the gateway into a fetch amplifier.
 //!
-//! Every fetch is one egress flow record from `gateway` to the URL: `allow` when the keys were
-//! installed, `deny` with the reason when anything failed (the ceiling, TLS, an HTTP status, a
-//! document that is not a key set).
+//! Every fetch is one egress flow record from `gateway` to the URL, decided by
+//! `Policy::decide_key_fetch` (the issuer's declaration opens it) and by the policy's decision
+//! on the address dialled (`deny` inside the ceiling); a fetch that fails after that (TLS, an
+//! HTTP status, a document that is not a key set) says why in the record's `error`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,8 +21,9 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use septa_flows::{FlowGuard, FlowKind, FlowLog, FlowVerdict};
+use septa_flows::{FlowGuard, FlowKind, FlowLog};
 use septa_manifest::{JwksSource, JwtIssuer};
+use septa_policy::{Decision, Policy};
 use tokio::sync::{Notify, oneshot};
 
 use super::jwks::KeySet;
@@ -113,20 +115,28 @@ pub struct KeyRefresh {
 }
 
 impl KeyRefresh {
-    /// Starts a thread refreshing each of `issuers`' keys through `fetcher`, recording each fetch
-    /// to `flows`. Issuers whose keys come from a file are left alone; with none fetched, no
-    /// thread starts.
+    /// Starts a thread refreshing each of `issuers`' keys through `fetcher`, each fetch decided
+    /// by `policy` ([`Policy::decide_key_fetch`]) and recorded to `flows`. Issuers whose keys
+    /// come from a file are left alone; with none fetched, no thread starts.
     pub fn start(
         issuers: Vec<(Arc<JwtVerifier>, JwtIssuer)>,
         fetcher: Arc<dyn JwksFetcher>,
         flows: FlowLog,
+        policy: &Policy,
     ) -> std::io::Result<Self> {
         let issuers: Vec<_> = issuers
             .into_iter()
             .filter(|(v, _)| v.is_fetched())
+            .map(|(verifier, issuer)| {
+                let decision = policy.decide_key_fetch(&issuer.name);
+                (verifier, issuer, decision)
+            })
             .collect();
         let (first_tx, first) = mpsc::channel();
-        let names: Vec<String> = issuers.iter().map(|(v, _)| v.name().to_owned()).collect();
+        let names: Vec<String> = issuers
+            .iter()
+            .map(|(v, _, _)| v.name().to_owned())
+            .collect();
         if issuers.is_empty() {
             return Ok(Self {
                 stop: None,
@@ -150,10 +160,11 @@ impl KeyRefresh {
                     }
                 };
                 runtime.block_on(async move {
-                    for (verifier, issuer) in issuers {
+                    for (verifier, issuer, decision) in issuers {
                         tokio::spawn(keep_fresh(
                             verifier,
                             issuer,
+                            decision,
                             fetcher.clone(),
                             flows.clone(),
                             first_tx.clone(),
@@ -217,6 +228,7 @@ fn retry_delay(failures: u32, interval: Duration) -> Duration {
 async fn keep_fresh(
     verifier: Arc<JwtVerifier>,
     issuer: JwtIssuer,
+    decision: Decision,
     fetcher: Arc<dyn JwksFetcher>,
     flows: FlowLog,
     first: mpsc::Sender<FirstFetch>,
@@ -231,7 +243,7 @@ async fn keep_fresh(
     let mut first = Some(first);
     let mut failures = 0u32;
     loop {
-        let outcome = fetch_once(&verifier, &issuer, fetcher.as_ref(), &flows).await;
+        let outcome = fetch_once(&verifier, &issuer, &decision, fetcher.as_ref(), &flows).await;
         let wait = match &outcome {
             Ok(_) => {
                 failures = 0;
@@ -255,10 +267,12 @@ async fn keep_fresh(
     }
 }
 
-/// Fetches and installs `issuer`'s keys once, as one flow record. Returns the number of keys.
+/// Fetches and installs `issuer`'s keys once, as one flow record decided by `decision`.
+/// Returns the number of keys.
 async fn fetch_once(
     verifier: &JwtVerifier,
     issuer: &JwtIssuer,
+    decision: &Decision,
     fetcher: &dyn JwksFetcher,
     flows: &FlowLog,
 ) -> Result<usize, String> {
@@ -266,15 +280,13 @@ async fn fetch_once(
         return Err("the issuer's keys come from a file".to_owned());
     };
     let name = &issuer.name;
-    let rule = format!("jwt.{name}");
     let mut flow = flows.guard(FlowKind::Egress, GATEWAY_IDENTITY, url.to_string());
     flow.set_method("GET")
         .set_path(url.path_and_query())
-        .set_decision(
-            FlowVerdict::Allow,
-            Some(rule),
-            format!("the keys of jwt issuer `{name}`"),
-        );
+        .set_decision(decision);
+    if !decision.verdict.permits() {
+        return Err(decision.reason.to_string());
+    }
     let fetched = match fetcher.fetch(issuer, &mut flow).await {
         Ok(body) => KeySet::parse(&body).map_err(|e| format!("bad JWKS document: {e}")),
         Err(e) => Err(e.to_string()),
@@ -287,9 +299,6 @@ async fn fetch_once(
             } else {
                 "unchanged"
             };
-            flow.set_reason(format!(
-                "the keys of jwt issuer `{name}`: {count} keys, {what}"
-            ));
             tracing::debug!(issuer = %name, %url, count, what, "fetched jwks");
             Ok(count)
         }
@@ -300,7 +309,7 @@ async fn fetch_once(
             } else {
                 tracing::warn!(%url, "{reason}; its tokens are refused until a fetch succeeds");
             }
-            flow.set_decision(FlowVerdict::Deny, None, reason.clone());
+            flow.set_error(reason.clone());
             Err(reason)
         }
     }

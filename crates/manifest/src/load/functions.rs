@@ -2,7 +2,7 @@
 //! placed and given resource limits; they share the `NAME.internal` names.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_spanned::Spanned;
 
@@ -45,15 +45,16 @@ impl Loader {
                 fname.clone(),
                 Function {
                     name: fname,
-                    kind: FunctionKind::Component,
-                    source: dir.join(f.source.get_ref()),
+                    kind: FunctionKind::Component(Component {
+                        source: dir.join(f.source.get_ref()),
+                        build,
+                    }),
                     placement,
                     subnet_kind,
                     groups: fgroups,
                     labels,
                     mode: f.mode.unwrap_or(segment_mode),
                     limits,
-                    build,
                     location: self.loc(&name.span()),
                 },
             );
@@ -103,7 +104,6 @@ impl Loader {
                 Function {
                     name: ename,
                     kind: FunctionKind::Endpoint(backend),
-                    source: PathBuf::new(),
                     placement,
                     subnet_kind,
                     groups: egroups,
@@ -113,7 +113,6 @@ impl Loader {
                         memory_mb: defaults.memory_mb,
                         ..limits
                     },
-                    build: None,
                     location: self.loc(&name.span()),
                 },
             );

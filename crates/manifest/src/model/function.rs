@@ -49,9 +49,18 @@ pub struct Build {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FunctionKind {
     /// A `wasi:http/proxy` component (`[function.NAME]`).
-    Component,
+    Component(Component),
     /// A private endpoint (`[endpoint.NAME]`): a key-value store reached only through the mesh.
     Endpoint(EndpointBackend),
+}
+
+/// A component septa runs: the file it is loaded from, and how to build it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Component {
+    /// The component file, resolved against the manifest's directory.
+    pub source: PathBuf,
+    /// How to build it, if declared.
+    pub build: Option<Build>,
 }
 
 /// Where a private endpoint keeps its data.
@@ -85,8 +94,6 @@ pub struct Function {
     pub name: Name,
     /// A component or an endpoint.
     pub kind: FunctionKind,
-    /// The component file, resolved against the manifest's directory; empty for an endpoint.
-    pub source: PathBuf,
     /// Its segment and subnet.
     pub placement: Placement,
     /// The tier of its subnet.
@@ -99,8 +106,6 @@ pub struct Function {
     pub mode: Mode,
     /// Resource limits.
     pub limits: Limits,
-    /// How to build it, if declared.
-    pub build: Option<Build>,
     /// Where it is declared.
     pub location: Location,
 }
@@ -109,7 +114,7 @@ impl Function {
     /// The identity flows name it by: `function:NAME` or `endpoint:NAME`.
     pub fn identity(&self) -> String {
         match self.kind {
-            FunctionKind::Component => format!("function:{}", self.name),
+            FunctionKind::Component(_) => format!("function:{}", self.name),
             FunctionKind::Endpoint(_) => format!("endpoint:{}", self.name),
         }
     }
@@ -117,5 +122,13 @@ impl Function {
     /// Whether it is a private endpoint rather than a component.
     pub fn is_endpoint(&self) -> bool {
         matches!(self.kind, FunctionKind::Endpoint(_))
+    }
+
+    /// The component septa runs for it; `None` for an endpoint.
+    pub fn component(&self) -> Option<&Component> {
+        match &self.kind {
+            FunctionKind::Component(component) => Some(component),
+            FunctionKind::Endpoint(_) => None,
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 pub use credentials::{ApiKey, ApiKeySet, JwksSource, JwtAlgorithm, JwtIssuer};
-pub use function::{Build, Connection, EndpointBackend, Function, FunctionKind, Limits};
+pub use function::{Build, Component, Connection, EndpointBackend, Function, FunctionKind, Limits};
 pub use invariant::{Invariant, InvariantRule};
 pub use name::Name;
 pub use places::{Group, Mode, Placement, Segment, SubnetKind};

@@ -272,7 +272,7 @@ mod tests {
     use std::net::{SocketAddr, TcpListener, TcpStream};
     use std::sync::mpsc as std_mpsc;
 
-    use septa_flows::{FlowKind, FlowRecord, FlowVerdict};
+    use septa_flows::{FlowKind, FlowRecord, Verdict};
 
     use super::*;
     use crate::alerts::event::{AlertEvent, Header};
@@ -348,7 +348,7 @@ mod tests {
             FlowKind::Mesh,
             "function:front",
             "function:vault",
-            FlowVerdict::Deny,
+            Verdict::Deny,
             "no allow rule matches",
         );
         record.method = Some("GET".to_owned());

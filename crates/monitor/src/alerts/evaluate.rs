@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use septa_flows::{FlowKind, FlowRecord, FlowVerdict};
+use septa_flows::{FlowKind, FlowRecord, Verdict};
 
 use super::event::{AlertEvent, Header};
 use super::rules::{AlertRules, Rule, Sink, Watch, is_lateral};
@@ -153,7 +153,7 @@ impl Evaluator {
         now: Instant,
         out: &mut Vec<Firing>,
     ) {
-        if record.verdict != FlowVerdict::Deny {
+        if record.verdict != Verdict::Deny {
             return;
         }
         let application = &self.rules.application;
@@ -255,10 +255,10 @@ placement = "payments/app"
     fn rules(alerts: &str) -> AlertRules {
         let text = format!("{APP}{alerts}");
         let manifest = septa_manifest::parse(Path::new("/app/septa.toml"), &text).unwrap();
-        AlertRules::from_manifest(&manifest)
+        AlertRules::from_policy(&septa_policy::Policy::compile(manifest).unwrap())
     }
 
-    fn flow(kind: FlowKind, src: &str, dst: &str, verdict: FlowVerdict) -> Arc<FlowRecord> {
+    fn flow(kind: FlowKind, src: &str, dst: &str, verdict: Verdict) -> Arc<FlowRecord> {
         let mut record = FlowRecord::new(kind, src, dst, verdict, "no allow rule matches");
         record.method = Some("GET".to_owned());
         record.path = Some("/entries".to_owned());
@@ -266,7 +266,7 @@ placement = "payments/app"
     }
 
     fn denied(kind: FlowKind, src: &str, dst: &str) -> Arc<FlowRecord> {
-        flow(kind, src, dst, FlowVerdict::Deny)
+        flow(kind, src, dst, Verdict::Deny)
     }
 
     fn from_client(client: &str) -> Arc<FlowRecord> {
@@ -274,7 +274,7 @@ placement = "payments/app"
             FlowKind::Ingress,
             "gateway",
             "unrouted",
-            FlowVerdict::Deny,
+            Verdict::Deny,
             "no route for `/nosuch`",
         );
         record.client = Some(client.to_owned());
@@ -325,13 +325,13 @@ command = ["page"]
                 FlowKind::Mesh,
                 "function:front",
                 "function:vault",
-                FlowVerdict::Allow,
+                Verdict::Allow,
             ),
             flow(
                 FlowKind::Mesh,
                 "function:front",
                 "function:vault",
-                FlowVerdict::Audit,
+                Verdict::Audit,
             ),
             denied(FlowKind::Ingress, "gateway", "function:front"),
             denied(FlowKind::Egress, "function:front", "https://x.example:443"),
@@ -448,7 +448,7 @@ webhook = "http://127.0.0.1:9/hook"
             FlowKind::Ingress,
             "gateway",
             "function:front",
-            FlowVerdict::Allow,
+            Verdict::Allow,
         );
         assert!(fire(&mut evaluator, &[allowed], t0).is_empty());
         let fired = fire(&mut evaluator, &[from_client("203.0.113.9")], t0);

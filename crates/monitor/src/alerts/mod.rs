@@ -26,7 +26,7 @@ mod sources;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use septa_flows::{FlowObserver, FlowRecord, FlowVerdict};
+use septa_flows::{FlowObserver, FlowRecord, Verdict};
 
 pub use counts::{AlertCounts, AlertOutcome, ByOutcome};
 pub use rules::AlertRules;
@@ -113,7 +113,7 @@ impl Alerts {
 impl FlowObserver for Alerts {
     fn observe(&self, batch: &[Arc<FlowRecord>]) {
         // Every trigger on flows is a denial: most batches end here, without the lock.
-        if !batch.iter().any(|r| r.verdict == FlowVerdict::Deny) {
+        if !batch.iter().any(|r| r.verdict == Verdict::Deny) {
             return;
         }
         let now = Instant::now();
@@ -201,7 +201,8 @@ webhook = "http://{addr}/hook"
 "#
         );
         let manifest = septa_manifest::parse(Path::new("/app/septa.toml"), &text).unwrap();
-        let alerts = Alerts::start(AlertRules::from_manifest(&manifest)).unwrap();
+        let policy = septa_policy::Policy::compile(manifest).unwrap();
+        let alerts = Alerts::start(AlertRules::from_policy(&policy)).unwrap();
         let metrics = Metrics::new();
         metrics.watch_alerts(alerts.counts());
 
@@ -209,8 +210,8 @@ webhook = "http://{addr}/hook"
             let record = FlowRecord::new(FlowKind::Mesh, "function:a", "function:b", verdict, "r");
             Arc::new(record)
         };
-        alerts.observe(&[call(FlowVerdict::Allow), call(FlowVerdict::Deny)]);
-        alerts.observe(&[call(FlowVerdict::Deny)]);
+        alerts.observe(&[call(Verdict::Allow), call(Verdict::Deny)]);
+        alerts.observe(&[call(Verdict::Deny)]);
         let request = requests.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
         assert!(request.contains(r#""alert":"lateral""#), "{request}");

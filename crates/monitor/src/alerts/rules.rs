@@ -1,5 +1,6 @@
-//! The alerts of one manifest, compiled for the writer thread: selectors resolved once into the
-//! identities flow records name, so matching a record is a few set lookups.
+//! The alerts of one policy, compiled for the writer thread: selectors resolved once — by the
+//! policy, as every other reader of selectors resolves them — into the identities flow records
+//! name, so matching a record is a few set lookups.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -7,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use septa_flows::{FlowKind, FlowRecord};
-use septa_manifest::{Alert, AlertSink, AlertTrigger, FlowScope, Manifest, Selector};
+use septa_manifest::{Alert, AlertSink, AlertTrigger, FlowScope, Selector};
+use septa_policy::Policy;
 
 /// The identity flow records give the gateway as a caller.
 const GATEWAY: &str = "gateway";
 
-/// The alerts a manifest declares, ready to evaluate. Build one per loaded policy and hand it to
-/// [`Alerts::update`](super::Alerts::update) on reload.
+/// The alerts a policy's manifest declares, ready to evaluate. Build one per loaded policy and
+/// hand it to [`Alerts::update`](super::Alerts::update) on reload.
 #[derive(Debug, Clone, Default)]
 pub struct AlertRules {
     pub(crate) application: Arc<str>,
@@ -21,13 +23,15 @@ pub struct AlertRules {
 }
 
 impl AlertRules {
-    /// The alerts `manifest` declares, their selectors resolved against its functions.
-    pub fn from_manifest(manifest: &Manifest) -> Self {
+    /// The alerts `policy`'s manifest declares, their selectors resolved by `policy`.
+    pub fn from_policy(policy: &Policy) -> Self {
+        // Alerts are declarations, not rules: the manifest is where they are listed.
+        let manifest = policy.manifest();
         let dir: Arc<Path> = Arc::from(manifest.dir.as_path());
         let rules = manifest
             .alerts
             .iter()
-            .map(|alert| Rule::compile(manifest, alert, &dir))
+            .map(|alert| Rule::compile(policy, alert, &dir))
             .collect();
         Self {
             application: Arc::from(manifest.application.as_str()),
@@ -96,11 +100,11 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    fn compile(manifest: &Manifest, scope: &FlowScope) -> Self {
+    fn compile(policy: &Policy, scope: &FlowScope) -> Self {
         let resolve = |selector: &Option<Selector>| {
             selector
                 .as_ref()
-                .map(|selector| identities(manifest, selector))
+                .map(|selector| identities(policy, selector))
         };
         Self {
             from: resolve(&scope.from),
@@ -119,23 +123,22 @@ impl Scope {
 
 /// The identities `selector` selects, as flow records name them: `function:NAME`,
 /// `endpoint:NAME`, or `gateway`.
-fn identities(manifest: &Manifest, selector: &Selector) -> HashSet<String> {
+fn identities(policy: &Policy, selector: &Selector) -> HashSet<String> {
     if *selector == Selector::Gateway {
         return HashSet::from([GATEWAY.to_owned()]);
     }
-    manifest
-        .functions
-        .values()
-        .filter(|f| selector.selects(&manifest.segments, f))
-        .map(|f| f.identity())
+    policy
+        .selected(selector)
+        .iter()
+        .map(|&f| policy.function(f).identity.clone())
         .collect()
 }
 
 impl Rule {
-    fn compile(manifest: &Manifest, alert: &Alert, dir: &Arc<Path>) -> Self {
+    fn compile(policy: &Policy, alert: &Alert, dir: &Arc<Path>) -> Self {
         let watch = match &alert.trigger {
             AlertTrigger::LateralMovement { scope } => {
-                Watch::LateralMovement(Scope::compile(manifest, scope))
+                Watch::LateralMovement(Scope::compile(policy, scope))
             }
             AlertTrigger::DenialSpike {
                 threshold,
@@ -144,7 +147,7 @@ impl Rule {
             } => Watch::DenialSpike {
                 threshold: *threshold,
                 window: Duration::from_secs(u64::from(*window_s)),
-                scope: Scope::compile(manifest, scope),
+                scope: Scope::compile(policy, scope),
             },
             AlertTrigger::ReloadRefused => Watch::ReloadRefused,
         };

@@ -1,5 +1,5 @@
-//! What a guest-supplied host means: an IP address in any spelling a resolver or URL parser
-//! accepts, or a DNS name to be resolved.
+//! What a guest-supplied host name means: an IP address in any spelling a resolver or URL
+//! parser accepts, or a DNS name to be resolved ([`HostLiteral`]).
 //!
 //! Egress is decided on addresses, so a host must be classified the way the system that acts on it
 //! would classify it. glibc's `inet_aton` (behind `getaddrinfo`) and the WHATWG URL parser both
@@ -21,7 +21,7 @@ pub const MAX_LABEL_LEN: usize = 63;
 
 /// A host a guest asked for, classified.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Host {
+pub enum HostLiteral {
     /// An IP address, in whatever spelling the guest used; not yet canonicalized (see
     /// [`canonical_ip`]).
     Ip(IpAddr),
@@ -87,10 +87,10 @@ pub enum HostError {
 /// # Errors
 ///
 /// [`HostError`] when `host` is neither.
-pub fn parse_host(host: &str) -> Result<Host, HostError> {
+pub fn parse_host(host: &str) -> Result<HostLiteral, HostError> {
     match parse_ip_literal(host) {
-        Some(ip) => Ok(Host::Ip(ip)),
-        None => canonical_host_name(host).map(Host::Name),
+        Some(ip) => Ok(HostLiteral::Ip(ip)),
+        None => canonical_host_name(host).map(HostLiteral::Name),
     }
 }
 

@@ -1,0 +1,488 @@
+//! Differential test: `Policy::decide_ingress` decides exactly as a naive reading of the
+//! documentation does — scan the routes, take the most specific pattern that matches, then run
+//! the route's checks in order, folding audit mode — on random routes, requests and facts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use septa_manifest::*;
+use septa_policy::path::{PathPattern, normalize_path};
+use septa_policy::{
+    Authentication, Claims, CompiledRoute, CredentialProblem, IngressFacts, IngressRequest,
+    LimitOutcome, LimitRefusal, Policy, Principal, Verdict,
+};
+
+const METHODS: [&str; 4] = ["GET", "POST", "DELETE", "PURGE"];
+const PATTERNS: [&str; 6] = ["/", "/a", "/a/{id}", "/a/b", "/b/...", "/c/{x}/d"];
+const PATHS: [&str; 10] = [
+    "/", "/a", "/a/1", "/a/b", "/b", "/b/x/y", "/c/1/d", "/zzz", "/a/../b", "/a//b",
+];
+const SCOPES: [&str; 2] = ["read", "write"];
+const TENANTS: [&str; 2] = ["acme", "globex"];
+const SOURCES: [&str; 2] = ["10.0.0.0/8", "192.0.2.0/24"];
+const CLIENTS: [&str; 3] = ["10.1.2.3", "192.0.2.7", "203.0.113.9"];
+const BODY_LIMITS: [u64; 3] = [0, 10, 1000];
+const LENGTHS: [Option<u64>; 4] = [None, Some(0), Some(11), Some(5000)];
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+/// How a random route authenticates: not at all, by a token (with required scopes and maybe a
+/// tenant claim), or by an API key.
+#[derive(Debug, Clone)]
+enum AuthSpec {
+    None,
+    Jwt {
+        scopes: Vec<bool>,
+        tenant: Option<usize>,
+    },
+    ApiKey,
+}
+
+/// (pattern, methods, auth, rate limited, sources, audit mode, body limit) of a random route.
+type RouteSpec = (
+    usize,
+    Option<Vec<bool>>,
+    AuthSpec,
+    bool,
+    Vec<bool>,
+    bool,
+    usize,
+);
+
+fn auth_spec() -> impl Strategy<Value = AuthSpec> {
+    prop_oneof![
+        Just(AuthSpec::None),
+        (
+            prop::collection::vec(any::<bool>(), SCOPES.len()),
+            prop::option::of(0..TENANTS.len())
+        )
+            .prop_map(|(scopes, tenant)| AuthSpec::Jwt { scopes, tenant }),
+        Just(AuthSpec::ApiKey),
+    ]
+}
+
+fn route_spec() -> impl Strategy<Value = RouteSpec> {
+    (
+        0..PATTERNS.len(),
+        prop::option::of(prop::collection::vec(any::<bool>(), METHODS.len())),
+        auth_spec(),
+        prop::bool::weighted(0.3),
+        prop::collection::vec(prop::bool::weighted(0.3), SOURCES.len()),
+        prop::bool::weighted(0.3),
+        0..BODY_LIMITS.len(),
+    )
+}
+
+fn manifest(routes: &[RouteSpec], gateway_limit: bool) -> Manifest {
+    let at = Location::default();
+    let segment = Segment {
+        name: name("edge"),
+        subnets: [(name("web"), SubnetKind::Public)].into_iter().collect(),
+        labels: Vec::new(),
+        mode: Mode::Enforce,
+        max_concurrency: None,
+        location: at,
+    };
+    let function = Function {
+        kind: FunctionKind::Component(Component {
+            source: PathBuf::from("x.wasm"),
+            build: None,
+        }),
+        name: name("f0"),
+        placement: Placement {
+            segment: name("edge"),
+            subnet: name("web"),
+        },
+        subnet_kind: SubnetKind::Public,
+        groups: Vec::new(),
+        labels: Vec::new(),
+        mode: Mode::Enforce,
+        limits: Limits::default(),
+        location: at,
+    };
+    let limit = RateLimit {
+        key: RateLimitKey::Ip,
+        per_second: 1,
+        burst: 1,
+    };
+    let routes = routes
+        .iter()
+        .enumerate()
+        .map(
+            |(i, (pattern, methods, auth, limited, sources, audit, body))| Route {
+                id: name(&format!("r{i}")),
+                path: PathText {
+                    text: PATTERNS[*pattern].to_owned(),
+                    location: at,
+                },
+                methods: methods.as_ref().map_or(Methods::Any, |bits| {
+                    Methods::Only(
+                        bits.iter()
+                            .zip(METHODS)
+                            .filter(|(on, _)| **on)
+                            .map(|(_, m)| m.to_owned())
+                            .collect(),
+                    )
+                }),
+                function: name("f0"),
+                auth: match auth {
+                    AuthSpec::None => None,
+                    AuthSpec::Jwt { scopes, tenant } => Some(RouteAuth {
+                        method: AuthMethod::Jwt(name("main")),
+                        scopes: scopes
+                            .iter()
+                            .zip(SCOPES)
+                            .filter(|(on, _)| **on)
+                            .map(|(_, s)| s.to_owned())
+                            .collect(),
+                        claims: tenant
+                            .iter()
+                            .map(|t| ClaimMatch {
+                                claim: "tenant".to_owned(),
+                                any_of: vec![ClaimValue::String(TENANTS[*t].to_owned())],
+                            })
+                            .collect(),
+                        forward_claims: Vec::new(),
+                    }),
+                    AuthSpec::ApiKey => Some(RouteAuth {
+                        method: AuthMethod::ApiKey(name("partners")),
+                        scopes: Vec::new(),
+                        claims: Vec::new(),
+                        forward_claims: Vec::new(),
+                    }),
+                },
+                max_body_bytes: BODY_LIMITS[*body],
+                rate_limit: limited.then(|| limit.clone()),
+                sources: sources
+                    .iter()
+                    .zip(SOURCES)
+                    .filter(|(on, _)| **on)
+                    .map(|(_, s)| s.parse().unwrap())
+                    .collect(),
+                mode: if *audit { Mode::Audit } else { Mode::Enforce },
+                body_timeout_ms: 1000,
+                location: at,
+            },
+        )
+        .collect();
+    Manifest {
+        file: PathBuf::from("septa.toml"),
+        dir: PathBuf::from("."),
+        application: name("model"),
+        ceiling: CeilingSpec::default(),
+        gateway: GatewaySpec {
+            rate_limit: gateway_limit.then_some(limit),
+            ..GatewaySpec::default()
+        },
+        segments: [(name("edge"), segment)].into_iter().collect(),
+        groups: BTreeMap::new(),
+        functions: [(name("f0"), function)].into_iter().collect(),
+        routes,
+        allows: Vec::new(),
+        egress: Vec::new(),
+        invariants: Vec::new(),
+        jwt: BTreeMap::new(),
+        api_keys: BTreeMap::new(),
+        alerts: Vec::new(),
+    }
+}
+
+/// What the gateway's machinery establishes about one request, chosen at random.
+#[derive(Debug, Clone)]
+struct FactsSpec {
+    gateway_admits: bool,
+    /// 0: no credential, 1: an invalid one, 2: a valid one.
+    credential: usize,
+    scopes: Vec<bool>,
+    tenant: usize,
+    route_limit: Option<LimitRefusal>,
+}
+
+fn facts_spec() -> impl Strategy<Value = FactsSpec> {
+    (
+        prop::bool::weighted(0.8),
+        0..3usize,
+        prop::collection::vec(any::<bool>(), SCOPES.len()),
+        0..TENANTS.len(),
+        prop_oneof![
+            4 => Just(None),
+            1 => Just(Some(LimitRefusal::Exceeded { key: "ip:x".to_owned() })),
+            1 => Just(Some(LimitRefusal::TableFull)),
+        ],
+    )
+        .prop_map(
+            |(gateway_admits, credential, scopes, tenant, route_limit)| FactsSpec {
+                gateway_admits,
+                credential,
+                scopes,
+                tenant,
+                route_limit,
+            },
+        )
+}
+
+impl FactsSpec {
+    fn principal(&self) -> Principal {
+        let scopes: Vec<String> = self
+            .scopes
+            .iter()
+            .zip(SCOPES)
+            .filter(|(on, _)| **on)
+            .map(|(_, s)| s.to_owned())
+            .collect();
+        let payload = serde_json::json!({ "sub": "alice", "tenant": TENANTS[self.tenant] });
+        let serde_json::Value::Object(payload) = payload else {
+            unreachable!()
+        };
+        Principal {
+            name: "alice".to_owned(),
+            claims: Some(Claims::new("alice".to_owned(), scopes, u64::MAX, payload)),
+        }
+    }
+}
+
+/// The facts as the decision asks for them, counting what it asked.
+struct Recorded<'a> {
+    spec: &'a FactsSpec,
+    authenticated: u32,
+}
+
+impl IngressFacts for Recorded<'_> {
+    fn gateway_limit(&mut self, _: &RateLimit) -> LimitOutcome {
+        if self.spec.gateway_admits {
+            LimitOutcome::Admitted
+        } else {
+            LimitOutcome::Refused(LimitRefusal::Exceeded {
+                key: "gateway".to_owned(),
+            })
+        }
+    }
+
+    fn authenticate(&mut self, _: &CompiledRoute, auth: &RouteAuth) -> Authentication {
+        self.authenticated += 1;
+        match self.spec.credential {
+            0 => Authentication::Failed(CredentialProblem::Missing),
+            1 => Authentication::Failed(CredentialProblem::Invalid("bad signature".to_owned())),
+            _ => match auth.method {
+                AuthMethod::Jwt(_) => Authentication::Verified(self.spec.principal()),
+                AuthMethod::ApiKey(_) => Authentication::Verified(Principal {
+                    name: "acme".to_owned(),
+                    claims: None,
+                }),
+            },
+        }
+    }
+
+    fn route_limit(
+        &mut self,
+        _: &CompiledRoute,
+        _: &RateLimit,
+        _: Option<&Principal>,
+    ) -> LimitOutcome {
+        match &self.spec.route_limit {
+            None => LimitOutcome::Admitted,
+            Some(refusal) => LimitOutcome::Refused(refusal.clone()),
+        }
+    }
+}
+
+/// The simple model: (verdict, rule, reason) as the documentation describes them.
+fn naive(
+    m: &Manifest,
+    method: &str,
+    raw_path: &str,
+    client: IpAddr,
+    length: Option<u64>,
+    facts: &FactsSpec,
+) -> (Verdict, Option<String>, String) {
+    let deny = |rule: Option<&Route>, reason: String| {
+        (Verdict::Deny, rule.map(|r| r.id.to_string()), reason)
+    };
+    let path = match normalize_path(raw_path) {
+        Ok(p) => p.as_str().to_owned(),
+        Err(e) => return deny(None, format!("invalid path: {e}")),
+    };
+    // The most specific matching pattern wins; among its routes, the first admitting the method.
+    let matching: Vec<(&Route, PathPattern)> = m
+        .routes
+        .iter()
+        .map(|r| (r, PathPattern::parse(&r.path.text).unwrap()))
+        .filter(|(_, p)| p.matches(&path))
+        .collect();
+    let Some(best) = matching.iter().map(|(_, p)| p.specificity()).max() else {
+        return deny(None, format!("no route for `{path}`"));
+    };
+    let candidates: Vec<&Route> = matching
+        .iter()
+        .filter(|(_, p)| p.specificity() == best)
+        .map(|(r, _)| *r)
+        .collect();
+    let Some(route) = candidates
+        .iter()
+        .find(|r| r.methods.admits(method))
+        .copied()
+    else {
+        let route = candidates[0];
+        return deny(
+            Some(route),
+            format!("route `{}` does not admit method `{method}`", route.id),
+        );
+    };
+    let audit = route.mode == Mode::Audit;
+    let mut audited: Option<String> = None;
+    // A refusal: enforced, or remembered when audit mode lets it through.
+    let mut refuse = |reason: String, auditable: bool| -> Option<String> {
+        if audit && auditable {
+            audited.get_or_insert(reason);
+            None
+        } else {
+            Some(reason)
+        }
+    };
+    let limit_text = |what: &str, refusal: &LimitRefusal| match refusal {
+        LimitRefusal::Exceeded { key } => {
+            format!("rate limit of {what}: 1 per second, burst 1, by ip (`{key}`)")
+        }
+        LimitRefusal::TableFull => format!("rate limit of {what}: its key table is full"),
+        LimitRefusal::Unavailable => format!("rate limit of {what}: the limiter is unavailable"),
+    };
+    let enforced = (|| {
+        if m.gateway.rate_limit.is_some() && !facts.gateway_admits {
+            let refusal = LimitRefusal::Exceeded {
+                key: "gateway".to_owned(),
+            };
+            return refuse(limit_text("the gateway", &refusal), false);
+        }
+        if !route.sources.is_empty() && !route.sources.iter().any(|n| n.contains(&client)) {
+            let reason = format!(
+                "client address {client} is not in route `{}`'s sources",
+                route.id
+            );
+            if let Some(r) = refuse(reason, true) {
+                return Some(r);
+            }
+        }
+        if let Some(auth) = &route.auth {
+            let jwt = matches!(auth.method, AuthMethod::Jwt(_));
+            let failed = match (facts.credential, jwt) {
+                (0, true) => Some("jwt: no bearer token".to_owned()),
+                (0, false) => Some("api key: none presented".to_owned()),
+                (1, true) => Some("jwt: bad signature".to_owned()),
+                (1, false) => Some("api key: bad signature".to_owned()),
+                (_, false) => None,
+                (_, true) => {
+                    let granted: Vec<&str> = facts
+                        .scopes
+                        .iter()
+                        .zip(SCOPES)
+                        .filter(|(on, _)| **on)
+                        .map(|(_, s)| s)
+                        .collect();
+                    let tenant = ClaimValue::String(TENANTS[facts.tenant].to_owned());
+                    match auth.scopes.iter().find(|s| !granted.contains(&s.as_str())) {
+                        Some(missing) => {
+                            Some(format!("jwt: missing scope `{missing}` (subject `alice`)"))
+                        }
+                        None => auth
+                            .claims
+                            .iter()
+                            .find(|c| c.any_of != [tenant.clone()])
+                            .map(|c| {
+                                format!(
+                                    "jwt: claim `tenant` is not {} (subject `alice`)",
+                                    c.any_of[0]
+                                )
+                            }),
+                    }
+                }
+            };
+            if let Some(reason) = failed
+                && let Some(r) = refuse(reason, true)
+            {
+                return Some(r);
+            }
+        }
+        if route.rate_limit.is_some()
+            && let Some(refusal) = &facts.route_limit
+        {
+            let reason = limit_text(&format!("route `{}`", route.id), refusal);
+            if let Some(r) = refuse(reason, true) {
+                return Some(r);
+            }
+        }
+        if let Some(length) = length.filter(|l| *l > route.max_body_bytes) {
+            let reason = format!(
+                "request body of {length} bytes is over route `{}`'s limit of {} bytes",
+                route.id, route.max_body_bytes
+            );
+            return refuse(reason, false);
+        }
+        None
+    })();
+    let rule = Some(route.id.to_string());
+    match (enforced, audited) {
+        (Some(reason), _) => (Verdict::Deny, rule, reason),
+        (None, Some(reason)) => (Verdict::Audit, rule, reason),
+        (None, None) => (Verdict::Allow, rule, "allowed".to_owned()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn decide_ingress_agrees_with_a_naive_reading(
+        routes in prop::collection::vec(route_spec(), 1..6),
+        gateway_limit in prop::bool::weighted(0.2),
+        requests in prop::collection::vec(
+            (0..METHODS.len(), 0..PATHS.len(), 0..CLIENTS.len(), 0..LENGTHS.len(), facts_spec()),
+            20,
+        ),
+    ) {
+        let m = manifest(&routes, gateway_limit);
+        // Overlapping routes are refused when the policy compiles; the model has nothing to say
+        // about them.
+        let Ok(policy) = Policy::compile(m.clone()) else {
+            return Ok(());
+        };
+        for (method, path, client, length, facts) in requests {
+            let (method, path) = (METHODS[method], PATHS[path]);
+            let client: IpAddr = CLIENTS[client].parse().unwrap();
+            let request = IngressRequest {
+                method,
+                path,
+                client,
+                declared_length: LENGTHS[length],
+                probe: false,
+            };
+            let mut recorded = Recorded { spec: &facts, authenticated: 0 };
+            let got = policy.decide_ingress(&request, &mut recorded);
+            let want = naive(&m, method, path, client, LENGTHS[length], &facts);
+            prop_assert_eq!(
+                (
+                    got.decision.verdict,
+                    got.decision.rule.as_ref().map(ToString::to_string),
+                    got.decision.reason.to_string(),
+                ),
+                want.clone(),
+                "{} {} from {} ({:?}) with {:?}", method, path, client, LENGTHS[length], facts
+            );
+            // A token is verified at most once, and a principal handed on only when admitted.
+            prop_assert!(recorded.authenticated <= 1);
+            if got.principal.is_some() {
+                prop_assert!(got.decision.verdict.permits());
+            }
+            // A probe of the same request is decided by routing alone.
+            let probe = policy.decide_ingress(&IngressRequest::probe(method, path), &mut recorded);
+            let routed = want.0 != Verdict::Deny || !(want.2.starts_with("invalid path")
+                || want.2.starts_with("no route") || want.2.contains("does not admit method"));
+            prop_assert_eq!(probe.decision.verdict.permits(), routed, "probe of {} {}", method, path);
+        }
+    }
+}
