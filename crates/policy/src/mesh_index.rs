@@ -182,160 +182,18 @@ impl MeshIndex {
             .iter()
             .map(|r| (intern(r.from), intern(r.to)))
             .collect();
-        let used_from: Vec<bool> = mark(selector_ids.len(), rule_ends.iter().map(|e| e.0));
-        let used_to: Vec<bool> = mark(selector_ids.len(), rule_ends.iter().map(|e| e.1));
-
-        // Origins: functions first, by index, then one per distinct source class.
-        let mut own_origin: HashMap<u32, u32> = HashMap::new();
-        let mut classes: HashMap<Vec<u32>, u32> = HashMap::new();
-        let mut ends = Vec::with_capacity(functions.len());
-        let mut spilled_dest_keys = Vec::new();
-        for (f, selectors) in functions.iter().zip(describing) {
-            let ids = || {
-                selectors
-                    .iter()
-                    .filter_map(|s| selector_ids.get(s).copied())
-            };
-            let mut origins = [NO_ORIGIN; 2];
-            // An endpoint never makes a call: however wide a rule's `from`, it is no source.
-            if makes_calls(&f.spec) {
-                let own = selector_ids
-                    .get(&Selector::Function(f.spec.name.clone()))
-                    .copied();
-                if let Some(own) = own.filter(|&id| used_from[id as usize]) {
-                    origins[0] = f.id.index() as u32;
-                    own_origin.insert(own, origins[0]);
-                }
-                let mut wide: Vec<u32> = ids()
-                    .filter(|&id| used_from[id as usize] && Some(id) != own)
-                    .collect();
-                if !wide.is_empty() {
-                    wide.sort_unstable();
-                    let next = (functions.len() + classes.len()) as u32;
-                    origins[1] = *classes.entry(wide).or_insert(next);
-                }
-            }
-            let dest: Vec<u32> = ids().filter(|&id| used_to[id as usize]).collect();
-            let mut inline = [0; INLINE_DEST_KEYS];
-            match inline.get_mut(..dest.len()) {
-                Some(fits) => fits.copy_from_slice(&dest),
-                None => {
-                    inline[0] = spilled_dest_keys.len() as u32;
-                    spilled_dest_keys.extend_from_slice(&dest);
-                }
-            }
-            ends.push(Ends {
-                origins,
-                dest_len: dest.len() as u32,
-                dest_keys: inline,
-            });
-        }
-        let mut origins_of: HashMap<u32, Vec<u32>> = own_origin
-            .into_iter()
-            .map(|(selector, origin)| (selector, vec![origin]))
-            .collect();
-        for (wide, &class) in &classes {
-            for &selector in wide {
-                origins_of.entry(selector).or_default().push(class);
-            }
-        }
-
-        let mut pattern_ids: HashMap<&str, u32> = HashMap::new();
-        let mut patterns = Vec::new();
-        let mut path_lists = Vec::new();
-        let mut by_key: HashMap<u64, Vec<Candidate>> = HashMap::new();
-        let mut listed_methods = HashMap::new();
-        for (i, (rule, &(from, to))) in rules.iter().zip(&rule_ends).enumerate() {
-            let method_set = MethodSet::new(rule.methods);
-            let mut pattern_id = |p: &'a PathPattern| {
-                *pattern_ids.entry(p.as_str()).or_insert_with(|| {
-                    patterns.push(p.clone());
-                    patterns.len() as u32 - 1
-                })
-            };
-            let paths = match rule.paths {
-                None => PathsRef::Any,
-                Some([only]) => PathsRef::One(pattern_id(only)),
-                Some(list) => {
-                    let start = path_lists.len() as u32;
-                    path_lists.extend(list.iter().map(&mut pattern_id));
-                    PathsRef::Many {
-                        start,
-                        len: list.len() as u32,
-                    }
-                }
-            };
-            let other_methods = match rule.methods {
-                Methods::Any => OtherMethods::Any,
-                Methods::Only(_) if method_set.lists_others() => OtherMethods::Listed,
-                Methods::Only(_) => OtherMethods::None,
-            };
-            let candidate = Candidate {
-                id: rule.id.clone(),
-                rule: i as u32,
-                standard_methods: method_set.standard_mask(),
-                other_methods,
-                paths,
-            };
-            if other_methods == OtherMethods::Listed {
-                listed_methods.insert(i as u32, method_set);
-            }
-            for &origin in origins_of.get(&from).into_iter().flatten() {
-                by_key
-                    .entry(pack(origin, to))
-                    .or_default()
-                    .push(candidate.clone());
-            }
-        }
-
-        let mut slots =
-            vec![Slot::EMPTY; (by_key.len() * 2).next_power_of_two().max(2)].into_boxed_slice();
-        let mask = slots.len() - 1;
-        // At least eight bits per key: about one pair in twenty that holds no rule gets past.
-        let mut filter = vec![0; by_key.len().div_ceil(8).next_power_of_two()].into_boxed_slice();
-        let mut candidates = Vec::with_capacity(
-            by_key
-                .values()
-                .map(Vec::len)
-                .filter(|&len| len > 1)
-                .sum::<usize>()
-                * 2,
-        );
-        for (key, run) in by_key {
-            let h = hash(key);
-            let (word, bits) = filter_bits(h, filter.len());
-            filter[word] |= bits;
-            let mut at = h as usize & mask;
-            while slots[at].key != EMPTY {
-                at = (at + 1) & mask;
-            }
-            let run = match <[Candidate; 1]>::try_from(run) {
-                Ok([only]) => Run::One(only),
-                Err(run) => {
-                    let start = candidates.len() as u32;
-                    let mut kinds = HashSet::new();
-                    candidates.extend(run.iter().filter(|c| kinds.insert(c.kind())).cloned());
-                    let deciding = candidates.len() as u32 - start;
-                    let len = run.len() as u32;
-                    candidates.extend(run);
-                    Run::Many {
-                        start,
-                        len,
-                        deciding,
-                    }
-                }
-            };
-            slots[at] = Slot { key, run };
-        }
+        let origins = Origins::new(functions, describing, &selector_ids, &rule_ends);
+        let runs = Runs::new(rules, &rule_ends, &origins.of_selector);
+        let (filter, slots, candidates) = table(runs.by_key);
         Self {
-            ends,
-            spilled_dest_keys,
+            ends: origins.ends,
+            spilled_dest_keys: origins.spilled_dest_keys,
             filter,
             slots,
             candidates,
-            listed_methods,
-            path_lists,
-            patterns,
+            listed_methods: runs.listed_methods,
+            path_lists: runs.path_lists,
+            patterns: runs.patterns,
         }
     }
 
@@ -574,6 +432,202 @@ impl<'a> PathMatches<'a> {
 }
 
 /// A flag per selector id: whether `used` names it.
+
+/// Each function's origins and destination keys, and the origins each `from` selector stands
+/// for.
+struct Origins {
+    ends: Vec<Ends>,
+    spilled_dest_keys: Vec<u32>,
+    /// Per selector used in a rule's `from`: the origins it selects.
+    of_selector: HashMap<u32, Vec<u32>>,
+}
+
+impl Origins {
+    /// Origins are functions first, by index, then one per distinct source class.
+    fn new(
+        functions: &[FunctionInfo],
+        describing: &[Vec<Selector>],
+        selector_ids: &HashMap<&Selector, u32>,
+        rule_ends: &[(u32, u32)],
+    ) -> Self {
+        let used_from: Vec<bool> = mark(selector_ids.len(), rule_ends.iter().map(|e| e.0));
+        let used_to: Vec<bool> = mark(selector_ids.len(), rule_ends.iter().map(|e| e.1));
+        let mut own_origin: HashMap<u32, u32> = HashMap::new();
+        let mut classes: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut ends = Vec::with_capacity(functions.len());
+        let mut spilled_dest_keys = Vec::new();
+        for (f, selectors) in functions.iter().zip(describing) {
+            let ids = || {
+                selectors
+                    .iter()
+                    .filter_map(|s| selector_ids.get(s).copied())
+            };
+            let mut origins = [NO_ORIGIN; 2];
+            // An endpoint never makes a call: however wide a rule's `from`, it is no source.
+            if makes_calls(&f.spec) {
+                let own = selector_ids
+                    .get(&Selector::Function(f.spec.name.clone()))
+                    .copied();
+                if let Some(own) = own.filter(|&id| used_from[id as usize]) {
+                    origins[0] = f.id.index() as u32;
+                    own_origin.insert(own, origins[0]);
+                }
+                let mut wide: Vec<u32> = ids()
+                    .filter(|&id| used_from[id as usize] && Some(id) != own)
+                    .collect();
+                if !wide.is_empty() {
+                    wide.sort_unstable();
+                    let next = (functions.len() + classes.len()) as u32;
+                    origins[1] = *classes.entry(wide).or_insert(next);
+                }
+            }
+            let dest: Vec<u32> = ids().filter(|&id| used_to[id as usize]).collect();
+            let mut inline = [0; INLINE_DEST_KEYS];
+            match inline.get_mut(..dest.len()) {
+                Some(fits) => fits.copy_from_slice(&dest),
+                None => {
+                    inline[0] = spilled_dest_keys.len() as u32;
+                    spilled_dest_keys.extend_from_slice(&dest);
+                }
+            }
+            ends.push(Ends {
+                origins,
+                dest_len: dest.len() as u32,
+                dest_keys: inline,
+            });
+        }
+        let mut of_selector: HashMap<u32, Vec<u32>> = own_origin
+            .into_iter()
+            .map(|(selector, origin)| (selector, vec![origin]))
+            .collect();
+        for (wide, &class) in &classes {
+            for &selector in wide {
+                of_selector.entry(selector).or_default().push(class);
+            }
+        }
+        Self {
+            ends,
+            spilled_dest_keys,
+            of_selector,
+        }
+    }
+}
+
+/// Every rule as a candidate, filed under each (origin, destination selector) key it opens, with
+/// the method sets and path patterns the candidates point into.
+struct Runs {
+    by_key: HashMap<u64, Vec<Candidate>>,
+    listed_methods: HashMap<u32, MethodSet>,
+    path_lists: Vec<u32>,
+    patterns: Vec<PathPattern>,
+}
+
+impl Runs {
+    fn new<'a>(
+        rules: &[IndexedRule<'a>],
+        rule_ends: &[(u32, u32)],
+        origins_of: &HashMap<u32, Vec<u32>>,
+    ) -> Self {
+        let mut pattern_ids: HashMap<&str, u32> = HashMap::new();
+        let mut patterns = Vec::new();
+        let mut path_lists = Vec::new();
+        let mut by_key: HashMap<u64, Vec<Candidate>> = HashMap::new();
+        let mut listed_methods = HashMap::new();
+        for (i, (rule, &(from, to))) in rules.iter().zip(rule_ends).enumerate() {
+            let method_set = MethodSet::new(rule.methods);
+            let mut pattern_id = |p: &'a PathPattern| {
+                *pattern_ids.entry(p.as_str()).or_insert_with(|| {
+                    patterns.push(p.clone());
+                    patterns.len() as u32 - 1
+                })
+            };
+            let paths = match rule.paths {
+                None => PathsRef::Any,
+                Some([only]) => PathsRef::One(pattern_id(only)),
+                Some(list) => {
+                    let start = path_lists.len() as u32;
+                    path_lists.extend(list.iter().map(&mut pattern_id));
+                    PathsRef::Many {
+                        start,
+                        len: list.len() as u32,
+                    }
+                }
+            };
+            let other_methods = match rule.methods {
+                Methods::Any => OtherMethods::Any,
+                Methods::Only(_) if method_set.lists_others() => OtherMethods::Listed,
+                Methods::Only(_) => OtherMethods::None,
+            };
+            let candidate = Candidate {
+                id: rule.id.clone(),
+                rule: i as u32,
+                standard_methods: method_set.standard_mask(),
+                other_methods,
+                paths,
+            };
+            if other_methods == OtherMethods::Listed {
+                listed_methods.insert(i as u32, method_set);
+            }
+            for &origin in origins_of.get(&from).into_iter().flatten() {
+                by_key
+                    .entry(pack(origin, to))
+                    .or_default()
+                    .push(candidate.clone());
+            }
+        }
+        Self {
+            by_key,
+            listed_methods,
+            path_lists,
+            patterns,
+        }
+    }
+}
+
+/// The filter, the open-addressing table and the candidate runs of `by_key`.
+fn table(by_key: HashMap<u64, Vec<Candidate>>) -> (Box<[u64]>, Box<[Slot]>, Vec<Candidate>) {
+    let mut slots =
+        vec![Slot::EMPTY; (by_key.len() * 2).next_power_of_two().max(2)].into_boxed_slice();
+    let mask = slots.len() - 1;
+    // At least eight bits per key: about one pair in twenty that holds no rule gets past.
+    let mut filter = vec![0; by_key.len().div_ceil(8).next_power_of_two()].into_boxed_slice();
+    let mut candidates = Vec::with_capacity(
+        by_key
+            .values()
+            .map(Vec::len)
+            .filter(|&len| len > 1)
+            .sum::<usize>()
+            * 2,
+    );
+    for (key, run) in by_key {
+        let h = hash(key);
+        let (word, bits) = filter_bits(h, filter.len());
+        filter[word] |= bits;
+        let mut at = h as usize & mask;
+        while slots[at].key != EMPTY {
+            at = (at + 1) & mask;
+        }
+        let run = match <[Candidate; 1]>::try_from(run) {
+            Ok([only]) => Run::One(only),
+            Err(run) => {
+                let start = candidates.len() as u32;
+                let mut kinds = HashSet::new();
+                candidates.extend(run.iter().filter(|c| kinds.insert(c.kind())).cloned());
+                let deciding = candidates.len() as u32 - start;
+                let len = run.len() as u32;
+                candidates.extend(run);
+                Run::Many {
+                    start,
+                    len,
+                    deciding,
+                }
+            }
+        };
+        slots[at] = Slot { key, run };
+    }
+    (filter, slots, candidates)
+}
+
 fn mark(len: usize, used: impl Iterator<Item = u32>) -> Vec<bool> {
     let mut out = vec![false; len];
     for id in used {
