@@ -431,8 +431,6 @@ impl<'a> PathMatches<'a> {
     }
 }
 
-/// A flag per selector id: whether `used` names it.
-
 /// Each function's origins and destination keys, and the origins each `from` selector stands
 /// for.
 struct Origins {
@@ -628,6 +626,7 @@ fn table(by_key: HashMap<u64, Vec<Candidate>>) -> (Box<[u64]>, Box<[Slot]>, Vec<
     (filter, slots, candidates)
 }
 
+/// A flag per selector id: whether `used` names it.
 fn mark(len: usize, used: impl Iterator<Item = u32>) -> Vec<bool> {
     let mut out = vec![false; len];
     for id in used {
