@@ -4,7 +4,7 @@
 //! the manifest declares: loopback, private and link-local ranges (cloud metadata among them) and
 //! the other special-purpose blocks. It is checked on the address actually dialled, after DNS
 //! resolution, so neither a name that resolves inwards nor an odd spelling of an address gets
-//! past it (see [`crate::host`]).
+//! past it (see [`crate::hostname`]).
 //!
 //! The operator starts from [`Ceiling::default`] and may block more ranges or relax some of the
 //! defaults with [`Ceiling::new`]; an extra block always wins over a relaxation.

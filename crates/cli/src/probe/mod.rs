@@ -24,7 +24,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use septa_audit::{EdgeKind, Graph};
-use septa_manifest::{Methods, Paths};
+use septa_manifest::Methods;
 use septa_monitor::{AdminToken, ProbeAttempt, ProbeGrant, ProbeOutcome, ProbeReport};
 use septa_policy::{IngressRequest, NoFacts, Policy};
 use serde_json::{Value, json};
@@ -321,16 +321,15 @@ fn samples(policy: &Policy, model: &Value) -> (Samples, Samples) {
     let root = ("GET".to_owned(), "/".to_owned());
     let mut gateway = Samples::from([root.clone()]);
     let mut mesh = Samples::from([root]);
-    let manifest = policy.manifest();
-    for route in &manifest.routes {
+    for route in policy.routes() {
         for method in methods_of(&route.methods) {
-            gateway.insert((method, concrete(&route.path.text)));
+            gateway.insert((method, concrete(route.pattern.as_str())));
         }
     }
-    for rule in &manifest.allows {
-        let paths: Vec<String> = match &rule.paths {
-            Paths::Any => vec!["/".to_owned()],
-            Paths::Only(paths) => paths.iter().map(|p| concrete(&p.text)).collect(),
+    for rule in policy.allow_rules() {
+        let paths: Vec<String> = match rule.paths {
+            None => vec!["/".to_owned()],
+            Some(paths) => paths.iter().map(|p| concrete(p.as_str())).collect(),
         };
         for method in methods_of(&rule.methods) {
             for path in &paths {
