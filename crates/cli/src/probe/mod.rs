@@ -331,7 +331,7 @@ fn samples(policy: &Policy, model: &Value) -> (Samples, Samples) {
             None => vec!["/".to_owned()],
             Some(paths) => paths.iter().map(|p| concrete(p.as_str())).collect(),
         };
-        for method in methods_of(&rule.methods) {
+        for method in methods_of(rule.methods) {
             for path in &paths {
                 mesh.insert((method.clone(), path.clone()));
             }
