@@ -9,6 +9,7 @@ use crate::functions::{FunctionId, FunctionInfo};
 use crate::mesh_index::{IndexedRule, MeshIndex};
 use crate::path::PathPattern;
 use crate::reason::Reason;
+use crate::selection::makes_calls;
 
 /// One allow rule connecting two functions, as the mesh index holds it.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +42,8 @@ pub(crate) struct Caller {
     identity: Identity,
     /// [`FunctionInfo::audit`].
     audit: bool,
+    /// Whether it may be the source of a flow at all (an endpoint never is).
+    calls: bool,
 }
 
 /// The allow rules, the mesh index over them, and what a refusal reads of each function.
@@ -92,6 +95,7 @@ pub(crate) fn compile_mesh(
         .map(|f| Caller {
             identity: Identity::new(f.spec.name.clone(), f.spec.is_endpoint()),
             audit: f.audit,
+            calls: makes_calls(&f.spec),
         })
         .collect();
     CompiledMesh {
@@ -132,7 +136,8 @@ impl Policy {
             return Decision::allow(RuleId::Allow(rule.clone()));
         }
         let (source, dest) = (&mesh.callers[from.index()], &mesh.callers[to.index()]);
-        let audit = source.audit || dest.audit;
+        // Audit mode never lets an endpoint be the source of a flow: it makes no calls.
+        let audit = source.calls && (source.audit || dest.audit);
         if !connected {
             return Decision::refuse(
                 Reason::NoRule {

@@ -170,4 +170,10 @@ impl Policy {
     pub fn reaches_outside(&self, f: FunctionId) -> bool {
         calls_outside(&self.function(f).spec)
     }
+
+    /// Whether function `f` may be the source of a mesh flow at all: it is no endpoint,
+    /// whatever the rules or audit mode say. [`Policy::decide_mesh`] reads the same.
+    pub fn makes_calls(&self, f: FunctionId) -> bool {
+        makes_calls(&self.function(f).spec)
+    }
 }

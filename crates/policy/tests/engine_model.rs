@@ -270,7 +270,8 @@ fn naive_mesh(
     method: &str,
     path: &str,
 ) -> (Verdict, Option<String>, String) {
-    let audit = from.mode == Mode::Audit || to.mode == Mode::Audit;
+    // Audit mode opens a flow with an audit-mode end, but never one from an endpoint.
+    let audit = !from.is_endpoint() && (from.mode == Mode::Audit || to.mode == Mode::Audit);
     let refused = if audit { Verdict::Audit } else { Verdict::Deny };
     // An endpoint never makes a call, whatever a rule's `from` says.
     let connecting: Vec<&AllowRule> = m

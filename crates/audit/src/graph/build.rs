@@ -211,7 +211,8 @@ impl<'p> Graph<'p> {
     /// Audit mode turns enforcement off for every flow with an audit-mode end: to an auditor
     /// those flows are open, rule or no rule, and an audit-mode function that may reach
     /// outside reaches any destination. The mesh flows follow [`Policy::decide_mesh`], which
-    /// lets a flow with an audit-mode end through whichever its source, an endpoint included.
+    /// lets a flow with an audit-mode end through unless its source is an endpoint, which
+    /// never makes a call.
     fn add_audit_mode(&mut self) {
         let policy = self.policy;
         let audited: Vec<FunctionId> = policy
@@ -229,15 +230,20 @@ impl<'p> Graph<'p> {
         self.audit_label = Some(mesh);
         self.link(any_source, to_audited, Some(mesh));
         self.link(audited_source, to_any, Some(mesh));
+        // An endpoint is never a source, audit mode or not.
         for f in policy.functions() {
             let node = self.function_node(f.id);
-            self.link(node, any_source, None);
+            if policy.makes_calls(f.id) {
+                self.link(node, any_source, None);
+            }
             self.link(to_any, node, None);
         }
         for &f in &audited {
             let node = self.function_node(f);
             self.link(to_audited, node, None);
-            self.link(node, audited_source, None);
+            if policy.makes_calls(f) {
+                self.link(node, audited_source, None);
+            }
         }
         let Some(anywhere) = self.any_destination else {
             return;

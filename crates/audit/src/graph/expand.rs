@@ -60,7 +60,8 @@ impl Graph<'_> {
         for a in functions {
             for b in functions {
                 let (from, to) = (self.function_node(a.id), self.function_node(b.id));
-                if (a.audit || b.audit) && !ruled.contains(&(from, to)) {
+                let opened = self.policy.makes_calls(a.id) && (a.audit || b.audit);
+                if opened && !ruled.contains(&(from, to)) {
                     out.push(self.edge(from, to, label));
                 }
             }
