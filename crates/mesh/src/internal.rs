@@ -1,9 +1,8 @@
 //! Mesh calls: `http://NAME.internal/...` from one function to another, in process.
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderValue, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http::header::HOST;
+use http::{Response, StatusCode, Uri};
+use http_body_util::BodyExt;
 use septa_flows::{FlowGuard, FlowKind};
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{Decision, FunctionId, Reason};
@@ -216,15 +215,7 @@ fn probe_answer(decision: &Decision) -> Response<WasiBody> {
         "rule": decision.rule.as_ref().map(ToString::to_string),
         "reason": decision.reason.to_string(),
     });
-    let mut response = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    septa_runtime::json_response(StatusCode::OK, &body)
 }
 
 /// Records a refusal and answers the guest with a 403 it can read, like Istio's RBAC denial.

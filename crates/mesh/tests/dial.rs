@@ -3,10 +3,13 @@
 //! loopback however it is resolved.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::ceiling_policy;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use septa_mesh::dial::{DialError, DialTimeouts, Scheme, first_permitted, resolve, send_pinned};
@@ -96,17 +99,6 @@ async fn serve_once(
 
 fn loopback_ceiling() -> Policy {
     ceiling_policy(&["127.0.0.1/32"])
-}
-
-/// A policy with nothing in it but the operator ceiling, relaxed for `relax`.
-fn ceiling_policy(relax: &[&str]) -> Policy {
-    let relax: Vec<String> = relax.iter().map(|r| format!("\"{r}\"")).collect();
-    let text = format!(
-        "septa_manifest_version = 1\n[application]\nname = \"t\"\n[ceiling]\nrelax = [{}]\n",
-        relax.join(", ")
-    );
-    let manifest = septa_manifest::parse(std::path::Path::new("septa.toml"), &text).unwrap();
-    Policy::compile(manifest).unwrap()
 }
 
 #[tokio::test]

@@ -2,12 +2,15 @@
 //! whole fetch is bounded in time, and trusted roots that cannot be used are refused up front.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::ceiling_policy;
 use septa_flows::{FlowKind, FlowLog};
 use septa_manifest::HttpsUrl;
 use septa_mesh::dial::DialError;
@@ -64,17 +67,6 @@ async fn silent_listener() -> (u16, Arc<AtomicUsize>) {
 
 fn relaxed_loopback() -> Policy {
     ceiling_policy(&["127.0.0.1/32"])
-}
-
-/// A policy with nothing in it but the operator ceiling, relaxed for `relax`.
-fn ceiling_policy(relax: &[&str]) -> Policy {
-    let relax: Vec<String> = relax.iter().map(|r| format!("\"{r}\"")).collect();
-    let text = format!(
-        "septa_manifest_version = 1\n[application]\nname = \"t\"\n[ceiling]\nrelax = [{}]\n",
-        relax.join(", ")
-    );
-    let manifest = septa_manifest::parse(std::path::Path::new("septa.toml"), &text).unwrap();
-    Policy::compile(manifest).unwrap()
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! septa's one JSON error body, for every response the host answers in place of a function: the
-//! gateway's refusals and failures, and the mesh's answers to guests.
+//! gateway's refusals and failures, and the mesh's answers to guests; and the JSON response the
+//! host builds it with.
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -19,6 +20,14 @@ pub fn json_error<E: 'static>(
     if let Some(reason) = reason {
         body["reason"] = serde_json::Value::from(reason);
     }
+    json_response(status, &body)
+}
+
+/// A response of `status` whose body is `body`, as `application/json`.
+pub fn json_response<E: 'static>(
+    status: StatusCode,
+    body: &serde_json::Value,
+) -> Response<UnsyncBoxBody<Bytes, E>> {
     let mut response = Response::new(
         Full::new(Bytes::from(body.to_string()))
             .map_err(|never| match never {})

@@ -22,7 +22,7 @@ pub use body::{CountedBody, DeadlineBody, RecordedBody};
 pub use bulkhead::{Admitted, Bulkheads};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
-pub use error_response::json_error;
+pub use error_response::{json_error, json_response};
 pub use host::{Host, InvokeError, LoadError, LoadReport};
 pub use identity::{CALLER_HEADER, header_text, strip_identity_headers};
 use septa_policy::FunctionId;
