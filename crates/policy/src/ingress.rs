@@ -136,69 +136,64 @@ impl Policy {
         request: &IngressRequest<'a>,
         facts: &mut impl IngressFacts,
     ) -> IngressDecision<'p, 'a> {
-        let mut out = IngressDecision {
-            decision: Decision::refuse(Reason::Allowed, false),
-            route: None,
-            path: None,
+        // A decision that hands nobody on: a refusal, or a probe, which carries no credential.
+        let unauthenticated = |decision, route, path| IngressDecision {
+            decision,
+            route,
+            path,
             principal: None,
         };
         let path = match normalize_path(request.path) {
             Ok(path) => path,
             Err(e) => {
-                out.decision = Decision::refuse(Reason::InvalidPath(e.to_string()), false);
-                return out;
+                let decision = Decision::refuse(Reason::InvalidPath(e.to_string()), false);
+                return unauthenticated(decision, None, None);
             }
         };
         let route = match lookup(&self.routes, request.method, path.as_str()) {
-            RouteLookup::Matched { route, .. } => route,
+            RouteLookup::Matched { route } => route,
             RouteLookup::MethodNotAllowed { route } => {
-                out.route = Some(route);
-                out.decision = refusal(
-                    route,
-                    Reason::RouteMethodNotAllowed {
-                        route: route.id.clone(),
-                        method: request.method.to_owned(),
-                    },
-                );
-                out.path = Some(path);
-                return out;
+                let reason = Reason::RouteMethodNotAllowed {
+                    route: route.id.clone(),
+                    method: request.method.to_owned(),
+                };
+                return unauthenticated(refusal(route, reason), Some(route), Some(path));
             }
             RouteLookup::NotFound => {
-                out.decision = Decision::refuse(
-                    Reason::NoRoute {
-                        path: path.as_str().to_owned(),
-                    },
-                    false,
-                );
-                out.path = Some(path);
-                return out;
+                let reason = Reason::NoRoute {
+                    path: path.as_str().to_owned(),
+                };
+                return unauthenticated(Decision::refuse(reason, false), None, Some(path));
             }
         };
-        out.route = Some(route);
-        out.path = Some(path);
         if request.probe {
-            out.decision = Decision::allow(RuleId::Route(route.id.clone()));
-            return out;
+            let decision = Decision::allow(RuleId::Route(route.id.clone()));
+            return unauthenticated(decision, Some(route), Some(path));
         }
         let mut checks = Checks {
             audit: route.mode == Mode::Audit,
             would_refuse: None,
         };
-        let checked = self.check_route(request, route, facts, &mut checks, &mut out.principal);
-        out.decision = match (checked, checks.would_refuse) {
-            (Err(reason), _) => refusal(route, reason),
-            (Ok(()), Some(reason)) => Decision {
-                verdict: Verdict::Audit,
-                rule: Some(RuleId::Route(route.id.clone())),
-                reason,
+        let mut principal = None;
+        let decision = match self.check_route(request, route, facts, &mut checks, &mut principal) {
+            Err(reason) => {
+                return unauthenticated(refusal(route, reason), Some(route), Some(path));
+            }
+            Ok(()) => match checks.would_refuse {
+                Some(reason) => Decision {
+                    verdict: Verdict::Audit,
+                    rule: Some(RuleId::Route(route.id.clone())),
+                    reason,
+                },
+                None => Decision::allow(RuleId::Route(route.id.clone())),
             },
-            (Ok(()), None) => Decision::allow(RuleId::Route(route.id.clone())),
         };
-        if !out.decision.verdict.permits() {
-            // Nobody is handed on with a request that goes nowhere.
-            out.principal = None;
+        IngressDecision {
+            decision,
+            route: Some(route),
+            path: Some(path),
+            principal,
         }
-        out
     }
 
     /// Runs `route`'s checks in order, up to the first refusal audit mode does not let through.

@@ -115,18 +115,11 @@ impl<'p> Graph<'p> {
         if rule.sources.is_empty() || rule.destinations.is_empty() || rule.admits_nothing() {
             return None;
         }
-        let paths = match rule.paths {
-            None => "any path".to_owned(),
-            Some(list) => list
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
         let label = self.add_label(Label {
             kind: EdgeKind::Allow,
             rule: rule.id.to_string(),
-            conditions: format!("{} {paths}", methods_text(rule.methods)),
+            // Never "no method": a rule that admits nothing has no edge.
+            conditions: crate::rules::conditions(rule),
             unrestricted: matches!(rule.methods, Methods::Any) && rule.paths.is_none(),
             methods: rule.methods.clone(),
         });
