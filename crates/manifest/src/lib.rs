@@ -19,10 +19,10 @@ pub use egress::{EgressScheme, EgressTarget, HostPattern};
 pub use https_url::HttpsUrl;
 pub use load::{MANIFEST_FILE, load, parse};
 pub use model::{
-    AllowRule, ApiKey, ApiKeySet, AuthMethod, Build, CeilingSpec, ClaimMatch, ClaimValue,
+    AllowRule, ApiKey, ApiKeySet, AuthMethod, Build, CeilingSpec, ClaimMatch, ClaimValue, Cluster,
     Component, Connection, EgressRule, EndpointBackend, Function, FunctionKind, GatewaySpec, Group,
     Invariant, InvariantRule, JwksSource, JwtAlgorithm, JwtIssuer, Limits, Manifest, Method,
-    Methods, Mode, Name, PathText, Paths, Placement, RateLimit, RateLimitKey, Route, RouteAuth,
-    Segment, SubnetKind,
+    Methods, Mode, Name, Node, PathText, Paths, Placement, RateLimit, RateLimitKey, Route,
+    RouteAuth, Segment, SubnetKind, TrustDomain,
 };
 pub use selector::Selector;

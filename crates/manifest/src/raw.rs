@@ -333,3 +333,21 @@ pub(crate) struct RawAlert {
     )]
     pub description: Option<String>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub trust_domain: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for people reading the manifest; septa does not use it"
+    )]
+    pub description: Option<String>,
+}

@@ -18,6 +18,7 @@ use crate::egress::{EgressIndex, compile_egress};
 use crate::functions::{FunctionId, FunctionInfo, compile_functions, describing_selectors};
 use crate::mesh::{CompiledMesh, compile_mesh};
 use crate::path::PathPattern;
+use crate::placement::Placement;
 use crate::routes::{CompiledRoute, RouteTable, compile_routes};
 use crate::rules::RuleTable;
 use crate::selection::Selection;
@@ -59,6 +60,8 @@ pub struct Policy {
     /// The allow and egress rules as the auditor reads them, and where each rule is declared.
     pub(crate) rules: RuleTable,
     pub(crate) ceiling: Ceiling,
+    /// Which node hosts what, when the application spans several.
+    pub(crate) placement: Option<Placement>,
     /// What names this policy in flow records; empty unless the loader set it.
     revision: String,
 }
@@ -83,6 +86,7 @@ impl Policy {
         let selection = Selection::new(&functions, &describing);
         let egress = compile_egress(&manifest, &selection, functions.len());
         let rules = RuleTable::new(&manifest, &selection);
+        let placement = Placement::compile(&manifest, &functions);
         let ceiling = Ceiling::new(
             manifest.ceiling.block.clone(),
             manifest.ceiling.relax.clone(),
@@ -103,6 +107,7 @@ impl Policy {
             selection,
             rules,
             ceiling,
+            placement,
             revision: String::new(),
         })
     }

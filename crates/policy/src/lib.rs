@@ -19,6 +19,7 @@ mod mesh;
 mod mesh_index;
 mod methods;
 pub mod path;
+mod placement;
 mod principal;
 mod reason;
 mod routes;
@@ -33,6 +34,7 @@ pub use ingress::{
     Authentication, IngressDecision, IngressFacts, IngressRequest, LimitOutcome, NoFacts,
 };
 pub use mesh::MeshEdge;
+pub use placement::Placement;
 pub use principal::{Claims, Principal};
 pub use reason::{CredentialKind, CredentialProblem, LimitRefusal, LimitScope, Reason};
 pub use routes::CompiledRoute;

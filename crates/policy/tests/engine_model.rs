@@ -197,6 +197,7 @@ fn manifest(spec: &Spec) -> Manifest {
         jwt: BTreeMap::new(),
         api_keys: BTreeMap::new(),
         alerts: Vec::new(),
+        cluster: None,
     };
     let sels = selectors(&m);
     let pick = |bits: &[bool], from: &[&str]| {

@@ -190,6 +190,7 @@ fn manifest(routes: &[RouteSpec], gateway_limit: bool) -> Manifest {
         jwt: BTreeMap::new(),
         api_keys: BTreeMap::new(),
         alerts: Vec::new(),
+        cluster: None,
     }
 }
 

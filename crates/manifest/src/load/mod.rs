@@ -21,7 +21,7 @@ use crate::raw::*;
 /// The manifest's file name inside an application directory.
 pub const MANIFEST_FILE: &str = "septa.toml";
 
-const TOP_LEVEL_KEYS: [&str; 15] = [
+const TOP_LEVEL_KEYS: [&str; 17] = [
     "septa_manifest_version",
     "application",
     "ceiling",
@@ -37,6 +37,8 @@ const TOP_LEVEL_KEYS: [&str; 15] = [
     "jwt",
     "api_keys",
     "alert",
+    "cluster",
+    "node",
 ];
 
 /// Loads `septa.toml` from `path`, which is the application directory or the file itself.
@@ -93,6 +95,9 @@ struct Sections {
     jwt: Vec<(Spanned<String>, RawJwt)>,
     api_keys: Vec<(Spanned<String>, RawApiKeys)>,
     alerts: Vec<(Location, RawAlert)>,
+    /// `[cluster]`, with the span of its key.
+    cluster: Option<(Spanned<()>, RawCluster)>,
+    nodes: Vec<(Spanned<String>, RawNode)>,
 }
 
 impl Loader {
@@ -187,6 +192,8 @@ impl Loader {
                 "jwt" => s.jwt = self.named_entries("jwt", value),
                 "api_keys" => s.api_keys = self.named_entries("api_keys", value),
                 "alert" => s.alerts = self.array_entries("alert", value),
+                "cluster" => s.cluster = self.entry(value).map(|c| (Spanned::new(span, ()), c)),
+                "node" => s.nodes = self.named_entries("node", value),
                 other => {
                     let known = TOP_LEVEL_KEYS.map(|k| format!("`{k}`")).join(", ");
                     let message = match did_you_mean(other, TOP_LEVEL_KEYS) {
@@ -342,6 +349,7 @@ impl Loader {
 
 mod alerts;
 mod api_keys;
+mod cluster;
 mod functions;
 mod invariants;
 mod jwt;

@@ -26,6 +26,7 @@ impl Loader {
         let egress = self.egress(&s.egress, &mut refs);
         let invariants = self.invariants(&s.invariants, &refs);
         let alerts = self.alerts(dir, &s.alerts, &refs);
+        let cluster = self.cluster(s.cluster.as_ref(), &s.nodes, &functions, &refs);
         Some(Manifest {
             file: file.to_owned(),
             dir: dir.to_owned(),
@@ -42,6 +43,7 @@ impl Loader {
             jwt,
             api_keys,
             alerts,
+            cluster,
         })
     }
 

@@ -6,6 +6,7 @@
 //! This module holds [`Manifest`], the whole file, and the operator's [`CeilingSpec`]; each
 //! submodule owns one part of the rest.
 
+mod cluster;
 mod credentials;
 mod function;
 mod invariant;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+pub use cluster::{Cluster, Node, TrustDomain};
 pub use credentials::{ApiKey, ApiKeySet, JwksSource, JwtAlgorithm, JwtIssuer};
 pub use function::{Build, Component, Connection, EndpointBackend, Function, FunctionKind, Limits};
 pub use invariant::{Invariant, InvariantRule};
@@ -74,6 +76,8 @@ pub struct Manifest {
     pub api_keys: BTreeMap<Name, ApiKeySet>,
     /// The operator's alerts, in file order.
     pub alerts: Vec<Alert>,
+    /// Which node hosts what, when the application runs on several (`[cluster]`, `[node.*]`).
+    pub cluster: Option<Cluster>,
 }
 
 impl Manifest {

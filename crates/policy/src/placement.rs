@@ -1,0 +1,94 @@
+//! Which node hosts which function: the compiled form of `[cluster]` and `[node.*]`.
+//!
+//! Without a cluster every function is local to the one process that runs the policy. With one,
+//! a node runs only what it hosts, forwards calls to the rest, and takes a peer node's word only
+//! for the functions this table places on that peer.
+
+use septa_manifest::{Manifest, Name, TrustDomain};
+
+use crate::engine::Policy;
+use crate::functions::{FunctionId, FunctionInfo};
+
+/// The cluster's trust domain, its nodes, and for each function the nodes that host it.
+#[derive(Debug)]
+pub struct Placement {
+    trust_domain: TrustDomain,
+    /// Node names in name order.
+    nodes: Vec<Name>,
+    /// For each function (by [`FunctionId::index`]), the indexes into `nodes` that host it.
+    hosting: Vec<Vec<usize>>,
+}
+
+impl Placement {
+    pub(crate) fn compile(manifest: &Manifest, functions: &[FunctionInfo]) -> Option<Self> {
+        let cluster = manifest.cluster.as_ref()?;
+        let nodes: Vec<Name> = cluster.nodes.keys().cloned().collect();
+        let hosting = functions
+            .iter()
+            .map(|f| {
+                cluster
+                    .nodes
+                    .values()
+                    .enumerate()
+                    .filter(|(_, n)| n.hosts(&manifest.segments, &f.spec))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
+        Some(Self {
+            trust_domain: cluster.trust_domain.clone(),
+            nodes,
+            hosting,
+        })
+    }
+
+    /// The SPIFFE trust domain node certificates must belong to.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.trust_domain
+    }
+
+    /// Every node, in name order.
+    pub fn nodes(&self) -> &[Name] {
+        &self.nodes
+    }
+
+    /// Whether `node` is one of the cluster's nodes.
+    pub fn has_node(&self, node: &str) -> bool {
+        self.nodes.iter().any(|n| n.as_str() == node)
+    }
+
+    /// The nodes that host function `id`, in name order.
+    pub fn hosting(&self, id: FunctionId) -> impl Iterator<Item = &Name> {
+        self.hosting
+            .get(id.index())
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.nodes.get(i))
+    }
+
+    /// Whether `node` hosts function `id`.
+    pub fn hosts(&self, node: &str, id: FunctionId) -> bool {
+        self.hosting(id).any(|n| n.as_str() == node)
+    }
+
+    /// The functions `node` hosts.
+    pub fn hosted_by<'a>(&'a self, node: &'a str) -> impl Iterator<Item = FunctionId> + 'a {
+        self.hosting
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, nodes)| {
+                let hosted = nodes
+                    .iter()
+                    .any(|&n| self.nodes.get(n).is_some_and(|name| name.as_str() == node));
+                hosted.then_some(FunctionId(i as u32))
+            })
+    }
+}
+
+impl Policy {
+    /// Where functions run when the application spans several nodes; `None` when it runs in
+    /// one process (no `[node.*]` tables).
+    pub fn placement(&self) -> Option<&Placement> {
+        self.placement.as_ref()
+    }
+}
