@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod ca;
 mod check;
 mod endpoints;
 mod flows;
@@ -35,6 +36,9 @@ enum Command {
     /// enforcement path and compare each verdict with what DIR's manifest predicts; exits 1 on
     /// any disagreement.
     Probe(probe::ProbeArgs),
+    /// The platform CA that issues node certificates for `septa node`.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Validate DIR/septa.toml and its policy, reporting every problem with its position.
     Check {
         /// The application directory (holding `septa.toml`) or the manifest file.
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Flows(command) => flows::run(command),
         Command::Probe(args) => probe::run(args),
+        Command::Ca(command) => ca::run(command),
         Command::Check { dir } => check::run(&dir),
         Command::Audit {
             dir,
