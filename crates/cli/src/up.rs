@@ -61,6 +61,15 @@ pub(crate) struct UpArgs {
     /// Largest request header section, in bytes (at least 8192).
     #[arg(long, default_value_t = 16 * 1024)]
     max_header_bytes: usize,
+    /// How long a client connection with no request in progress stays open, in milliseconds
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Most client connections open at once on the gateway; at the cap the longest idle ones
+    /// are closed for new clients. Default: three quarters of the open-file limit, which septa
+    /// raises to the hard limit at start.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Do not reload when the manifest or a component file changes (`POST /reload` on the
     /// admin listener and `SIGHUP` still reload).
     #[arg(long)]
@@ -68,6 +77,8 @@ pub(crate) struct UpArgs {
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // First, so that everything opened from here on counts against the raised limit.
+    let fd_limit = septa_gateway::raise_fd_limit();
     let manifest = match septa_manifest::load(&args.dir) {
         Ok(m) => m,
         Err(diagnostics) => {
@@ -149,9 +160,15 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| septa_gateway::connection_cap(fd_limit));
+    println!("septa: up to {max_connections} client connections (open-file limit {fd_limit})");
     let limits = septa_gateway::ConnectionLimits {
-        header_read_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+        header_read_timeout: Duration::from_millis(args.header_timeout_ms),
         max_header_bytes: args.max_header_bytes,
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms.max(1)),
+        max_connections: max_connections.max(1),
         ..Default::default()
     };
     let listening = septa_gateway::serve(args.listen, workers, platform.current(), limits)

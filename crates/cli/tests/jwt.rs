@@ -275,6 +275,30 @@ fn every_way_a_token_can_be_wrong_is_refused_and_recorded() {
         ),
         ("tampered payload", tampered, 401, "jwt: bad signature"),
         (
+            "crit names an extension",
+            keys.sign(
+                &json!({ "alg": "EdDSA", "kid": "ed", "crit": ["exp-policy"], "exp-policy": "strict" }),
+                &claims(),
+            ),
+            401,
+            "jwt: critical header `exp-policy` is not understood",
+        ),
+        (
+            "crit unencoded payload",
+            keys.sign(
+                &json!({ "alg": "EdDSA", "kid": "ed", "crit": ["b64"], "b64": false }),
+                &claims(),
+            ),
+            401,
+            "jwt: critical header `b64` is not understood",
+        ),
+        (
+            "crit empty",
+            keys.sign(&json!({ "alg": "EdDSA", "kid": "ed", "crit": [] }), &claims()),
+            401,
+            "jwt: malformed token",
+        ),
+        (
             "missing scope",
             keys.sign(&ed, &claims()),
             403,

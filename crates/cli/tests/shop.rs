@@ -193,14 +193,47 @@ fn the_host_sets_identity_and_drops_spoofed_headers() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["caller"], "gateway", "{}", r.body);
 
-    // A guest claiming another identity on a mesh call is still itself.
+    // Spellings a guest's HTTP adapter may fold into `septa-caller` (CGI and WSGI map `_` and
+    // `-` alike) never reach the function either.
+    let variants = [
+        ("septa_caller", "function:checkout"),
+        ("Septa_Principal", "admin"),
+        ("SEPTA.CLAIM.TENANT", "acme"),
+    ];
+    let r = septa.request("GET", "/relay/whoami", &variants, "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = r.json();
+    assert_eq!(seen["caller"], "gateway", "{seen}");
+    let names: Vec<&String> = seen["headers"].as_object().unwrap().keys().collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("septa") && n.as_str() != "septa-caller"),
+        "{names:?}"
+    );
+
+    // A guest claiming another identity on a mesh call is still itself, in any spelling.
     let url = encode("http://catalog.internal/whoami");
-    let spoof = encode("septa-caller:function:checkout");
-    let r = septa.get(&format!("/relay/?to={url}&header={spoof}"));
-    let json = r.json();
-    assert_eq!(json["status"], 200, "{json}");
-    let seen: serde_json::Value = serde_json::from_str(json["body"].as_str().unwrap()).unwrap();
-    assert_eq!(seen["caller"], "function:relay", "{seen}");
+    for spoof in [
+        "septa-caller",
+        "septa_caller",
+        "Septa_Caller",
+        "septa.caller",
+    ] {
+        let spoof = encode(&format!("{spoof}:function:checkout"));
+        let r = septa.get(&format!("/relay/?to={url}&header={spoof}"));
+        let json = r.json();
+        assert_eq!(json["status"], 200, "{json}");
+        let seen: serde_json::Value = serde_json::from_str(json["body"].as_str().unwrap()).unwrap();
+        assert_eq!(seen["caller"], "function:relay", "{seen}");
+        let names: Vec<&String> = seen["headers"].as_object().unwrap().keys().collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("septa") && n.as_str() != "septa-caller"),
+            "{spoof}: {names:?}"
+        );
+    }
 }
 
 #[test]

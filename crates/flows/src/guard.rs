@@ -157,6 +157,13 @@ impl FlowGuard {
         self.record_now();
     }
 
+    /// Ends the flow without a record of its own: for a refusal the policy counted into a
+    /// later aggregate record (a client past its refusal budget), so that a flood of refusals
+    /// cannot flood the log.
+    pub fn discard(mut self) {
+        self.record = None;
+    }
+
     fn update(&mut self, change: impl FnOnce(&mut FlowRecord)) -> &mut Self {
         if let Some(record) = &mut self.record {
             change(record);

@@ -1,6 +1,6 @@
 //! What the gateway establishes about a request for `Policy::decide_ingress`: whether its
-//! credential verifies, and what the rate limiters say. The policy asks, in its order, only for
-//! what a check needs.
+//! credential verifies, and what the rate limiters and the client's refusal budget say. The
+//! policy asks, in its order, only for what a check needs.
 
 use std::net::IpAddr;
 
@@ -15,10 +15,14 @@ use crate::limits::{LimitHeaders, RateLimits, key_of};
 pub(crate) struct RequestFacts<'g, 'r> {
     credentials: &'g Credentials,
     limits: &'g RateLimits,
-    client: IpAddr,
+    /// The client's key in the tables keyed by client (`ip:…`).
+    client: String,
     headers: &'r HeaderMap,
     /// What the limiters want sent with the response or the refusal.
     pub(crate) limit_headers: LimitHeaders,
+    /// False when the client is past its refusal budget and this refusal is one the flow log
+    /// counts in a later aggregate record instead of recording it.
+    pub(crate) recorded: bool,
 }
 
 impl<'g, 'r> RequestFacts<'g, 'r> {
@@ -33,16 +37,26 @@ impl<'g, 'r> RequestFacts<'g, 'r> {
         Self {
             credentials,
             limits,
-            client,
+            client: limits.client_key(client),
             headers,
             limit_headers: LimitHeaders::default(),
+            recorded: true,
         }
     }
 }
 
 impl IngressFacts for RequestFacts<'_, '_> {
     fn gateway_limit(&mut self, _: &RateLimit) -> LimitOutcome {
-        self.limits.count_gateway()
+        self.limits
+            .count_gateway(&self.client, &mut self.limit_headers)
+    }
+
+    fn refusal_budget(&mut self, _: &RateLimit) -> LimitOutcome {
+        let budget = self
+            .limits
+            .count_refusal(&self.client, &mut self.limit_headers);
+        self.recorded = budget.recorded;
+        budget.outcome
     }
 
     fn authenticate(&mut self, _: &CompiledRoute, auth: &RouteAuth) -> Authentication {
@@ -55,7 +69,7 @@ impl IngressFacts for RequestFacts<'_, '_> {
         limit: &RateLimit,
         principal: Option<&Principal>,
     ) -> LimitOutcome {
-        let key = key_of(limit, self.client, principal, self.headers);
+        let key = key_of(limit, &self.client, principal, self.headers);
         self.limits
             .count_route(route.id.as_str(), &key, &mut self.limit_headers)
     }

@@ -15,8 +15,7 @@ use septa_flows::{FlowGuard, FlowKind, FlowLog};
 use septa_manifest::JwtIssuer;
 use septa_policy::path::split_path_query;
 use septa_policy::{
-    CompiledRoute, Decision, IngressDecision, IngressRequest, NoFacts, Policy, Principal, Reason,
-    Verdict,
+    CompiledRoute, IngressDecision, IngressRequest, NoFacts, Policy, Principal, Reason, Verdict,
 };
 use septa_runtime::{Chain, Host, HyperOutgoingBody};
 
@@ -169,7 +168,13 @@ impl Gateway {
         let mut flow = self.start_flow();
         let client = self.clients.resolve(peer.ip(), request.headers());
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let refused = Decision::refuse(Reason::MalformedRequest(reason.to_owned()), false);
+        let mut facts =
+            RequestFacts::new(&self.credentials, &self.limits, client, request.headers());
+        let refused = self.policy.decide_unreadable(reason.to_owned(), &mut facts);
+        if !facts.recorded {
+            flow.discard();
+            return;
+        }
         flow.set_method(request.method().as_str())
             .set_path(split_path_query(target).0)
             .set_client(client.to_string())
@@ -241,7 +246,7 @@ impl Gateway {
         };
         let mut facts = RequestFacts::new(&self.credentials, &self.limits, client, &parts.headers);
         let decided = self.policy.decide_ingress(&request, &mut facts);
-        let limit_headers = facts.limit_headers;
+        let (limit_headers, recorded) = (facts.limit_headers, facts.recorded);
         self.record_decision(&mut flow, &decided);
 
         // 3. Carry it out.
@@ -253,6 +258,13 @@ impl Gateway {
             let mut headers =
                 refusal_headers(&self.policy, &decided.decision.reason, decided.route);
             headers.extend(limit_headers.refused);
+            if !recorded {
+                // Past its refusal budget: counted in the client's next aggregate record.
+                let status = status_of(&decided.decision.reason);
+                flow.discard();
+                let text = status.canonical_reason().unwrap_or("refused");
+                return Ok(json_error(status, text, &headers));
+            }
             return Ok(refuse(flow, &decided.decision.reason, &headers));
         };
         let admitted = Admitted {

@@ -7,8 +7,10 @@
 //! ([`limits`]) for what only the gateway can establish; the gateway then refuses or dispatches
 //! as decided. Every request, refused or served, is one flow record.
 
+mod accept;
 pub mod auth;
 pub mod client;
+mod connections;
 mod current;
 mod facts;
 mod framing;
@@ -17,6 +19,7 @@ pub mod limits;
 mod respond;
 pub mod server;
 
+pub use accept::{connection_cap, raise_fd_limit};
 pub use current::CurrentGateway;
 pub use ingress::{Gateway, GatewayProbe};
 pub use server::{ConnectionLimits, Listening, serve};

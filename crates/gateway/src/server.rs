@@ -4,7 +4,15 @@
 //!
 //! Each HTTP/1 connection is read through `framing::FramedStream`, which refuses requests with
 //! ambiguous framing and answers `408` to a client too slow with its head.
+//!
+//! Connections are bounded ([`ConnectionLimits`]): each worker holds its share of the
+//! listener's cap, closing its longest idle connections to make room for a new client
+//! ([`crate::connections`]); a connection idle for `idle_timeout` is closed, HTTP/1 and HTTP/2
+//! alike; HTTP/2 streams and header lists are limited, and a client that resets most of its
+//! streams (rapid reset) loses its connection. `accept` failing for want of descriptors backs
+//! off instead of spinning ([`crate::accept`]).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,7 +27,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::CurrentGateway;
+use crate::accept::AcceptBackoff;
+use crate::connections::{Registry, Slot, TrackedBody};
 use crate::framing::{ConnectionWatch, FramedStream, ScanLimits, refusal_response};
+
+/// How long a connection asked to close (idle too long, or the oldest idle at the cap) has to
+/// finish before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A running gateway: where it listens and how to stop it.
 pub struct Listening {
@@ -61,6 +75,14 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// Most header fields in one request.
     pub max_headers: usize,
+    /// How long a connection with no request being answered stays open (HTTP/1 keep-alive and
+    /// HTTP/2 alike).
+    pub idle_timeout: Duration,
+    /// Most client connections open at once on the listener; at the cap, the longest idle are
+    /// closed to make room, and a new connection is refused only when none is idle.
+    pub max_connections: usize,
+    /// Most HTTP/2 streams open at once on one connection.
+    pub max_concurrent_streams: u32,
 }
 
 impl ConnectionLimits {
@@ -76,6 +98,9 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -97,9 +122,12 @@ pub fn serve(
     }
     let (stop, stopped) = watch::channel(false);
     let mut handles = Vec::new();
+    // Each worker its share of the cap: the kernel spreads connections over the sockets.
+    let per_worker = limits.max_connections.div_ceil(sockets.len());
     for (i, socket) in sockets.into_iter().enumerate() {
         let gateway = gateway.clone();
         let mut stopped = stopped.clone();
+        let registry = Arc::new(Registry::new(per_worker));
         let handle = std::thread::Builder::new()
             .name(format!("septa-worker-{i}"))
             .spawn(move || {
@@ -125,15 +153,23 @@ pub fn serve(
                             return;
                         }
                     };
+                    let mut backoff = AcceptBackoff::default();
                     loop {
                         tokio::select! {
                             _ = stopped.changed() => break,
                             accepted = listener.accept() => match accepted {
                                 Ok((stream, client)) => {
+                                    backoff.succeeded();
+                                    // At the cap with nothing idle: the connection is closed.
+                                    let Some(slot) = registry.admit() else {
+                                        tracing::debug!(%client, "connection cap reached, none idle");
+                                        continue;
+                                    };
                                     let _ = stream.set_nodelay(true);
-                                    tokio::spawn(connection(stream, client, gateway.clone(), stopped.clone(), limits));
+                                    let stopped = stopped.clone();
+                                    tokio::spawn(connection(stream, client, gateway.clone(), stopped, limits, slot));
                                 }
-                                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                                Err(e) => backoff.failed(&e, &registry).await,
                             }
                         }
                     }
@@ -154,6 +190,7 @@ async fn connection(
     gateway: Arc<CurrentGateway>,
     mut stopped: watch::Receiver<bool>,
     limits: ConnectionLimits,
+    slot: Slot,
 ) {
     let framing = Arc::new(ConnectionWatch::default());
     let scan_limits = ScanLimits {
@@ -163,11 +200,14 @@ async fn connection(
     let io = FramedStream::new(stream, framing.clone(), scan_limits);
     let service = {
         let framing = framing.clone();
+        let tracked = slot.tracked.clone();
         service_fn(move |request: Request<Incoming>| {
+            // Dropped unanswered, this counts the request as cancelled by the client.
+            let busy = tracked.begin();
             let gateway = gateway.load();
             let refused = framing.check(request.version());
             async move {
-                match refused {
+                let response = match refused {
                     Some(error) => {
                         tracing::debug!(%client, %error, "refused a request before routing");
                         gateway.record_refusal(
@@ -176,10 +216,15 @@ async fn connection(
                             error.status(),
                             &error.to_string(),
                         );
-                        Ok(refusal_response(error))
+                        refusal_response(error)
                     }
-                    None => gateway.handle(client, request).await,
-                }
+                    None => match gateway.handle(client, request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                };
+                let busy = busy.answered();
+                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, busy)))
             }
         })
     };
@@ -191,10 +236,16 @@ async fn connection(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.read_buffer_bytes())
         .max_headers(limits.max_headers);
+    // Rapid reset (CVE-2023-44487): h2 sends GOAWAY past 20 streams reset before they were
+    // accepted, or 100 it had to reset itself; streams reset after they were accepted are
+    // counted by the connection's slot.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(100);
     // Dropping `conn` drops the stream, which is when a timed-out head is answered `408`.
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -202,6 +253,9 @@ async fn connection(
     // waits for the client's first bytes without a limit: bound the wait by the same timeout.
     let first_bytes = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(first_bytes);
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
+    let tracked = slot.tracked.clone();
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -224,6 +278,29 @@ async fn connection(
                     break;
                 }
             }
+            () = tracked.close.notified() => {
+                if tracked.aborted() {
+                    tracing::debug!(%client, "dropped a connection that cancels most of its requests");
+                    break;
+                }
+                tracing::debug!(%client, "closing the longest idle connection at the cap");
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+                break;
+            }
+            () = &mut idle => match tracked.idle_for() {
+                Some(idle_for) if idle_for >= limits.idle_timeout => {
+                    tracing::debug!(%client, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+                    break;
+                }
+                idle_for => {
+                    let left = limits.idle_timeout - idle_for.unwrap_or_default();
+                    idle.as_mut().reset(tokio::time::Instant::now() + left);
+                }
+            },
         }
     }
+    drop(slot);
 }

@@ -167,6 +167,10 @@ pub(crate) struct RawGateway {
     pub client_ip_header: Option<Spanned<String>>,
     #[serde(default)]
     pub rate_limit: Option<RawRateCeiling>,
+    #[serde(default)]
+    pub client_ipv6_prefix: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub refusal_budget: Option<RawRateCeiling>,
 }
 
 #[derive(Deserialize)]

@@ -1,8 +1,9 @@
 //! Requests from the internet: [`Policy::decide_ingress`], the one decision of every request the
 //! gateway receives, and the facts it asks the gateway for.
 //!
-//! The checks run in the order a request meets them: normalize the path, find the route, the
-//! gateway's own rate limit (before anything costly), the route's source networks,
+//! The checks run in the order a request meets them: normalize the path, find the route (a
+//! request refused so far counts against its client's refusal budget), the gateway's own rate
+//! limit per client (before anything costly), the route's source networks,
 //! authentication, required scopes and claims, the route's rate limit (after authentication, so
 //! a limit by principal or claim counts what the host established), and the declared body size.
 //! The gateway owns the machinery that establishes facts — signature verification, key sets,
@@ -71,8 +72,12 @@ pub enum LimitOutcome {
 /// The facts only the gateway can establish, asked for by [`Policy::decide_ingress`] when, and
 /// only when, a check needs them.
 pub trait IngressFacts {
-    /// Counts the request against `[gateway] rate_limit`.
+    /// Counts the request against `[gateway] rate_limit`, under its client's key.
     fn gateway_limit(&mut self, limit: &RateLimit) -> LimitOutcome;
+
+    /// Counts a refusal of the request before any route's checks against its client's
+    /// `[gateway] refusal_budget`.
+    fn refusal_budget(&mut self, budget: &RateLimit) -> LimitOutcome;
 
     /// Verifies the credential the request carries for `route`, as `auth` asks.
     fn authenticate(&mut self, route: &CompiledRoute, auth: &RouteAuth) -> Authentication;
@@ -94,6 +99,10 @@ pub struct NoFacts;
 
 impl IngressFacts for NoFacts {
     fn gateway_limit(&mut self, _: &RateLimit) -> LimitOutcome {
+        LimitOutcome::Admitted
+    }
+
+    fn refusal_budget(&mut self, _: &RateLimit) -> LimitOutcome {
         LimitOutcome::Admitted
     }
 
@@ -146,7 +155,8 @@ impl Policy {
         let path = match normalize_path(request.path) {
             Ok(path) => path,
             Err(e) => {
-                let decision = Decision::refuse(Reason::InvalidPath(e.to_string()), false);
+                let reason = Reason::InvalidPath(e.to_string());
+                let decision = self.unrouted_refusal(request.probe, reason, None, facts);
                 return unauthenticated(decision, None, None);
             }
         };
@@ -157,13 +167,15 @@ impl Policy {
                     route: route.id.clone(),
                     method: request.method.to_owned(),
                 };
-                return unauthenticated(refusal(route, reason), Some(route), Some(path));
+                let decision = self.unrouted_refusal(request.probe, reason, Some(route), facts);
+                return unauthenticated(decision, Some(route), Some(path));
             }
             RouteLookup::NotFound => {
                 let reason = Reason::NoRoute {
                     path: path.as_str().to_owned(),
                 };
-                return unauthenticated(Decision::refuse(reason, false), None, Some(path));
+                let decision = self.unrouted_refusal(request.probe, reason, None, facts);
+                return unauthenticated(decision, None, Some(path));
             }
         };
         if request.probe {
@@ -193,6 +205,43 @@ impl Policy {
             route: Some(route),
             path: Some(path),
             principal,
+        }
+    }
+
+    /// Decides a request the connection layer could not read safely (ambiguous framing, say),
+    /// described by `problem`: refused, and counted against its client's refusal budget like a
+    /// request for no route. The connection layer has answered it already; the decision is what
+    /// the flow log records.
+    pub fn decide_unreadable(&self, problem: String, facts: &mut impl IngressFacts) -> Decision {
+        self.unrouted_refusal(false, Reason::MalformedRequest(problem), None, facts)
+    }
+
+    /// A refusal of `reason`, found before any route's checks (the request names no route, or
+    /// none that admits it), counted against the client's refusal budget: a client past it is
+    /// refused `429` instead, so that scanning costs it something and the gateway can record
+    /// its refusals in aggregate. A probe counts against nothing.
+    fn unrouted_refusal(
+        &self,
+        probe: bool,
+        reason: Reason,
+        route: Option<&CompiledRoute>,
+        facts: &mut impl IngressFacts,
+    ) -> Decision {
+        let budget = &self.gateway.refusal_budget;
+        let outcome = match probe {
+            true => LimitOutcome::Admitted,
+            false => facts.refusal_budget(budget),
+        };
+        let reason = match outcome {
+            LimitOutcome::Admitted => reason,
+            LimitOutcome::Refused(refusal) => Reason::RateLimited {
+                scope: Box::new(LimitScope::Refusals(budget.clone())),
+                refusal,
+            },
+        };
+        match route {
+            Some(route) => refusal(route, reason),
+            None => Decision::refuse(reason, false),
         }
     }
 

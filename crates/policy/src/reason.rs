@@ -152,8 +152,13 @@ pub enum CredentialProblem {
 /// Whose rate limit refused a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LimitScope {
-    /// `[gateway] rate_limit`, across every route; enforced in audit mode too.
+    /// `[gateway] rate_limit`, a client's requests across every route; enforced in audit mode
+    /// too.
     Gateway(RateLimit),
+    /// `[gateway] refusal_budget`: the requests of a client refused before any route's checks
+    /// (a path that does not normalize, no route, a method not admitted, a request that cannot
+    /// be read).
+    Refusals(RateLimit),
     /// A route's own `rate_limit`.
     Route {
         /// The route.
@@ -170,6 +175,15 @@ pub enum LimitRefusal {
     Exceeded {
         /// The key the request was counted under (`ip:203.0.113.9`, `principal:alice`, ...).
         key: String,
+    },
+    /// The key has used its burst and must wait; this refusal stands for itself and for
+    /// `unrecorded` more of the key's since the last one recorded, which were not recorded one
+    /// by one (a client past its refusal budget cannot flood the flow log).
+    Aggregated {
+        /// The key the request was counted under.
+        key: String,
+        /// Refusals of the key since its last record that have no record of their own.
+        unrecorded: u64,
     },
     /// The limiter remembers as many keys as it may and none has expired: a new key is refused
     /// rather than an old bucket reset.
@@ -279,21 +293,27 @@ impl fmt::Display for Reason {
             }
             Self::RateLimited { scope, refusal } => {
                 let (what, limit) = match &**scope {
-                    LimitScope::Gateway(limit) => ("the gateway".to_owned(), limit),
-                    LimitScope::Route { route, limit } => (format!("route `{route}`"), limit),
+                    LimitScope::Gateway(limit) => ("rate limit of the gateway".to_owned(), limit),
+                    LimitScope::Refusals(limit) => {
+                        ("refusal budget of the gateway".to_owned(), limit)
+                    }
+                    LimitScope::Route { route, limit } => {
+                        (format!("rate limit of route `{route}`"), limit)
+                    }
                 };
+                let (per_second, burst, by) = (limit.per_second, limit.burst, &limit.key);
                 match refusal {
                     LimitRefusal::Exceeded { key } => write!(
                         f,
-                        "rate limit of {what}: {} per second, burst {}, by {} (`{key}`)",
-                        limit.per_second, limit.burst, limit.key
+                        "{what}: {per_second} per second, burst {burst}, by {by} (`{key}`)"
                     ),
-                    LimitRefusal::TableFull => {
-                        write!(f, "rate limit of {what}: its key table is full")
-                    }
-                    LimitRefusal::Unavailable => {
-                        write!(f, "rate limit of {what}: the limiter is unavailable")
-                    }
+                    LimitRefusal::Aggregated { key, unrecorded } => write!(
+                        f,
+                        "{what}: {per_second} per second, burst {burst}, by {by} (`{key}`); \
+                         {unrecorded} more refused since the last record, not recorded one by one"
+                    ),
+                    LimitRefusal::TableFull => write!(f, "{what}: its key table is full"),
+                    LimitRefusal::Unavailable => write!(f, "{what}: the limiter is unavailable"),
                 }
             }
             Self::BodyTooLarge {

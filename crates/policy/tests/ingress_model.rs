@@ -198,6 +198,8 @@ fn manifest(routes: &[RouteSpec], gateway_limit: bool) -> Manifest {
 #[derive(Debug, Clone)]
 struct FactsSpec {
     gateway_admits: bool,
+    /// Whether the client's refusal budget has room for one more refusal.
+    budget_admits: bool,
     /// 0: no credential, 1: an invalid one, 2: a valid one.
     credential: usize,
     scopes: Vec<bool>,
@@ -207,6 +209,7 @@ struct FactsSpec {
 
 fn facts_spec() -> impl Strategy<Value = FactsSpec> {
     (
+        prop::bool::weighted(0.8),
         prop::bool::weighted(0.8),
         0..3usize,
         prop::collection::vec(any::<bool>(), SCOPES.len()),
@@ -218,8 +221,9 @@ fn facts_spec() -> impl Strategy<Value = FactsSpec> {
         ],
     )
         .prop_map(
-            |(gateway_admits, credential, scopes, tenant, route_limit)| FactsSpec {
+            |(gateway_admits, budget_admits, credential, scopes, tenant, route_limit)| FactsSpec {
                 gateway_admits,
+                budget_admits,
                 credential,
                 scopes,
                 tenant,
@@ -265,6 +269,16 @@ impl IngressFacts for Recorded<'_> {
         }
     }
 
+    fn refusal_budget(&mut self, _: &RateLimit) -> LimitOutcome {
+        if self.spec.budget_admits {
+            LimitOutcome::Admitted
+        } else {
+            LimitOutcome::Refused(LimitRefusal::Exceeded {
+                key: "ip:x".to_owned(),
+            })
+        }
+    }
+
     fn authenticate(&mut self, _: &CompiledRoute, auth: &RouteAuth) -> Authentication {
         self.authenticated += 1;
         match self.spec.credential {
@@ -305,9 +319,18 @@ fn naive(
     let deny = |rule: Option<&Route>, reason: String| {
         (Verdict::Deny, rule.map(|r| r.id.to_string()), reason)
     };
+    // Refusals before a route's checks count against the client's budget; past it, a 429.
+    let unrouted = |rule: Option<&Route>, reason: String| {
+        let reason = if facts.budget_admits {
+            reason
+        } else {
+            "refusal budget of the gateway: 10 per second, burst 100, by ip (`ip:x`)".to_owned()
+        };
+        deny(rule, reason)
+    };
     let path = match normalize_path(raw_path) {
         Ok(p) => p.as_str().to_owned(),
-        Err(e) => return deny(None, format!("invalid path: {e}")),
+        Err(e) => return unrouted(None, format!("invalid path: {e}")),
     };
     // The most specific matching pattern wins; among its routes, the first admitting the method.
     let matching: Vec<(&Route, PathPattern)> = m
@@ -317,7 +340,7 @@ fn naive(
         .filter(|(_, p)| p.matches(&path))
         .collect();
     let Some(best) = matching.iter().map(|(_, p)| p.specificity()).max() else {
-        return deny(None, format!("no route for `{path}`"));
+        return unrouted(None, format!("no route for `{path}`"));
     };
     let candidates: Vec<&Route> = matching
         .iter()
@@ -330,7 +353,7 @@ fn naive(
         .copied()
     else {
         let route = candidates[0];
-        return deny(
+        return unrouted(
             Some(route),
             format!("route `{}` does not admit method `{method}`", route.id),
         );
@@ -350,6 +373,7 @@ fn naive(
         LimitRefusal::Exceeded { key } => {
             format!("rate limit of {what}: 1 per second, burst 1, by ip (`{key}`)")
         }
+        LimitRefusal::Aggregated { .. } => unreachable!("the model's limiters never aggregate"),
         LimitRefusal::TableFull => format!("rate limit of {what}: its key table is full"),
         LimitRefusal::Unavailable => format!("rate limit of {what}: the limiter is unavailable"),
     };
@@ -482,7 +506,8 @@ proptest! {
             // A probe of the same request is decided by routing alone.
             let probe = policy.decide_ingress(&IngressRequest::probe(method, path), &mut recorded);
             let routed = want.0 != Verdict::Deny || !(want.2.starts_with("invalid path")
-                || want.2.starts_with("no route") || want.2.contains("does not admit method"));
+                || want.2.starts_with("no route") || want.2.contains("does not admit method")
+                || want.2.starts_with("refusal budget"));
             prop_assert_eq!(probe.decision.verdict.permits(), routed, "probe of {} {}", method, path);
         }
     }

@@ -5,16 +5,30 @@ use http::{HeaderMap, HeaderValue};
 /// The header carrying the caller identity the host set: `gateway` or `function:NAME`.
 pub const CALLER_HEADER: &str = "septa-caller";
 
-/// Removes every `septa-*` header, so no client or guest can claim an identity.
+/// Removes every header a function could read as a `septa-*` one, so no client or guest can
+/// claim an identity.
+///
+/// Header names arrive lowercased, but a guest's HTTP adapter may fold more than case: CGI and
+/// WSGI turn `-` into `_` (`septa_caller` and `septa-caller` both become `HTTP_SEPTA_CALLER`),
+/// and some frameworks treat `.` or `_` as `-`. So any name that is `septa` followed by a
+/// character other than a letter or a digit is the host's, whatever that character is.
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
     let names: Vec<_> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("septa-"))
+        .filter(|k| is_identity_header(k.as_str()))
         .cloned()
         .collect();
     for name in names {
         headers.remove(name);
     }
+}
+
+/// Whether `name` (lowercase, as [`HeaderMap`] holds it) could be read as a `septa-*` header.
+fn is_identity_header(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() > 5
+        && bytes[..5].eq_ignore_ascii_case(b"septa")
+        && !bytes[5].is_ascii_alphanumeric()
 }
 
 /// A header value that always parses: control and non-ASCII characters become `?`.
@@ -30,4 +44,36 @@ pub fn header_text(text: &str) -> HeaderValue {
         })
         .collect();
     HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("?"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_spelling_an_adapter_could_fold_into_septa_is_stripped() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "septa-caller",
+            "Septa-Principal",
+            "septa_caller",
+            "SEPTA_CLAIM_TENANT",
+            "septa.caller",
+            "septa~caller",
+            "septacaller",
+            "septa",
+            "x-septa-caller",
+        ] {
+            headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+        }
+        strip_identity_headers(&mut headers);
+        let mut left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["septa", "septacaller", "x-septa-caller"]);
+    }
 }

@@ -78,6 +78,21 @@ impl Septa {
     /// Like [`start_with`](Self::start_with), with environment variables set for septa. Any
     /// `SEPTA_ADMIN_TOKEN` of the test's own environment is never passed on.
     pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_septa")), dir, extra, env)
+    }
+
+    /// Like [`start_with`](Self::start_with), with septa's open-file limit (soft and hard)
+    /// set to `nofile` by `prlimit`.
+    pub fn start_with_fd_limit(dir: &Path, extra: &[&str], nofile: u64) -> Self {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_septa"));
+        Self::spawn(command, dir, extra, &[])
+    }
+
+    fn spawn(mut command: Command, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         build_components();
         let state = tempfile::tempdir().unwrap();
         let flow_log = state.path().join("flows.jsonl");
@@ -86,10 +101,15 @@ impl Septa {
             .any(|a| *a == "--flow-log" || *a == "--no-flow-log");
         // One compiled-component cache for every test, so each component compiles once.
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("septa-test-cache");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_septa"))
+        let mut child = command
             .arg("up")
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(if extra.contains(&"--workers") {
+                Vec::new()
+            } else {
+                vec!["--workers", "2"]
+            })
             .args(if own_flow_log {
                 vec!["--flow-log".into(), flow_log.clone().into_os_string()]
             } else {

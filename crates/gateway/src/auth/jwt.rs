@@ -47,6 +47,10 @@ pub enum JwtError {
     /// The issuer's keys are fetched and no fetch has succeeded yet.
     #[error("no keys loaded for the issuer yet")]
     NoKeys,
+    /// The header's `crit` names an extension septa does not implement (RFC 7515 §4.1.11: such
+    /// a token must be refused).
+    #[error("critical header `{0}` is not understood")]
+    Critical(String),
     /// The key named by `kid` is for another algorithm.
     #[error("key and algorithm do not match")]
     KeyMismatch,
@@ -269,6 +273,7 @@ impl JwtVerifier {
             .copied()
             .find(|a| a.as_str() == alg)
             .ok_or_else(|| JwtError::Algorithm(alg.chars().take(16).collect()))?;
+        check_critical(&header)?;
         let kid = header
             .get("kid")
             .and_then(Value::as_str)
@@ -349,6 +354,23 @@ impl JwtVerifier {
             .to_owned();
         let claims = Claims::new(sub, scopes, exp, payload);
         Ok((claims, kid.to_owned()))
+    }
+}
+
+/// Refuses a token whose header has a `crit` member: septa implements no JWS extension, so any
+/// name it lists is one the token says a verifier must understand and septa does not
+/// (RFC 7515 §4.1.11). A `crit` that is not a non-empty list of names is malformed.
+fn check_critical(header: &Value) -> Result<(), JwtError> {
+    let Some(crit) = header.get("crit") else {
+        return Ok(());
+    };
+    match crit
+        .as_array()
+        .and_then(|names| names.first())
+        .and_then(Value::as_str)
+    {
+        Some(name) => Err(JwtError::Critical(name.chars().take(32).collect())),
+        None => Err(JwtError::Malformed),
     }
 }
 

@@ -50,14 +50,29 @@ impl Loader {
                 None => self.error(&h.span(), format!("`{}` is not a header name", h.get_ref())),
             }
         }
+        let per_client = |(per_second, burst)| RateLimit {
+            key: RateLimitKey::Ip,
+            per_second,
+            burst,
+        };
         if let Some(limit) = &raw.rate_limit {
-            spec.rate_limit =
-                self.rate(&limit.per_second, limit.burst.as_ref())
-                    .map(|(per_second, burst)| RateLimit {
-                        key: RateLimitKey::Route,
-                        per_second,
-                        burst,
-                    });
+            spec.rate_limit = self
+                .rate(&limit.per_second, limit.burst.as_ref())
+                .map(per_client);
+        }
+        if let Some(budget) = &raw.refusal_budget
+            && let Some(budget) = self.rate(&budget.per_second, budget.burst.as_ref())
+        {
+            spec.refusal_budget = per_client(budget);
+        }
+        if let Some(prefix) = &raw.client_ipv6_prefix {
+            match *prefix.get_ref() {
+                bits @ 1..=128 => spec.client_ipv6_prefix = bits,
+                _ => self.error(
+                    &prefix.span(),
+                    "`client_ipv6_prefix` must be between 1 and 128 (bits of the address)",
+                ),
+            }
         }
         spec
     }

@@ -159,8 +159,17 @@ pub struct GatewaySpec {
     pub trusted_proxies: Vec<IpNet>,
     /// The header trusted proxies append the client's address to.
     pub client_ip_header: String,
-    /// A limit on requests per second across every route, checked before authentication.
+    /// A limit on requests per second of each client across every route, checked before
+    /// authentication. Its key is always [`RateLimitKey::Ip`]: one client emptying it leaves
+    /// the others theirs.
     pub rate_limit: Option<RateLimit>,
+    /// How many leading bits of an IPv6 client address identify one client, for every limit
+    /// keyed by address (`ip` route limits, `rate_limit`, `refusal_budget`). A site is usually
+    /// handed a /64 or more, so keying by the full address would give one host 2^64 buckets.
+    pub client_ipv6_prefix: u8,
+    /// The refusals (400, 404, 405, 431) each client may cause before further refusals are
+    /// answered `429` and recorded in aggregate; keyed like `rate_limit`.
+    pub refusal_budget: RateLimit,
 }
 
 impl Default for GatewaySpec {
@@ -169,6 +178,12 @@ impl Default for GatewaySpec {
             trusted_proxies: Vec::new(),
             client_ip_header: "x-forwarded-for".to_owned(),
             rate_limit: None,
+            client_ipv6_prefix: 64,
+            refusal_budget: RateLimit {
+                key: RateLimitKey::Ip,
+                per_second: 10,
+                burst: 100,
+            },
         }
     }
 }

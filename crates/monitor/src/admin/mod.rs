@@ -57,6 +57,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How long a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections the admin listener holds at once; past it, a new connection is closed at once.
+/// Operators and the dashboard need a handful; the cap keeps anyone who can reach the port
+/// from spending septa's file descriptors on it.
+const MAX_CONNECTIONS: usize = 256;
+
 /// The body of every admin response.
 pub type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -157,6 +162,7 @@ impl Admin {
                     return;
                 }
             };
+            let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
             loop {
                 let stream = match listener.accept().await {
                     Ok((stream, _)) => stream,
@@ -167,8 +173,13 @@ impl Admin {
                         continue;
                     }
                 };
+                let Ok(slot) = Arc::clone(&open).try_acquire_owned() else {
+                    tracing::debug!("admin listener at its connection cap");
+                    continue;
+                };
                 let admin = Arc::clone(&self);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let service = service_fn(move |request| {
                         let admin = Arc::clone(&admin);
                         async move { Ok::<_, Infallible>(admin.respond(request).await) }
