@@ -79,14 +79,19 @@ pub(crate) fn run(dir: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            let n = diagnostics.items.len();
-            eprintln!(
-                "{}: {n} error{}",
-                diagnostics.file.display(),
-                if n == 1 { "" } else { "s" }
-            );
+            print_diagnostics(&diagnostics);
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Prints every problem and their count to stderr, as `septa check` does.
+pub(crate) fn print_diagnostics(diagnostics: &Diagnostics) {
+    eprintln!("{diagnostics}");
+    let n = diagnostics.items.len();
+    eprintln!(
+        "{}: {n} error{}",
+        diagnostics.file.display(),
+        if n == 1 { "" } else { "s" }
+    );
 }

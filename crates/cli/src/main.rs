@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod ca;
 mod check;
+mod cluster;
 mod endpoints;
 mod flows;
 mod jwks;
@@ -39,6 +40,19 @@ enum Command {
     /// The platform CA that issues node certificates for `septa node`.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Check DIR exactly as `septa check` does, then store its files in NATS JetStream by content
+    /// hash and make it the revision every `septa node` applies. Prints the revision.
+    Publish {
+        /// The application directory (holding `septa.toml`) or the manifest file.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+        #[arg(long)]
+        nats: String,
+    },
+    /// The nodes of a cluster, as its NATS registry has them.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Validate DIR/septa.toml and its policy, reporting every problem with its position.
     Check {
         /// The application directory (holding `septa.toml`) or the manifest file.
@@ -130,6 +144,8 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args),
         Command::Ca(command) => ca::run(command),
         Command::Check { dir } => check::run(&dir),
+        Command::Publish { dir, nats } => cluster::publish(&dir, &nats),
+        Command::Cluster(command) => cluster::run(command),
         Command::Audit {
             dir,
             format,
