@@ -37,6 +37,7 @@ impl Endpoints {
         data_dir: &Path,
         bulkheads: Arc<Bulkheads>,
         previous: Option<&Endpoints>,
+        hosted: impl Fn(FunctionId) -> bool,
     ) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -48,6 +49,9 @@ impl Endpoints {
             let FunctionKind::Endpoint(backend) = &info.spec.kind else {
                 continue;
             };
+            if !hosted(info.id) {
+                continue;
+            }
             let name = info.spec.name.as_str();
             let backend = match backend {
                 EndpointBackend::Embedded => Backend::Embedded {

@@ -9,6 +9,7 @@ mod cluster;
 mod endpoints;
 mod flows;
 mod jwks;
+mod node;
 mod platform;
 mod probe;
 mod up;
@@ -50,6 +51,9 @@ enum Command {
         #[arg(long)]
         nats: String,
     },
+    /// Run one node of a cluster: what the published revision places on node NAME, calling the
+    /// other nodes over mutual TLS for the rest.
+    Node(node::NodeArgs),
     /// The nodes of a cluster, as its NATS registry has them.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         Command::Check { dir } => check::run(&dir),
         Command::Publish { dir, nats } => cluster::publish(&dir, &nats),
         Command::Cluster(command) => cluster::run(command),
+        Command::Node(args) => node::run(args),
         Command::Audit {
             dir,
             format,

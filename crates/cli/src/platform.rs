@@ -17,14 +17,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use septa_flows::FlowLog;
 use septa_gateway::auth::refresh::{FirstFetch, KeyRefresh};
 use septa_gateway::{CurrentGateway, Gateway};
-use septa_mesh::{DialTimeouts, Mesh};
+use septa_mesh::{DialTimeouts, LocalNode, Mesh};
 use septa_monitor::{
     AlertRules, Alerts, Control, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport,
     ReloadAttempt, ReloadOutcome, ReloadTrigger,
@@ -52,6 +52,16 @@ pub(crate) struct Parts {
     /// The alerts, fed by the flow log: each generation puts its manifest's in force, and each
     /// refused reload is one.
     pub(crate) alerts: Arc<Alerts>,
+    /// On `septa node`: which node this is and how it reaches the others. Each generation then
+    /// runs only what the revision places on this node.
+    pub(crate) node: Option<LocalNode>,
+}
+
+/// What a generation is built from: a manifest file, and on a node the cluster revision it
+/// belongs to (which then names the policy in flow records instead of the manifest's hash).
+pub(crate) struct Source<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) revision: Option<&'a str>,
 }
 
 /// One policy and everything that enforces it.
@@ -62,6 +72,8 @@ pub(crate) struct Generation {
     pub(crate) policy: Arc<Policy>,
     pub(crate) host: Arc<Host>,
     pub(crate) gateway: Arc<Gateway>,
+    /// The mesh its guests call out through; on a node, also what peers' calls are decided by.
+    pub(crate) mesh: Mesh,
     endpoints: Arc<Endpoints>,
     /// Keeps fetched issuers' keys fresh; dropped (stopping its thread) with the generation.
     pub(crate) key_refresh: KeyRefresh,
@@ -95,15 +107,29 @@ impl Generation {
     /// it. `previous` is the generation serving now, on a reload.
     pub(crate) fn build(
         parts: &Parts,
+        source: &Source<'_>,
         number: u64,
         previous: Option<&Generation>,
     ) -> Result<Self, BuildError> {
-        let (policy, hash, bytes) = read_policy(&parts.manifest_file)?;
+        let (mut policy, hash, bytes) = read_policy(source.file)?;
+        if let Some(revision) = source.revision {
+            policy = policy.with_revision(revision);
+        }
+        if let Some(node) = &parts.node {
+            check_node(&policy, &node.name)?;
+        }
         // What this generation was built from: the bytes it read, and the components' files as
         // they are before they are read, so a change made while building is seen afterwards.
         let fingerprint = Fingerprint::of(bytes, &policy);
         let policy = Arc::new(policy);
-        let (host, load_report) = Host::load(&parts.engine, &policy, &parts.cache)
+        let placed = policy.clone();
+        let hosted = move |id| {
+            parts
+                .node
+                .as_ref()
+                .is_none_or(|n| placed.placement().is_none_or(|p| p.hosts(&n.name, id)))
+        };
+        let (host, load_report) = Host::load_hosted(&parts.engine, &policy, &parts.cache, &hosted)
             .map_err(|e| BuildError::Load(e.into()))?;
         let host = Arc::new(host);
         let endpoints = Endpoints::open(
@@ -111,6 +137,7 @@ impl Generation {
             &parts.data_dir,
             host.bulkheads(),
             previous.map(|g| &*g.endpoints),
+            &hosted,
         )
         .map_err(BuildError::Load)?;
         let endpoints = Arc::new(endpoints);
@@ -121,7 +148,11 @@ impl Generation {
             DialTimeouts::default(),
         )
         .with_endpoints(endpoints.clone());
-        host.set_outbound(Arc::new(mesh));
+        let mesh = match &parts.node {
+            Some(node) => mesh.on_node(node.clone()),
+            None => mesh,
+        };
+        host.set_outbound(Arc::new(mesh.clone()));
         let jwks = crate::jwks::EgressJwksFetcher::new(policy.clone()).map_err(BuildError::Load)?;
         let jwks = Arc::new(jwks);
         let gateway = match previous {
@@ -143,6 +174,7 @@ impl Generation {
             policy,
             host,
             gateway,
+            mesh,
             endpoints,
             key_refresh,
             load_report,
@@ -154,6 +186,19 @@ impl Generation {
     /// The flow records' name for this policy.
     fn revision(&self) -> &str {
         self.hash.get(..REVISION_LEN).unwrap_or(&self.hash)
+    }
+}
+
+/// A revision a node can run: one that declares this node, whose functions it may then host.
+fn check_node(policy: &Policy, node: &str) -> Result<(), BuildError> {
+    match policy.placement() {
+        Some(placement) if placement.has_node(node) => Ok(()),
+        Some(_) => Err(BuildError::Invalid(format!(
+            "the revision declares no `[node.{node}]`, so this node would host nothing"
+        ))),
+        None => Err(BuildError::Invalid(
+            "the revision has no `[cluster]`: a node runs only revisions that place functions on nodes".to_owned(),
+        )),
     }
 }
 
@@ -232,6 +277,8 @@ impl Fingerprint {
 pub(crate) struct Platform {
     parts: Parts,
     current: Arc<CurrentGateway>,
+    /// The mesh in force, for calls from other nodes (read without waiting for a reload).
+    mesh: RwLock<Mesh>,
     /// Held for the whole of a reload, so reloads run one at a time.
     generation: Mutex<Generation>,
     last: Mutex<Option<ReloadAttempt>>,
@@ -251,6 +298,7 @@ impl Platform {
         Self {
             parts,
             current,
+            mesh: RwLock::new(first.mesh.clone()),
             generation: Mutex::new(first),
             last: Mutex::new(None),
             metrics,
@@ -261,6 +309,14 @@ impl Platform {
     /// The gateway in force, for the listener.
     pub(crate) fn current(&self) -> Arc<CurrentGateway> {
         self.current.clone()
+    }
+
+    /// The mesh in force.
+    pub(crate) fn mesh(&self) -> Mesh {
+        self.mesh
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The generation in force.
@@ -303,6 +359,56 @@ impl Platform {
             .map(drop)
     }
 
+    /// Builds a generation from `source` beside the one serving and puts it in force, or keeps
+    /// the one serving and says why not: what a reload does, and what a node does with each
+    /// published revision.
+    pub(crate) fn apply(&self, source: &Source<'_>, trigger: ReloadTrigger) -> ReloadAttempt {
+        let mut serving = self.generation();
+        let number = serving.number + 1;
+        let attempt = match Generation::build(&self.parts, source, number, Some(&serving)) {
+            Ok(next) => {
+                let message = summary(&serving, &next);
+                self.current.swap(next.gateway.clone());
+                *self
+                    .mesh
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = next.mesh.clone();
+                let alerts = AlertRules::from_policy(&next.policy);
+                self.parts.alerts.update(alerts);
+                if let Some(metrics) = &self.metrics {
+                    metrics.load_policy(&next.policy, next.hash.clone());
+                    watch_generation(metrics, &next);
+                }
+                let attempt = ReloadAttempt {
+                    at_unix_s: ReloadAttempt::now_unix_s(),
+                    trigger,
+                    applied: true,
+                    policy_hash: next.hash.clone(),
+                    attempted_hash: Some(next.hash.clone()),
+                    generation: next.number,
+                    message,
+                };
+                // The old generation goes when its last request finishes.
+                drop(std::mem::replace(&mut *serving, next));
+                attempt
+            }
+            Err(error) => ReloadAttempt {
+                at_unix_s: ReloadAttempt::now_unix_s(),
+                trigger,
+                applied: false,
+                policy_hash: serving.hash.clone(),
+                attempted_hash: std::fs::read(source.file)
+                    .ok()
+                    .map(|b| septa_monitor::manifest_hash(&b)),
+                generation: serving.number,
+                message: error.to_string(),
+            },
+        };
+        drop(serving);
+        self.record(&attempt);
+        attempt
+    }
+
     fn record(&self, attempt: &ReloadAttempt) {
         *lock(&self.last) = Some(attempt.clone());
         if let Some(metrics) = &self.metrics {
@@ -330,46 +436,11 @@ impl Control for Platform {
     }
 
     fn reload(&self, trigger: ReloadTrigger) -> ReloadAttempt {
-        let mut serving = self.generation();
-        let number = serving.number + 1;
-        let attempt = match Generation::build(&self.parts, number, Some(&serving)) {
-            Ok(next) => {
-                let message = summary(&serving, &next);
-                self.current.swap(next.gateway.clone());
-                let alerts = AlertRules::from_policy(&next.policy);
-                self.parts.alerts.update(alerts);
-                if let Some(metrics) = &self.metrics {
-                    metrics.load_policy(&next.policy, next.hash.clone());
-                    watch_generation(metrics, &next);
-                }
-                let attempt = ReloadAttempt {
-                    at_unix_s: ReloadAttempt::now_unix_s(),
-                    trigger,
-                    applied: true,
-                    policy_hash: next.hash.clone(),
-                    attempted_hash: Some(next.hash.clone()),
-                    generation: next.number,
-                    message,
-                };
-                // The old generation goes when its last request finishes.
-                drop(std::mem::replace(&mut *serving, next));
-                attempt
-            }
-            Err(error) => ReloadAttempt {
-                at_unix_s: ReloadAttempt::now_unix_s(),
-                trigger,
-                applied: false,
-                policy_hash: serving.hash.clone(),
-                attempted_hash: std::fs::read(&self.parts.manifest_file)
-                    .ok()
-                    .map(|b| septa_monitor::manifest_hash(&b)),
-                generation: serving.number,
-                message: error.to_string(),
-            },
+        let source = Source {
+            file: &self.parts.manifest_file,
+            revision: None,
         };
-        drop(serving);
-        self.record(&attempt);
-        attempt
+        self.apply(&source, trigger)
     }
 
     fn last_reload(&self) -> Option<ReloadAttempt> {
@@ -475,6 +546,7 @@ pub(crate) fn report(attempt: &ReloadAttempt) {
         ReloadTrigger::Admin => "POST /reload",
         ReloadTrigger::FileChange => "file change",
         ReloadTrigger::Signal => "SIGHUP",
+        ReloadTrigger::Published => "a published revision",
     };
     if attempt.applied {
         println!("septa: reload ({trigger}): {}", attempt.message);

@@ -15,7 +15,7 @@ use septa_gateway::auth::refresh::FirstFetch;
 use septa_monitor::{Control, ReloadTrigger};
 use septa_runtime::{ComponentCache, EpochTicker, build_engine};
 
-use crate::platform::{BuildError, Generation, Parts, Platform};
+use crate::platform::{BuildError, Generation, Parts, Platform, Source};
 
 /// Options of `septa up`.
 #[derive(Args)]
@@ -141,8 +141,13 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         flows: flows.clone(),
         data_dir,
         alerts,
+        node: None,
     };
-    let first = match Generation::build(&parts, 1, None) {
+    let source = Source {
+        file: &parts.manifest_file,
+        revision: None,
+    };
+    let first = match Generation::build(&parts, &source, 1, None) {
         Ok(first) => first,
         Err(BuildError::Invalid(diagnostics)) => {
             eprintln!("{}", diagnostics.trim_end());

@@ -37,7 +37,8 @@ impl FlowGuard {
         src: impl Into<String>,
         dst: impl Into<String>,
     ) -> Self {
-        let record = FlowRecord::new(kind, src, dst, Verdict::Deny, UNDECIDED_REASON);
+        let mut record = FlowRecord::new(kind, src, dst, Verdict::Deny, UNDECIDED_REASON);
+        record.node = log.node().map(str::to_owned);
         Self {
             log: log.clone(),
             started: Instant::now(),
@@ -58,6 +59,12 @@ impl FlowGuard {
         }
         let revision = revision.to_owned();
         self.update(|record| record.policy = Some(revision))
+    }
+
+    /// Sets the other node of a flow between nodes (see [`FlowRecord::peer`]).
+    pub fn set_peer(&mut self, node: impl Into<String>) -> &mut Self {
+        let node = node.into();
+        self.update(|record| record.peer = Some(node))
     }
 
     /// Marks the flow as a segmentation probe's (see [`FlowRecord::probe`]).

@@ -110,6 +110,8 @@ pub enum FlowLogError {
 #[derive(Clone, Default)]
 pub struct FlowLog {
     sink: LogSink,
+    /// The node every record names, on a node of a cluster.
+    node: Option<Arc<str>>,
 }
 
 #[derive(Clone, Default)]
@@ -179,7 +181,20 @@ impl FlowLog {
     pub fn memory() -> Self {
         Self {
             sink: LogSink::Memory(Arc::default()),
+            node: None,
         }
+    }
+
+    /// The same log, naming node `node` in every record it starts (see [`FlowRecord::node`]).
+    #[must_use]
+    pub fn for_node(mut self, node: &str) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// The node this log's records name, on a node of a cluster.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     /// Whether records are kept at all (false only for [`disabled`](Self::disabled)).
@@ -369,6 +384,7 @@ impl WriterHandle {
         };
         Ok(FlowLog {
             sink: LogSink::Writer(Arc::new(handle)),
+            node: None,
         })
     }
 

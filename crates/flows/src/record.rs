@@ -110,6 +110,13 @@ pub struct FlowRecord {
     /// other and stopped where it would have been delivered.
     #[serde(default, skip_serializing_if = "is_false")]
     pub probe: bool,
+    /// On a node of a cluster, the node that decided and wrote this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// For a flow between nodes, the other node: the callee's node on the caller's record, the
+    /// caller's (as its certificate proved it) on the callee's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -147,6 +154,8 @@ impl FlowRecord {
             trace: None,
             policy: None,
             probe: false,
+            node: None,
+            peer: None,
         }
     }
 }
@@ -201,6 +210,8 @@ mod tests {
             trace: Some("00c0ffee00000001".to_owned()),
             policy: Some("3f2a9c0b1d4e".to_owned()),
             probe: true,
+            node: Some("pay-1".to_owned()),
+            peer: Some("edge-1".to_owned()),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), record);

@@ -21,12 +21,12 @@ pub(crate) fn internal_name(uri: &Uri) -> Option<String> {
 }
 
 /// A mesh call the policy admitted, on its way to the callee.
-struct Admitted {
-    callee: FunctionId,
+pub(crate) struct Admitted {
+    pub(crate) callee: FunctionId,
     /// `NAME.internal`.
-    authority: String,
+    pub(crate) authority: String,
     /// The path the policy decided on, and the query to hand on with it.
-    path_and_query: String,
+    pub(crate) path_and_query: String,
 }
 
 /// What the decision phase of a call came to.
@@ -95,7 +95,12 @@ pub(crate) async fn call(
             None => path,
         },
     };
-    deliver(inner, caller, admitted, request, flow).await
+    match inner.node.as_ref() {
+        Some(node) if !node.hosts(&inner.policy, callee) => {
+            crate::remote_call::deliver(inner, node, caller, admitted, request, flow).await
+        }
+        _ => deliver(inner, caller, admitted, request, flow).await,
+    }
 }
 
 /// Has the policy decide the call and records the decision: the callee when it is admitted, the
@@ -148,7 +153,7 @@ fn decide(
 
 /// Hands an admitted call to the callee, with the identity the host sets: a fresh instance of a
 /// function, or the endpoint service for a data store.
-async fn deliver(
+pub(crate) async fn deliver(
     inner: &Inner,
     caller: Caller,
     admitted: Admitted,
@@ -219,7 +224,7 @@ fn probe_answer(decision: &Decision) -> Response<WasiBody> {
 }
 
 /// Records a refusal and answers the guest with a 403 it can read, like Istio's RBAC denial.
-fn refuse(flow: &mut FlowGuard, decision: &Decision) -> Response<WasiBody> {
+pub(crate) fn refuse(flow: &mut FlowGuard, decision: &Decision) -> Response<WasiBody> {
     let reason = decision.reason.to_string();
     flow.set_decision(decision).set_status(403);
     json_response(StatusCode::FORBIDDEN, Some(&reason), &reason)

@@ -14,7 +14,10 @@
 pub mod dial;
 mod egress;
 pub mod fetch;
+pub mod inbound;
 mod internal;
+pub mod remote;
+mod remote_call;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +32,7 @@ use septa_runtime::{
 };
 
 pub use dial::DialTimeouts;
+pub use remote::{PeerDirectory, RemoteNodes};
 
 /// The header a denied mesh call's 403 carries, saying why.
 pub const DENY_REASON_HEADER: &str = "septa-deny-reason";
@@ -48,6 +52,26 @@ struct Inner {
     flows: FlowLog,
     timeouts: DialTimeouts,
     endpoints: Option<Arc<dyn EndpointService>>,
+    /// On a node of a cluster: which node this is, and how it reaches the others.
+    node: Option<LocalNode>,
+}
+
+/// The node a mesh runs on, and its way to the others.
+#[derive(Clone)]
+pub struct LocalNode {
+    /// This node's name, as `[node.NAME]` and its certificate say.
+    pub name: String,
+    /// Calls to functions other nodes host.
+    pub remote: Arc<RemoteNodes>,
+}
+
+impl LocalNode {
+    /// Whether this node runs `function` itself under `policy`.
+    pub(crate) fn hosts(&self, policy: &Policy, function: FunctionId) -> bool {
+        policy
+            .placement()
+            .is_none_or(|p| p.hosts(&self.name, function))
+    }
 }
 
 /// A response to an endpoint call, boxed the way guests read responses.
@@ -76,6 +100,7 @@ impl Mesh {
                 flows,
                 timeouts,
                 endpoints: None,
+                node: None,
             }),
         }
     }
@@ -83,16 +108,33 @@ impl Mesh {
     /// The same mesh, delivering allowed endpoint calls to `endpoints`. Without it, an allowed
     /// call to an endpoint is answered 503.
     pub fn with_endpoints(self, endpoints: Arc<dyn EndpointService>) -> Self {
-        let inner = Inner {
+        self.rebuilt(|inner| inner.endpoints = Some(endpoints))
+    }
+
+    /// The same mesh on node `node` of a cluster: calls to functions this node does not host go
+    /// to the nodes that do, over mutual TLS.
+    pub fn on_node(self, node: LocalNode) -> Self {
+        self.rebuilt(|inner| inner.node = Some(node))
+    }
+
+    fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner {
             policy: self.inner.policy.clone(),
             host: self.inner.host.clone(),
             flows: self.inner.flows.clone(),
             timeouts: self.inner.timeouts,
-            endpoints: Some(endpoints),
+            endpoints: self.inner.endpoints.clone(),
+            node: self.inner.node.clone(),
         };
+        change(&mut inner);
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// The policy this mesh decides with.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.inner.policy
     }
 }
 

@@ -109,15 +109,18 @@ pub enum ReloadTrigger {
     FileChange,
     /// The process got `SIGHUP`.
     Signal,
+    /// `septa publish` moved the cluster's revision pointer (on a `septa node`).
+    Published,
 }
 
 impl ReloadTrigger {
-    /// The name it is serialized as: `admin`, `file_change` or `signal`.
+    /// The name it is serialized as: `admin`, `file_change`, `signal` or `published`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
             Self::FileChange => "file_change",
             Self::Signal => "signal",
+            Self::Published => "published",
         }
     }
 }

@@ -34,9 +34,11 @@ pub use ingress::{
     Authentication, IngressDecision, IngressFacts, IngressRequest, LimitOutcome, NoFacts,
 };
 pub use mesh::MeshEdge;
-pub use placement::Placement;
+pub use placement::{PeerCaller, Placement};
 pub use principal::{Claims, Principal};
-pub use reason::{CredentialKind, CredentialProblem, LimitRefusal, LimitScope, Reason};
+pub use reason::{
+    CredentialKind, CredentialProblem, LimitRefusal, LimitScope, PeerRefusal, Reason,
+};
 pub use routes::CompiledRoute;
 pub use rules::{AllowRuleView, EgressRuleView};
 pub use selection::{Selection, SelectorId};

@@ -6,8 +6,21 @@
 
 use septa_manifest::{Manifest, Name, TrustDomain};
 
+use crate::decision::Decision;
 use crate::engine::Policy;
 use crate::functions::{FunctionId, FunctionInfo};
+use crate::reason::{PeerRefusal, Reason};
+
+/// Who a call from another node comes from, once the node that forwarded it is trusted to speak
+/// for that caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerCaller {
+    /// A function the policy places on the peer node: decide the call with
+    /// [`Policy::decide_mesh`].
+    Function(FunctionId),
+    /// The peer's gateway, forwarding a request it routed and authenticated.
+    Gateway,
+}
 
 /// The cluster's trust domain, its nodes, and for each function the nodes that host it.
 #[derive(Debug)]
@@ -86,6 +99,54 @@ impl Placement {
 }
 
 impl Policy {
+    /// Decides whether node `local` accepts a call to `callee` that peer node `peer_node` (of
+    /// trust domain `peer_domain`, as its verified certificate says) forwards on behalf of
+    /// `caller` (`function:NAME` or `gateway`). The peer speaks only for what this policy places
+    /// on it; anything else is refused here, before a rule is consulted. What the caller may do
+    /// is then decided as on one machine.
+    pub fn decide_peer(
+        &self,
+        local: &str,
+        peer_domain: &str,
+        peer_node: &str,
+        caller: &str,
+        callee: FunctionId,
+    ) -> Result<PeerCaller, Decision> {
+        let refuse = |refusal| Err(Decision::refuse(Reason::Peer(refusal), false));
+        let Some(placement) = &self.placement else {
+            return refuse(PeerRefusal::UnknownNode(peer_node.to_owned()));
+        };
+        if peer_domain != placement.trust_domain.as_str() {
+            return refuse(PeerRefusal::OtherTrustDomain {
+                peer: format!("spiffe://{peer_domain}/node/{peer_node}"),
+                expected: placement.trust_domain.to_string(),
+            });
+        }
+        if !placement.has_node(peer_node) {
+            return refuse(PeerRefusal::UnknownNode(peer_node.to_owned()));
+        }
+        if !placement.hosts(local, callee) {
+            return refuse(PeerRefusal::NotHostedHere {
+                function: self.function(callee).identity.clone(),
+                node: local.to_owned(),
+            });
+        }
+        if caller == "gateway" {
+            return Ok(PeerCaller::Gateway);
+        }
+        let on_peer = caller
+            .strip_prefix("function:")
+            .and_then(|name| self.function_id(name))
+            .filter(|&id| !self.function(id).spec.is_endpoint() && placement.hosts(peer_node, id));
+        match on_peer {
+            Some(id) => Ok(PeerCaller::Function(id)),
+            None => refuse(PeerRefusal::CallerNotOnPeer {
+                caller: caller.to_owned(),
+                node: peer_node.to_owned(),
+            }),
+        }
+    }
+
     /// Where functions run when the application spans several nodes; `None` when it runs in
     /// one process (no `[node.*]` tables).
     pub fn placement(&self) -> Option<&Placement> {

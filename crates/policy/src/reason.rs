@@ -37,6 +37,8 @@ pub enum Reason {
     },
     /// The destination name is not a function of this application.
     UnknownDestination(String),
+    /// A call from another node that this node refuses before consulting any rule.
+    Peer(PeerRefusal),
     /// Egress from a function in an isolated subnet, which no rule can open.
     IsolatedSubnet {
         /// The function's placement, `SEGMENT/SUBNET`.
@@ -149,6 +151,58 @@ pub enum CredentialProblem {
     Invalid(String),
 }
 
+/// Why a node refuses a call another node forwards to it, before any rule is consulted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerRefusal {
+    /// The peer's certificate names no node.
+    NoIdentity(String),
+    /// The peer is a node of another trust domain.
+    OtherTrustDomain {
+        /// The peer's id as its certificate states it.
+        peer: String,
+        /// This cluster's trust domain.
+        expected: String,
+    },
+    /// The peer is not a node of this revision's cluster.
+    UnknownNode(String),
+    /// The peer names a caller that this revision does not place on it: it speaks for a
+    /// function it does not host, a spoofing attempt.
+    CallerNotOnPeer {
+        /// The caller the peer named.
+        caller: String,
+        /// The peer node.
+        node: String,
+    },
+    /// The callee does not run on this node.
+    NotHostedHere {
+        /// The callee.
+        function: String,
+        /// This node.
+        node: String,
+    },
+}
+
+impl fmt::Display for PeerRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoIdentity(why) => write!(f, "the peer proved no node identity: {why}"),
+            Self::OtherTrustDomain { peer, expected } => {
+                write!(f, "peer `{peer}` is not in trust domain `{expected}`")
+            }
+            Self::UnknownNode(node) => {
+                write!(f, "node `{node}` is not a node of this revision's cluster")
+            }
+            Self::CallerNotOnPeer { caller, node } => write!(
+                f,
+                "node `{node}` named caller `{caller}`, which this revision does not place on it (spoofing attempt)"
+            ),
+            Self::NotHostedHere { function, node } => {
+                write!(f, "`{function}` does not run on node `{node}`")
+            }
+        }
+    }
+}
+
 /// Whose rate limit refused a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LimitScope {
@@ -235,6 +289,7 @@ impl fmt::Display for Reason {
                 write!(f, "path `{path}` is not admitted by rule {}", ids(nearest))
             }
             Self::UnknownDestination(name) => write!(f, "unknown destination `{name}`"),
+            Self::Peer(refusal) => refusal.fmt(f),
             Self::IsolatedSubnet { placement } => {
                 write!(
                     f,

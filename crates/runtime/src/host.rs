@@ -161,6 +161,17 @@ impl Host {
         policy: &Policy,
         cache: &ComponentCache,
     ) -> Result<(Self, LoadReport), LoadError> {
+        Self::load_hosted(engine, policy, cache, |_| true)
+    }
+
+    /// Loads, links and pre-instantiates the functions of `policy` that `hosted` says run here
+    /// (on a node of a cluster, the ones its `[node.NAME]` hosts); the others are never read.
+    pub fn load_hosted(
+        engine: &Engine,
+        policy: &Policy,
+        cache: &ComponentCache,
+        hosted: impl Fn(FunctionId) -> bool,
+    ) -> Result<(Self, LoadReport), LoadError> {
         let mut linker = Linker::<State>::new(engine);
         let component_error =
             |function: &str, path: &str, e: wasmtime::Error| LoadError::Component {
@@ -175,7 +186,7 @@ impl Host {
         let mut functions = Vec::with_capacity(policy.functions().len());
         for info in policy.functions() {
             let spec = &info.spec;
-            let Some(component) = spec.component() else {
+            let Some(component) = spec.component().filter(|_| hosted(info.id)) else {
                 functions.push(None);
                 continue;
             };

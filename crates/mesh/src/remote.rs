@@ -1,0 +1,157 @@
+//! Calls to functions that another node hosts: HTTP/2 over mutual TLS, one pooled connection per
+//! peer node, to one of the callee's nodes in turn.
+//!
+//! The caller's node has already decided the call. The request leaves with the headers only a
+//! node sets ([`CALLER_HEADER`], [`TRACE_HEADER`], [`DEPTH_HEADER`]); the callee's node believes
+//! them only as far as the peer certificate allows (see `inbound`). A node that cannot be reached
+//! is skipped for the next hosting node; when none answers, the call is a 503 `node unavailable`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use septa_identity::tls::NodeTls;
+use septa_runtime::WasiBody;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// The header carrying the trace id of a call between nodes (16 hex digits).
+pub const TRACE_HEADER: &str = "septa-trace";
+/// The header carrying how many hops deep a call between nodes is.
+pub const DEPTH_HEADER: &str = "septa-depth";
+
+/// Where the other nodes accept calls, as the registry has it.
+pub trait PeerDirectory: Send + Sync + 'static {
+    /// The mesh address of `node`, if it is registered and alive.
+    fn mesh_address(&self, node: &str) -> Option<SocketAddr>;
+}
+
+/// Why no hosting node answered.
+#[derive(Debug, thiserror::Error)]
+#[error("node unavailable: {}", .tried.join("; "))]
+pub struct Unavailable {
+    /// Each node tried, with what went wrong.
+    pub tried: Vec<String>,
+}
+
+/// The client side of node-to-node calls.
+pub struct RemoteNodes {
+    tls: Arc<NodeTls>,
+    directory: Arc<dyn PeerDirectory>,
+    connections: Mutex<HashMap<String, SendRequest<WasiBody>>>,
+    turn: AtomicUsize,
+    connect_timeout: Duration,
+}
+
+impl RemoteNodes {
+    /// Calls other nodes with this node's certificates, finding them in `directory`.
+    pub fn new(tls: Arc<NodeTls>, directory: Arc<dyn PeerDirectory>) -> Self {
+        Self {
+            tls,
+            directory,
+            connections: Mutex::new(HashMap::new()),
+            turn: AtomicUsize::new(0),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Sends `request` to one of `nodes` (the callee's, in the policy's order), starting with the
+    /// next in turn and moving on while a node cannot be reached. Returns the node that answered.
+    pub async fn send(
+        &self,
+        nodes: &[String],
+        mut request: Request<WasiBody>,
+    ) -> Result<(String, Response<Incoming>), Unavailable> {
+        let mut tried = Vec::new();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        for i in 0..nodes.len() {
+            let node = &nodes[(start + i) % nodes.len()];
+            let mut sender = match self.connection(node).await {
+                Ok(sender) => sender,
+                Err(why) => {
+                    tried.push(format!("{node}: {why}"));
+                    continue;
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((node.clone(), response)),
+                Err(mut error) => {
+                    self.forget(node);
+                    tried.push(format!("{node}: {}", error.error()));
+                    // A request the connection never took can go to the next node; one it
+                    // started to send cannot be sent twice.
+                    match error.take_message() {
+                        Some(unsent) => request = unsent,
+                        None => break,
+                    }
+                }
+            }
+        }
+        if tried.is_empty() {
+            tried.push("no node hosts it".to_owned());
+        }
+        Err(Unavailable { tried })
+    }
+
+    async fn connection(&self, node: &str) -> Result<SendRequest<WasiBody>, String> {
+        if let Some(sender) = self.pooled(node) {
+            return Ok(sender);
+        }
+        let addr = self
+            .directory
+            .mesh_address(node)
+            .ok_or_else(|| "not registered".to_owned())?;
+        let name = ServerName::try_from(node.to_owned()).map_err(|e| e.to_string())?;
+        let connector = TlsConnector::from(self.tls.current().client.clone());
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))
+        };
+        let tls = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| format!("no connection within {:?}", self.connect_timeout))??;
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        let node_name = node.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(node = %node_name, %error, "connection to node ended");
+            }
+        });
+        if let Ok(mut pool) = self.connections.lock() {
+            pool.insert(node.to_owned(), sender.clone());
+        }
+        Ok(sender)
+    }
+
+    fn pooled(&self, node: &str) -> Option<SendRequest<WasiBody>> {
+        let mut pool = self.connections.lock().ok()?;
+        match pool.get(node) {
+            Some(sender) if sender.is_ready() || !sender.is_closed() => Some(sender.clone()),
+            Some(_) => {
+                pool.remove(node);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn forget(&self, node: &str) {
+        if let Ok(mut pool) = self.connections.lock() {
+            pool.remove(node);
+        }
+    }
+}
