@@ -116,7 +116,7 @@ impl Generation {
             policy = policy.with_revision(revision);
         }
         if let Some(node) = &parts.node {
-            check_node(&policy, &node.name)?;
+            check_node(&policy, node)?;
         }
         // What this generation was built from: the bytes it read, and the components' files as
         // they are before they are read, so a change made while building is seen afterwards.
@@ -190,8 +190,16 @@ impl Generation {
 }
 
 /// A revision a node can run: one that declares this node, whose functions it may then host.
-fn check_node(policy: &Policy, node: &str) -> Result<(), BuildError> {
+fn check_node(policy: &Policy, local: &LocalNode) -> Result<(), BuildError> {
+    let node = &local.name;
     match policy.placement() {
+        Some(placement) if placement.trust_domain().as_str() != local.trust_domain => {
+            Err(BuildError::Invalid(format!(
+                "the revision's trust domain is `{}`, but this node's certificate is of `{}`",
+                placement.trust_domain(),
+                local.trust_domain
+            )))
+        }
         Some(placement) if placement.has_node(node) => Ok(()),
         Some(_) => Err(BuildError::Invalid(format!(
             "the revision declares no `[node.{node}]`, so this node would host nothing"

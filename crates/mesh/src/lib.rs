@@ -61,6 +61,8 @@ struct Inner {
 pub struct LocalNode {
     /// This node's name, as `[node.NAME]` and its certificate say.
     pub name: String,
+    /// The trust domain its certificate belongs to; a revision of another one cannot run here.
+    pub trust_domain: String,
     /// Calls to functions other nodes host.
     pub remote: Arc<RemoteNodes>,
 }

@@ -115,6 +115,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         alerts,
         node: Some(LocalNode {
             name: args.name.clone(),
+            trust_domain: id.trust_domain.clone(),
             remote,
         }),
     };
