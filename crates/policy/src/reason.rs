@@ -58,6 +58,12 @@ pub enum Reason {
     },
     /// The host a guest asked for is neither an IP address nor a valid DNS name.
     InvalidHost(String),
+    /// A segmentation probe named a destination outside the platform: a probe decides flows
+    /// inside it and never sends anything out.
+    ProbeEgress {
+        /// `scheme://host:port` as named.
+        target: String,
+    },
     /// The request path is ambiguous or malformed (encoded slashes, dot segments, ...), so no
     /// rule can be checked against it.
     InvalidPath(String),
@@ -232,6 +238,10 @@ impl fmt::Display for Reason {
             Self::UnsupportedProtocol(what) => write!(f, "{what} is not allowed by any rule kind"),
             Self::IssuerKeys { issuer } => write!(f, "the keys of jwt issuer `{issuer}`"),
             Self::InvalidHost(e) => write!(f, "invalid host: {e}"),
+            Self::ProbeEgress { target } => write!(
+                f,
+                "a probe never leaves the platform: `{target}` would be egress, and is not sent"
+            ),
             Self::InvalidPath(e) => write!(f, "invalid path: {e}"),
             Self::MalformedRequest(e) => f.write_str(e),
             Self::CallChainTooDeep { max } => {
