@@ -1,7 +1,8 @@
 //! Requests from the internet: [`Policy::decide_ingress`], the one decision of every request the
 //! gateway receives, and the facts it asks the gateway for.
 //!
-//! The checks run in the order a request meets them: normalize the path, find the route, the
+//! The checks run in the order a request meets them: normalize the path, find the route (and
+//! refuse a path a lenient router could read as a more guarded route's), the
 //! gateway's own rate limit (before anything costly), the route's source networks,
 //! authentication, required scopes and claims, the route's rate limit (after authentication, so
 //! a limit by principal or claim counts what the host established), and the declared body size.
@@ -156,6 +157,14 @@ impl Policy {
                 let reason = Reason::RouteMethodNotAllowed {
                     route: route.id.clone(),
                     method: request.method.to_owned(),
+                };
+                return unauthenticated(refusal(route, reason), Some(route), Some(path));
+            }
+            RouteLookup::Ambiguous { route, other } => {
+                let reason = Reason::AmbiguousPath {
+                    path: path.as_str().to_owned(),
+                    route: route.id.clone(),
+                    other: other.id.clone(),
                 };
                 return unauthenticated(refusal(route, reason), Some(route), Some(path));
             }

@@ -75,6 +75,16 @@ pub enum Reason {
         /// The deepest chain allowed.
         max: u8,
     },
+    /// The path matches a route, but a function's router that folds case, a trailing slash or
+    /// `;` parameters could read it as the path of a route that guards more.
+    AmbiguousPath {
+        /// The normalized path.
+        path: String,
+        /// The route the path matches.
+        route: Name,
+        /// The more guarded route it could be read as.
+        other: Name,
+    },
     /// No gateway route matches the path.
     NoRoute {
         /// The normalized path.
@@ -247,6 +257,10 @@ impl fmt::Display for Reason {
             Self::CallChainTooDeep { max } => {
                 write!(f, "call chain deeper than {max} hops (a loop?)")
             }
+            Self::AmbiguousPath { path, route, other } => write!(
+                f,
+                "ambiguous path: `{path}` matches route `{route}`, but a lenient router reads it as the path of route `{other}`, which guards more"
+            ),
             Self::NoRoute { path } => write!(f, "no route for `{path}`"),
             Self::RouteMethodNotAllowed { route, method } => {
                 write!(f, "route `{route}` does not admit method `{method}`")

@@ -2,6 +2,12 @@
 //! the host delivered: method, path, the caller the host stamped, headers and body.
 //!
 //! `{"method", "path_with_query", "caller", "headers", "body"}`, always status 200.
+//!
+//! Except under `/lenient/`, where it is a router as lenient as many real ones: it
+//! percent-decodes the path, drops `;` parameters, lowercases with Unicode rules (so `K`, the
+//! KELVIN SIGN, is `k`) and ignores a trailing slash before it matches. It serves
+//! `/lenient/keys` (`{"secret"}`, a test manifest guards it) and `/lenient/menu`
+//! (`{"menu"}`), and 404 otherwise, so a test can show which spellings reach which page.
 
 use common::{Reply, Request};
 use serde_json::json;
@@ -19,6 +25,19 @@ impl Guest for Echo {
 }
 
 fn echo(request: &Request) -> Reply {
+    let path = request
+        .path_with_query
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let folded = lenient_fold(path);
+    if let Some(page) = folded.strip_prefix("/lenient/") {
+        return match page {
+            "keys" => Reply::json(200, &json!({ "secret": "the signing keys" })),
+            "menu" => Reply::json(200, &json!({ "menu": "soup of the day" })),
+            _ => Reply::json(404, &json!({ "error": "no such page" })),
+        };
+    }
     Reply::json(
         200,
         &json!({
@@ -29,4 +48,42 @@ fn echo(request: &Request) -> Reply {
             "body": request.body_text(),
         }),
     )
+}
+
+/// `path` as a lenient router reads it: percent-decoded, each segment cut at its first `;`,
+/// lowercased with Unicode rules, empty segments (a trailing slash) dropped.
+fn lenient_fold(path: &str) -> String {
+    let decoded = String::from_utf8_lossy(&percent_decode(path.as_bytes())).into_owned();
+    let mut out = String::new();
+    for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap_or_default();
+        if !segment.is_empty() {
+            out.push('/');
+            out.push_str(&segment.to_lowercase());
+        }
+    }
+    out
+}
+
+/// `%XX` escapes decoded; a `%` without two hex digits is kept as it is.
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        let escape = (byte == b'%')
+            .then(|| Some((hex(*bytes.get(at + 1)?)?, hex(*bytes.get(at + 2)?)?)))
+            .flatten();
+        match escape {
+            Some((high, low)) => {
+                out.push((high * 16 + low) as u8);
+                at += 3;
+            }
+            None => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    out
 }
