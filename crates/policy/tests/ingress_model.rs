@@ -18,10 +18,10 @@ use septa_policy::{
 };
 
 const METHODS: [&str; 4] = ["GET", "POST", "DELETE", "PURGE"];
-const PATTERNS: [&str; 8] = [
-    "/", "/a", "/a/{id}", "/a/b", "/b/...", "/c/{x}/d", "/A/b", "/a/b/",
+const PATTERNS: [&str; 9] = [
+    "/", "/a", "/a/{id}", "/a/b", "/b/...", "/c/{x}/d", "/A/b", "/a/b/", "/a.txt",
 ];
-const PATHS: [&str; 20] = [
+const PATHS: [&str; 25] = [
     "/",
     "/a",
     "/a/1",
@@ -42,6 +42,11 @@ const PATHS: [&str; 20] = [
     "/a/b/",
     "/b/x/..%3By",
     "/a/%E2%84%AA",
+    "/a/b.json",
+    "/A.txt",
+    "/b/%252E%252E/a",
+    "/b/a%252Fb",
+    "/a%25252Fb",
 ];
 const SCOPES: [&str; 2] = ["read", "write"];
 const TENANTS: [&str; 2] = ["acme", "globex"];
@@ -314,49 +319,73 @@ impl IngressFacts for Recorded<'_> {
     }
 }
 
-/// One segment as a lenient router reads it: parameters (`;`, or `%3B` decoded) cut off,
-/// lowercased, with the escapes of letters whose Unicode case mapping is ASCII folded.
-fn fold_segment(segment: &str) -> String {
-    let segment = segment.split(';').next().unwrap();
-    let segment = segment.split("%3B").next().unwrap();
-    let mut out = segment.to_owned();
+/// A path or pattern as a lenient router reads it: decoded until no `%25` is left, escapes of
+/// unreserved characters, `/`, `\\`, `;` and `.` decoded (and of the letters whose Unicode case
+/// mapping is ASCII), parameters cut, dot segments resolved, empty segments dropped, lowercased,
+/// and the last segment's suffix cut when `cut_suffix`.
+fn fold(text: &str, cut_suffix: bool) -> String {
+    let hex = |s: &str| s.len() == 2 && s.chars().all(|c| c.is_ascii_hexdigit());
+    let mut text = text.to_owned();
+    while let Some(at) = (0..text.len())
+        .find(|&i| text.get(i..i + 3) == Some("%25") && text.get(i + 3..i + 5).is_some_and(hex))
+    {
+        text.replace_range(at + 1..at + 3, "");
+    }
     for (escape, letter) in [
         ("%E2%84%AA", "k"),
         ("%C5%BF", "s"),
         ("%C4%B1", "i"),
         ("%C4%B0", "i"),
     ] {
-        out = out.replace(escape, letter);
+        text = text.replace(escape, letter);
     }
-    // Lowercase everything but the two hex digits after each `%`.
-    let mut folded = String::new();
-    let mut hex_left = 0;
-    for c in out.chars() {
-        if hex_left > 0 {
-            hex_left -= 1;
-            folded.push(c);
-        } else {
-            hex_left = if c == '%' { 2 } else { 0 };
-            folded.push(c.to_ascii_lowercase());
+    let mut decoded = String::new();
+    let mut rest = text.as_str();
+    while let Some(c) = rest.chars().next() {
+        let byte = (c == '%')
+            .then(|| rest.get(1..3).filter(|h| hex(h)))
+            .flatten()
+            .map(|h| u8::from_str_radix(h, 16).unwrap());
+        match byte {
+            Some(b'\\') => decoded.push('/'),
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~/;".contains(&b) => {
+                decoded.push(b as char)
+            }
+            Some(_) => decoded.push_str(&rest[..3].to_ascii_uppercase()),
+            None => decoded.push(c),
+        }
+        rest = &rest[if byte.is_some() { 3 } else { 1 }..];
+    }
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap();
+        if segment == ".." {
+            segments.pop();
+        } else if segment.starts_with('{') || segment == "..." {
+            segments.push(segment.to_owned());
+        } else if !segment.is_empty() && segment != "." {
+            // Lowercase all but the hex digits after each `%`.
+            let mut folded = String::new();
+            let mut hex_left = 0;
+            for c in segment.chars() {
+                if hex_left > 0 {
+                    hex_left -= 1;
+                    folded.push(c);
+                } else {
+                    hex_left = if c == '%' { 2 } else { 0 };
+                    folded.push(c.to_ascii_lowercase());
+                }
+            }
+            segments.push(folded);
         }
     }
-    folded
-}
-
-/// A path or pattern as a lenient router reads it: every segment but parameters and the
-/// wildcard folded, empty segments dropped.
-fn fold(text: &str) -> String {
-    let segments: Vec<String> = text
-        .split('/')
-        .map(|s| {
-            if s.starts_with('{') || s == "..." {
-                s.to_owned()
-            } else {
-                fold_segment(s)
-            }
-        })
-        .filter(|s| !s.is_empty())
-        .collect();
+    if cut_suffix
+        && let Some(last) = segments.last_mut()
+        && !last.starts_with('{')
+        && let Some(dot) = last[1..].find('.')
+    {
+        last.truncate(dot + 1);
+    }
     format!("/{}", segments.join("/"))
 }
 
@@ -385,12 +414,19 @@ fn guards_at_least(a: &Route, b: &Route) -> bool {
 /// another pattern that the folded path matches most specifically and that guards more than
 /// `route`.
 fn more_guarded<'m>(m: &'m Manifest, route: &Route, path: &str) -> Option<&'m Route> {
-    let folded = fold(path);
+    let folded = fold(path, true);
     let matching: Vec<(usize, &Route, PathPattern)> = m
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| Some((i, r, PathPattern::parse(&fold(&r.path.text)).ok()?)))
+        .filter_map(|(i, r)| {
+            let cut_suffix = !r.path.text.ends_with("/...");
+            Some((
+                i,
+                r,
+                PathPattern::parse(&fold(&r.path.text, cut_suffix)).ok()?,
+            ))
+        })
         .filter(|(_, _, p)| p.matches(&folded))
         .collect();
     let best = matching.iter().map(|(_, _, p)| p.specificity()).max()?;

@@ -4,8 +4,9 @@
 //! `{"method", "path_with_query", "caller", "headers", "body"}`, always status 200.
 //!
 //! Except under `/lenient/`, where it is a router as lenient as many real ones: it
-//! percent-decodes the path, drops `;` parameters, lowercases with Unicode rules (so `K`, the
-//! KELVIN SIGN, is `k`) and ignores a trailing slash before it matches. It serves
+//! percent-decodes the path (again and again), drops `;` parameters, resolves dot segments,
+//! lowercases with Unicode rules (so `K`, the KELVIN SIGN, is `k`), ignores a trailing slash
+//! and matches `/a.json` as `/a` (suffix patterns) before it matches. It serves
 //! `/lenient/keys` (`{"secret"}`, a test manifest guards it) and `/lenient/menu`
 //! (`{"menu"}`), and 404 otherwise, so a test can show which spellings reach which page.
 
@@ -50,19 +51,35 @@ fn echo(request: &Request) -> Reply {
     )
 }
 
-/// `path` as a lenient router reads it: percent-decoded, each segment cut at its first `;`,
-/// lowercased with Unicode rules, empty segments (a trailing slash) dropped.
+/// `path` as a lenient router reads it: percent-decoded until nothing changes, each segment cut
+/// at its first `;`, dot segments resolved, empty segments (a trailing slash) dropped, lowercased
+/// with Unicode rules, and the last segment's suffix (`.json`) cut.
 fn lenient_fold(path: &str) -> String {
-    let decoded = String::from_utf8_lossy(&percent_decode(path.as_bytes())).into_owned();
-    let mut out = String::new();
-    for segment in decoded.split('/') {
-        let segment = segment.split(';').next().unwrap_or_default();
-        if !segment.is_empty() {
-            out.push('/');
-            out.push_str(&segment.to_lowercase());
+    let mut bytes = path.as_bytes().to_vec();
+    loop {
+        let next = percent_decode(&bytes);
+        if next == bytes {
+            break;
+        }
+        bytes = next;
+    }
+    let decoded = String::from_utf8_lossy(&bytes).into_owned();
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        match segment.split(';').next().unwrap_or_default() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment.to_lowercase()),
         }
     }
-    out
+    if let Some(last) = segments.last_mut()
+        && let Some(dot) = last.get(1..).and_then(|rest| rest.find('.'))
+    {
+        last.truncate(dot + 1);
+    }
+    segments.iter().map(|s| format!("/{s}")).collect()
 }
 
 /// `%XX` escapes decoded; a `%` without two hex digits is kept as it is.
