@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::declared;
 use crate::graph::{Edge, Graph};
-use crate::{rules, shadowed};
+use crate::{nested_routes, rules, shadowed};
 
 /// How much a finding matters; `--fail-on` compares against it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -141,6 +141,7 @@ pub fn audit(policy: &Policy, graph: &Graph<'_>) -> Vec<Finding> {
     let mut findings = check_invariants(policy, graph);
     sensitive_paths(policy, graph, &mut findings);
     open_routes(policy, &mut findings);
+    nested_routes::nested_routes(policy, &mut findings);
     wide_egress(policy, &mut findings);
     audit_modes(policy, &mut findings);
     rules::dead_rules(policy, &mut findings);

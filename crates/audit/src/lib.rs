@@ -14,6 +14,7 @@ mod findings;
 mod graph;
 mod html;
 pub mod model;
+mod nested_routes;
 mod pci;
 mod query;
 mod rules;

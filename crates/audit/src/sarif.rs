@@ -57,6 +57,13 @@ const KINDS: &[Kind] = &[
         severity: Severity::Low,
     },
     Kind {
+        id: "route-nested-under-weaker-wildcard",
+        name: "RouteNestedUnderWeakerWildcard",
+        short: "A guarded route is nested under a wildcard route that guards less",
+        help: "Paths below the nested route (and, were the gateway not refusing them, its respellings) go to the wildcard route's function under the wildcard's checks. If that function serves them as the nested route's, guard the subtree too (`path = \"/api/orders/...\"` with the same `auth`), or give the wildcard the same checks.",
+        severity: Severity::Medium,
+    },
+    Kind {
         id: "wide-egress",
         name: "WideEgress",
         short: "An egress rule opens more of the outside world than one service",

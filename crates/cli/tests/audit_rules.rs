@@ -264,3 +264,71 @@ fn a_rule_that_admits_no_method_can_never_match() {
         "a compromised `function:a1` reaches nothing"
     );
 }
+
+/// `[[route]]`s to `a1` (the public function), with an API key set to ask for.
+fn routes(routes: &[(&str, &str, &str)]) -> String {
+    let mut out = String::from(
+        "[api_keys.ops]\nkeys = [{ consumer = \"ops\", sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\" }]\n",
+    );
+    for (id, path, extra) in routes {
+        out.push_str(&format!(
+            "[[route]]\nid = \"{id}\"\npath = \"{path}\"\nfunction = \"a1\"\n{extra}\n"
+        ));
+    }
+    out
+}
+
+#[test]
+fn a_guarded_route_under_a_weaker_wildcard_is_reported_with_both_routes() {
+    let auth = "auth = { api_key = \"ops\" }";
+    let found = findings(&routes(&[
+        ("open", "/api/...", ""),
+        ("orders", "/api/orders", auth),
+        ("order", "/api/orders/{id}", auth),
+        ("menu", "/api/menu", ""),
+        ("admin", "/Admin/keys", auth),
+        ("guarded-all", "/admin/...", auth),
+    ]));
+    let nested = of_kind(&found, "route-nested-under-weaker-wildcard");
+    let pairs: Vec<(&str, Vec<&str>)> = nested
+        .iter()
+        .map(|f| {
+            let rules = f["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .collect();
+            (f["subject"].as_str().unwrap(), rules)
+        })
+        .collect();
+    // `menu` guards no more than `open`; `admin` is under a wildcard that guards as much.
+    assert_eq!(
+        pairs,
+        [
+            ("route:order", vec!["order", "open"]),
+            ("route:orders", vec!["orders", "open"]),
+        ],
+        "{nested:#?}"
+    );
+    let message = nested[1]["message"].as_str().unwrap();
+    assert!(
+        message.contains("route `orders` (`/api/orders` → `function:a1`) is nested under route `open` (`/api/...` → `function:a1`)")
+            && message.contains("guard `/api/orders/...`"),
+        "{message}"
+    );
+    assert_eq!(nested[1]["severity"], "medium");
+    assert!(
+        nested[1]["location"]
+            .as_str()
+            .unwrap()
+            .contains("septa.toml:")
+    );
+
+    // The same routes with the wildcard as guarded as the nested ones: nothing to report.
+    let found = findings(&routes(&[
+        ("open", "/api/...", auth),
+        ("orders", "/api/orders", auth),
+    ]));
+    assert!(of_kind(&found, "route-nested-under-weaker-wildcard").is_empty());
+}

@@ -143,6 +143,7 @@ fn one_run_with_a_rule_per_kind_and_a_result_per_finding() {
         "sensitive-path",
         "route-unauthenticated",
         "route-unlimited",
+        "route-nested-under-weaker-wildcard",
         "wide-egress",
         "audit-mode",
         "rule-never-matches",

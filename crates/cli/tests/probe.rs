@@ -6,10 +6,14 @@
 
 mod common;
 
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Septa, repo, send_to};
+use common::{Septa, case, repo, send_to};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "test-admin-token-probe-0123456789";
@@ -251,4 +255,80 @@ fn a_probe_needs_the_token_and_a_live_grant_and_delivers_nothing() {
         admin(&septa, "DELETE", "/probe/grant", &with_grant, "").0,
         403
     );
+}
+
+/// A loopback listener that counts every connection it accepts.
+fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut stream) = stream {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            }
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn a_probe_naming_a_destination_outside_the_platform_sends_nothing() {
+    let (port, hits) = counting_listener();
+    // `caller` may reach 127.0.0.1 (its rule, and a relaxed ceiling): a probe as `caller` must
+    // still not reach it.
+    let septa = Septa::start_with_env(
+        &case("egress-relaxed"),
+        &["--admin", "127.0.0.1:0", "--no-watch"],
+        &[("SEPTA_ADMIN_TOKEN", TOKEN)],
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = ("authorization", bearer.as_str());
+    let (status, grant) = admin(&septa, "POST", "/probe/grant?ttl_s=30", &[auth], "");
+    assert_eq!(status, 201, "{grant}");
+    let id = grant["grant"].as_str().unwrap().to_owned();
+    let with_grant = [auth, ("septa-probe-grant", id.as_str())];
+
+    let fine =
+        json!({"from": "function:caller", "to": "function:echo", "method": "GET", "path": "/"});
+    for to in [
+        format!("function:127.0.0.1:{port}/x?"),
+        format!("endpoint:127.0.0.1:{port}/"),
+        format!("function:localhost:{port}#"),
+        format!("function:user@127.0.0.1:{port}/"),
+        "function:echo.internal@127.0.0.1".to_owned(),
+    ] {
+        let outside = json!({"from": "function:caller", "to": to, "method": "GET", "path": "/"});
+        // Alone, and after an attempt that is fine: the batch is refused before anything runs.
+        for batch in [json!([outside]), json!([fine, outside])] {
+            let (status, answer) = admin(&septa, "POST", "/probe", &with_grant, &batch.to_string());
+            assert_eq!(status, 400, "{to}: {answer}");
+            assert!(
+                answer.to_string().contains("never leaves the platform"),
+                "{to}: {answer}"
+            );
+        }
+    }
+    let (status, report) = admin(
+        &septa,
+        "POST",
+        "/probe",
+        &with_grant,
+        &json!([fine]).to_string(),
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["outcomes"][0]["verdict"], "deny", "{report}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a probe connected to the listener"
+    );
+    let flows = septa.stop();
+    let egress: Vec<_> = flows.iter().filter(|f| f["kind"] == "egress").collect();
+    assert!(egress.is_empty(), "{egress:#?}");
+    // Only the one good attempt ran.
+    assert_eq!(flows.len(), 1, "{flows:#?}");
 }

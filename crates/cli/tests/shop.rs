@@ -356,9 +356,10 @@ fn signed_in_customers_and_partners_get_in_and_nobody_else_does() {
         "",
     );
     assert_eq!(no_scope.status, 403);
-    // `/api/orders/` is another path: it takes the open `api` route, and the storefront serves
-    // nothing there (routes match exactly; the function must not fold trailing slashes).
-    assert_eq!(septa.get("/api/orders/").status, 404);
+    // `/api/orders/` would match the open `api` route, but a function that folds trailing
+    // slashes would serve it as `/api/orders`: refused as ambiguous, never routed to `api`.
+    assert_eq!(septa.get("/api/orders/").status, 400);
+    assert_eq!(septa.get("/api/ORDERS").status, 400);
 
     let partner = septa.request(
         "GET",

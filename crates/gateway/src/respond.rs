@@ -17,7 +17,9 @@ pub(crate) type Headers = Vec<(HeaderName, HeaderValue)>;
 /// The status a refusal of `reason` answers with.
 pub(crate) fn status_of(reason: &Reason) -> StatusCode {
     match reason {
-        Reason::InvalidPath(_) | Reason::MalformedRequest(_) => StatusCode::BAD_REQUEST,
+        Reason::InvalidPath(_) | Reason::AmbiguousPath { .. } | Reason::MalformedRequest(_) => {
+            StatusCode::BAD_REQUEST
+        }
         Reason::NoRoute { .. } => StatusCode::NOT_FOUND,
         Reason::RouteMethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         Reason::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,

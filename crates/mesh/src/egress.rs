@@ -48,6 +48,14 @@ pub(crate) async fn send(
         .set_segment(source.spec.placement.segment.as_str())
         .set_trace(caller.chain.trace)
         .set_policy(inner.policy.revision());
+    if caller.chain.probe {
+        // A probe acts as any function under an operator's grant: it must not be a way to send
+        // anything out as one, so it stops here, before DNS and before any connection.
+        flow.set_probe();
+        let target = format!("{scheme_name}://{host_text}:{port}");
+        flow.set_decision(&Decision::refuse(Reason::ProbeEgress { target }, false));
+        return Err(Error::HttpRequestDenied);
+    }
 
     let bare = host_text.trim_start_matches('[').trim_end_matches(']');
     let host = match parse_host(bare) {
@@ -148,7 +156,14 @@ pub(crate) fn check_socket(
         SocketAddrUse::TcpConnect => SocketUse::TcpConnect,
         other => SocketUse::Other(format!("{other:?}")),
     };
-    let decision = policy.decide_socket(caller.function, socket, addr);
+    let decision = if caller.chain.probe {
+        // Probes run no guest, so none opens a socket; should one ever try, it stops here too.
+        flow.set_probe();
+        let target = format!("tcp://{addr}");
+        Decision::refuse(Reason::ProbeEgress { target }, false)
+    } else {
+        policy.decide_socket(caller.function, socket, addr)
+    };
     flow.set_decision(&decision);
     flow.finish();
     decision.verdict.permits()

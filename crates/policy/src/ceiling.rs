@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::hostname::canonical_ip;
+use crate::hostname::{canonical_ip, ipv4_destinations};
 
 /// The name given to ranges the operator adds with [`Ceiling::new`].
 pub const OPERATOR_RANGE_NAME: &str = "operator";
@@ -121,35 +121,48 @@ impl Ceiling {
 
     /// Whether `ip` may be dialled.
     ///
-    /// `ip` is canonicalized first ([`canonical_ip`]), so `::ffff:127.0.0.1` is loopback. A blocked
-    /// range matches when it holds either the address as given or its canonical form, so an
-    /// operator who blocks all of `2002::/16` blocks it whatever IPv4 address a 6to4 address embeds.
+    /// `ip` is checked as given and as every IPv4 address it may carry a packet to
+    /// ([`ipv4_destinations`]): `::ffff:127.0.0.1` is loopback, and so are a 6to4, NAT64
+    /// (well-known or local-use), Teredo or ISATAP address that leads to it. It is blocked when
+    /// any of these readings is: an extra block holds it, or a default block holds it and no
+    /// relaxation does. So an operator who blocks all of `2002::/16` blocks it whatever IPv4
+    /// address a 6to4 address embeds, and relaxing `127.0.0.1/32` lifts the block on that
+    /// address in every form, but never on another address an odd form also leads to.
     /// Does not allocate.
     ///
     /// # Errors
     ///
-    /// [`CeilingBlock`] naming the range that blocks `ip`.
+    /// [`CeilingBlock`] naming the first reading found blocked and the range that blocks it.
     pub fn check(&self, ip: IpAddr) -> Result<(), CeilingBlock> {
-        let canonical = canonical_ip(ip);
-        let holds = |blocked: &&BlockedRange| {
-            blocked.range.contains(&canonical) || blocked.range.contains(&ip)
-        };
-        let block = |blocked: &BlockedRange| CeilingBlock {
+        let readings = || std::iter::once(ip).chain(ipv4_destinations(ip).map(IpAddr::V4));
+        let block = |reading: IpAddr, blocked: &BlockedRange| CeilingBlock {
             address: ip,
-            canonical,
+            canonical: if reading == ip {
+                canonical_ip(ip)
+            } else {
+                reading
+            },
             range: blocked.range,
             name: blocked.name,
         };
-        if let Some(blocked) = self.extra_blocked.iter().find(holds) {
-            return Err(block(blocked));
+        for reading in readings() {
+            if let Some(blocked) = self
+                .extra_blocked
+                .iter()
+                .find(|b| b.range.contains(&reading))
+            {
+                return Err(block(reading, blocked));
+            }
         }
-        if self.relaxed.iter().any(|range| range.contains(&canonical)) {
-            return Ok(());
+        for reading in readings() {
+            if self.relaxed.iter().any(|range| range.contains(&reading)) {
+                continue;
+            }
+            if let Some(blocked) = DEFAULT_BLOCKED.iter().find(|b| b.range.contains(&reading)) {
+                return Err(block(reading, blocked));
+            }
         }
-        match DEFAULT_BLOCKED.iter().find(holds) {
-            Some(blocked) => Err(block(blocked)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Every blocked range with its name, extra blocks first, then the defaults; relaxations are
@@ -196,8 +209,9 @@ fn is_6to4(range: &Ipv6Net) -> bool {
 pub struct CeilingBlock {
     /// The address as it was checked.
     pub address: IpAddr,
-    /// Its canonical form ([`canonical_ip`]); equal to `address` unless that was an IPv6 form
-    /// embedding IPv4.
+    /// The reading found blocked: the IPv4 address `address` leads to when that is what is
+    /// blocked ([`ipv4_destinations`]), else `address` in canonical form ([`canonical_ip`]); equal
+    /// to `address` unless that was an IPv6 form carrying IPv4.
     pub canonical: IpAddr,
     /// The blocked range that holds the address.
     pub range: IpNet,

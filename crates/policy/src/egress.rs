@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use septa_manifest::{EgressScheme, EgressTarget, HostPattern, Manifest, Name, SubnetKind};
 
 use crate::decision::{Decision, RuleId};
 use crate::engine::Policy;
 use crate::functions::FunctionId;
-use crate::hostname::canonical_ip;
 use crate::reason::Reason;
 use crate::selection::Selection;
 
@@ -97,7 +96,7 @@ pub(crate) fn compile_egress(
                     HostPattern::Subdomain(d) => {
                         index.subdomains.entry(d.clone()).or_default().push(entry);
                     }
-                    HostPattern::Cidr(net) => index.networks.push((*net, entry)),
+                    HostPattern::Cidr(net) => index.networks.push((rule_network(*net), entry)),
                 }
             }
         }
@@ -109,7 +108,10 @@ impl Policy {
     /// Decides an egress flow from `from` to `scheme://host:port`, before any DNS lookup.
     ///
     /// Names are admitted only by name rules (exact or `*.domain`), so a function can make
-    /// septa resolve only names its rules allow; CIDR rules admit IP literals. An admitted flow
+    /// septa resolve only names its rules allow; CIDR rules admit IP literals of the family they
+    /// are written in ([`rule_address`]): an IPv4 rule never admits a 6to4, NAT64, Teredo or
+    /// IPv4-compatible address that leads to its network, unless a rule names that IPv6 form. An
+    /// admitted flow
     /// still has to pass [`Policy::decide_dialled_address`] for the address actually dialled.
     pub fn decide_egress(
         &self,
@@ -143,7 +145,7 @@ impl Policy {
                 exact.chain(below).filter(admits).min_by_key(|e| e.order)
             }
             EgressHost::Ip(ip) => {
-                let ip = canonical_ip(ip);
+                let ip = rule_address(ip);
                 index
                     .networks
                     .iter()
@@ -237,6 +239,35 @@ impl Policy {
             }));
         }
         out
+    }
+}
+
+/// The address an IP literal is matched as against CIDR rules: an IPv4-mapped address
+/// (`::ffff:a.b.c.d`) as the IPv4 address it is, since a dual-stack socket connecting to it
+/// opens the very same IPv4 connection; every other address as given, so an IPv6 form that
+/// reaches an IPv4 network through a translator or a tunnel (6to4, NAT64, Teredo,
+/// IPv4-compatible, IPv4-translated) is admitted only by an IPv6 rule that names it.
+fn rule_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// A CIDR rule's network as [`rule_address`] reads addresses: one written inside
+/// `::ffff:0:0/96` is the IPv4 network it maps, so `::ffff:10.0.0.0/104` and `10.0.0.0/8` are one
+/// rule; an IPv6 network that contains mapped addresses (`::/0`) admits none of them, because
+/// they are matched as IPv4.
+fn rule_network(net: IpNet) -> IpNet {
+    let IpNet::V6(v6) = net else {
+        return net;
+    };
+    match (
+        v6.network().to_ipv4_mapped(),
+        v6.prefix_len().checked_sub(96),
+    ) {
+        (Some(v4), Some(len)) => Ipv4Net::new(v4, len).map_or(net, IpNet::V4),
+        _ => net,
     }
 }
 

@@ -208,6 +208,66 @@ fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
+/// Every IPv4 address `ip` may carry a packet to, for the operator ceiling: none for a plain IPv6
+/// address, `ip` itself for IPv4, and for the IPv6 forms that hand a packet to an IPv4 network:
+///
+/// - each form [`canonical_ip`] unwraps,
+/// - local-use NAT64 `64:ff9b:1::/48` (RFC 8215), read at each RFC 6052 prefix length the
+///   translator may use inside it (/48, /56, /64, /96), since which one it uses is not known here
+///   (so a few public addresses may be refused through a translator using a length below /96),
+/// - Teredo `2001::/32` (RFC 4380): the client, the last 32 bits inverted, and the server,
+///   bits 32..64, since a Teredo host sends to both,
+/// - ISATAP interface identifiers `::0:5efe:a.b.c.d` and `::200:5efe:a.b.c.d` (RFC 5214) under
+///   any prefix, whose tunnel endpoint is the last 32 bits.
+///
+/// Does not allocate. Several forms may yield the same address, so an address can repeat.
+pub fn ipv4_destinations(ip: IpAddr) -> impl Iterator<Item = Ipv4Addr> {
+    const LOCAL_NAT64_PREFIX: u128 = 0x0064_ff9b_0001;
+    const TEREDO_PREFIX: u128 = 0x2001_0000;
+    let v6 = match ip {
+        IpAddr::V4(v4) => return [Some(v4), None, None, None, None].into_iter().flatten(),
+        IpAddr::V6(v6) => v6,
+    };
+    let bits = u128::from(v6);
+    // Truncation is the point: each reading takes 32 bits at a known place.
+    let at = |shift: u32| Ipv4Addr::from((bits >> shift) as u32);
+    // Below /96, RFC 6052 puts the first `high` bits of the IPv4 address just before bit 64 and
+    // the rest after the `u` octet (bits 64..72).
+    let split = |high: u32| {
+        let upper = (bits >> 64) as u32 & low_bits(high);
+        let lower = (bits >> (24 + high)) as u32 & low_bits(32 - high);
+        Ipv4Addr::from(upper << (32 - high) | lower)
+    };
+    let mut out = [embedded_ipv4(v6), None, None, None, None];
+    if bits >> 80 == LOCAL_NAT64_PREFIX {
+        out = [
+            Some(split(16)),
+            Some(split(8)),
+            Some(at(24)),
+            Some(at(0)),
+            None,
+        ];
+        // The readings at the lengths the translator does not use fall on zero padding, which
+        // reads as "this network" (0.0.0.0/8): an address no translator forwards to. Such a
+        // reading is left out when another reading is a real destination, else every address
+        // of the prefix would be blocked; `64:ff9b:1::` itself, all padding, still is.
+        if out.iter().flatten().any(|a| a.octets()[0] != 0) {
+            out = out.map(|a| a.filter(|a| a.octets()[0] != 0));
+        }
+    } else if bits >> 96 == TEREDO_PREFIX {
+        out = [Some(!at(0)), Some(at(64)), None, None, None];
+    }
+    if matches!((bits >> 32) as u32, 0x0000_5efe | 0x0200_5efe) {
+        out[4] = Some(at(0));
+    }
+    out.into_iter().flatten()
+}
+
+/// A mask of the low `count` bits (`count` at most 32).
+fn low_bits(count: u32) -> u32 {
+    u32::MAX.checked_shr(32 - count).unwrap_or(0)
+}
+
 /// Checks that `host` is a valid DNS host name: labels of ASCII letters, digits and hyphens
 /// (LDH), none empty, none longer than [`MAX_LABEL_LEN`], no hyphen at either end of a label, at
 /// most [`MAX_HOST_NAME_LEN`] characters in all; one trailing dot (the root) is allowed.

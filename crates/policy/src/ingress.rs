@@ -1,9 +1,10 @@
 //! Requests from the internet: [`Policy::decide_ingress`], the one decision of every request the
 //! gateway receives, and the facts it asks the gateway for.
 //!
-//! The checks run in the order a request meets them: normalize the path, find the route (a
-//! request refused so far counts against its client's refusal budget), the gateway's own rate
-//! limit per client (before anything costly), the route's source networks,
+//! The checks run in the order a request meets them: normalize the path, find the route (and
+//! refuse a path a lenient router could read as a more guarded route's; a request refused so far
+//! counts against its client's refusal budget), the gateway's own rate limit per client (before
+//! anything costly), the route's source networks,
 //! authentication, required scopes and claims, the route's rate limit (after authentication, so
 //! a limit by principal or claim counts what the host established), and the declared body size.
 //! The gateway owns the machinery that establishes facts — signature verification, key sets,
@@ -169,6 +170,14 @@ impl Policy {
                 };
                 let decision = self.unrouted_refusal(request.probe, reason, Some(route), facts);
                 return unauthenticated(decision, Some(route), Some(path));
+            }
+            RouteLookup::Ambiguous { route, other } => {
+                let reason = Reason::AmbiguousPath {
+                    path: path.as_str().to_owned(),
+                    route: route.id.clone(),
+                    other: other.id.clone(),
+                };
+                return unauthenticated(refusal(route, reason), Some(route), Some(path));
             }
             RouteLookup::NotFound => {
                 let reason = Reason::NoRoute {

@@ -60,6 +60,12 @@ pub enum Reason {
     },
     /// The host a guest asked for is neither an IP address nor a valid DNS name.
     InvalidHost(String),
+    /// A segmentation probe named a destination outside the platform: a probe decides flows
+    /// inside it and never sends anything out.
+    ProbeEgress {
+        /// `scheme://host:port` as named.
+        target: String,
+    },
     /// The request path is ambiguous or malformed (encoded slashes, dot segments, ...), so no
     /// rule can be checked against it.
     InvalidPath(String),
@@ -70,6 +76,16 @@ pub enum Reason {
     CallChainTooDeep {
         /// The deepest chain allowed.
         max: u8,
+    },
+    /// The path matches a route, but a function's router that folds case, a trailing slash or
+    /// `;` parameters could read it as the path of a route that guards more.
+    AmbiguousPath {
+        /// The normalized path.
+        path: String,
+        /// The route the path matches.
+        route: Name,
+        /// The more guarded route it could be read as.
+        other: Name,
     },
     /// No gateway route matches the path.
     NoRoute {
@@ -301,11 +317,19 @@ impl fmt::Display for Reason {
             Self::UnsupportedProtocol(what) => write!(f, "{what} is not allowed by any rule kind"),
             Self::IssuerKeys { issuer } => write!(f, "the keys of jwt issuer `{issuer}`"),
             Self::InvalidHost(e) => write!(f, "invalid host: {e}"),
+            Self::ProbeEgress { target } => write!(
+                f,
+                "a probe never leaves the platform: `{target}` would be egress, and is not sent"
+            ),
             Self::InvalidPath(e) => write!(f, "invalid path: {e}"),
             Self::MalformedRequest(e) => f.write_str(e),
             Self::CallChainTooDeep { max } => {
                 write!(f, "call chain deeper than {max} hops (a loop?)")
             }
+            Self::AmbiguousPath { path, route, other } => write!(
+                f,
+                "ambiguous path: `{path}` matches route `{route}`, but a lenient router reads it as the path of route `{other}`, which guards more"
+            ),
             Self::NoRoute { path } => write!(f, "no route for `{path}`"),
             Self::RouteMethodNotAllowed { route, method } => {
                 write!(f, "route `{route}` does not admit method `{method}`")

@@ -383,7 +383,109 @@ fn canonical_ip_unwraps_embedded_ipv4_only() {
     }
 }
 
+/// Teredo `2001:0:SERVER:FLAGS:PORT:CLIENT`, the client's address stored inverted.
+fn teredo(server: Ipv4Addr, client: Ipv4Addr) -> IpAddr {
+    let bits = 0x2001_0000_u128 << 96
+        | u128::from(u32::from(server)) << 64
+        | 0x8000_u128 << 48
+        | 0x63bf_u128 << 32
+        | u128::from(!u32::from(client));
+    IpAddr::V6(Ipv6Addr::from(bits))
+}
+
+/// `v4` in local-use NAT64 `64:ff9b:1::/48` as a translator using `prefix_len` embeds it.
+fn local_nat64(v4: Ipv4Addr, prefix_len: u32) -> IpAddr {
+    let v4 = u128::from(u32::from(v4));
+    let prefix = 0x0064_ff9b_0001_u128 << 80;
+    let embedded = match prefix_len {
+        48 => (v4 >> 16) << 64 | (v4 & 0xffff) << 40,
+        56 => (v4 >> 24) << 64 | (v4 & 0xff_ffff) << 32,
+        64 => v4 << 24,
+        _ => v4,
+    };
+    IpAddr::V6(Ipv6Addr::from(prefix | embedded))
+}
+
+#[test]
+fn tunnels_and_translators_to_a_blocked_network_are_blocked() {
+    let ceiling = Ceiling::default();
+    let public = Ipv4Addr::new(8, 8, 8, 8);
+    let metadata = Ipv4Addr::new(169, 254, 169, 254);
+    let cases = [
+        ("64:ff9b:1::7f00:1", "loopback", "127.0.0.1"),
+        ("64:ff9b:1::a9fe:a9fe", "metadata", "169.254.169.254"),
+        ("64:ff9b:1:7f00:0:100::", "loopback", "127.0.0.1"),
+        (
+            "2001:0:808:808:8000:63bf:80ff:fffe",
+            "loopback",
+            "127.0.0.1",
+        ),
+        (
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "private",
+            "10.0.0.1",
+        ),
+        ("2001:db9::5efe:a00:1", "private", "10.0.0.1"),
+        ("2600::200:5efe:7f00:1", "loopback", "127.0.0.1"),
+    ];
+    for (given, name, reading) in cases {
+        let block = ceiling.check(ip(given)).expect_err(given);
+        assert_eq!(
+            (block.name, block.canonical),
+            (name, ip(reading)),
+            "`{given}`"
+        );
+    }
+    for prefix_len in [48, 56, 64, 96] {
+        let block = ceiling
+            .check(local_nat64(metadata, prefix_len))
+            .expect_err("metadata through local-use nat64");
+        assert_eq!(block.name, "metadata", "/{prefix_len}");
+    }
+    // A Teredo server in a blocked network is reached too (its bubbles go there).
+    assert!(
+        ceiling
+            .check(teredo(Ipv4Addr::new(10, 0, 0, 1), public))
+            .is_err()
+    );
+    assert_eq!(ceiling.check(teredo(public, public)), Ok(()));
+    assert_eq!(ceiling.check(local_nat64(public, 96)), Ok(()));
+    assert_eq!(
+        ceiling.check(ip("2001:0:808:808:8000:63bf:f7f7:f7f7")),
+        Ok(())
+    );
+    // A relaxation lifts the block on its address in every form, and on nothing else.
+    let relaxed = Ceiling::new(Vec::new(), vec![net("127.0.0.1/32")]);
+    assert_eq!(relaxed.check(ip("64:ff9b:1::7f00:1")), Ok(()));
+    assert!(relaxed.check(ip("64:ff9b:1::7f00:2")).is_err());
+    // An operator block of the whole tunnel prefix wins over what it leads to.
+    let no_teredo = Ceiling::new(vec![net("2001::/32")], Vec::new());
+    let block = no_teredo.check(teredo(public, public)).unwrap_err();
+    assert_eq!(block.name, OPERATOR_RANGE_NAME);
+}
+
 proptest! {
+    #[test]
+    fn a_blocked_ipv4_address_is_blocked_through_every_tunnel(
+        octets: [u8; 4],
+        server: [u8; 4],
+        prefix_len in prop::sample::select(vec![48_u32, 56, 64, 96]),
+    ) {
+        let ceiling = Ceiling::default();
+        let v4 = Ipv4Addr::from(octets);
+        if ceiling.check(IpAddr::V4(v4)).is_err() {
+            // No translator forwards to "this network" (0.0.0.0/8), so a translated address
+            // that also reads as a real destination is decided by that one.
+            if octets[0] != 0 || octets == [0; 4] {
+                prop_assert!(ceiling.check(local_nat64(v4, prefix_len)).is_err());
+            }
+            prop_assert!(ceiling.check(teredo(Ipv4Addr::from(server), v4)).is_err());
+            prop_assert!(ceiling.check(IpAddr::V6(Ipv6Addr::from(
+                (0x2002_u128 << 112) | u128::from(u32::from(v4)) << 80
+            ))).is_err());
+        }
+    }
+
     #[test]
     fn any_u32_in_decimal_is_that_ipv4_address(n: u32) {
         prop_assert_eq!(parse_ip_literal(&n.to_string()), Some(IpAddr::V4(Ipv4Addr::from(n))));

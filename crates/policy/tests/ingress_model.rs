@@ -1,6 +1,7 @@
 //! Differential test: `Policy::decide_ingress` decides exactly as a naive reading of the
-//! documentation does — scan the routes, take the most specific pattern that matches, then run
-//! the route's checks in order, folding audit mode — on random routes, requests and facts.
+//! documentation does — scan the routes, take the most specific pattern that matches, refuse a
+//! path a lenient router could read as a more guarded route's, then run the route's checks in
+//! order, folding audit mode — on random routes, requests and facts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -17,9 +18,35 @@ use septa_policy::{
 };
 
 const METHODS: [&str; 4] = ["GET", "POST", "DELETE", "PURGE"];
-const PATTERNS: [&str; 6] = ["/", "/a", "/a/{id}", "/a/b", "/b/...", "/c/{x}/d"];
-const PATHS: [&str; 10] = [
-    "/", "/a", "/a/1", "/a/b", "/b", "/b/x/y", "/c/1/d", "/zzz", "/a/../b", "/a//b",
+const PATTERNS: [&str; 9] = [
+    "/", "/a", "/a/{id}", "/a/b", "/b/...", "/c/{x}/d", "/A/b", "/a/b/", "/a.txt",
+];
+const PATHS: [&str; 25] = [
+    "/",
+    "/a",
+    "/a/1",
+    "/a/b",
+    "/b",
+    "/b/x/y",
+    "/c/1/d",
+    "/zzz",
+    "/a/../b",
+    "/a//b",
+    "/A/b",
+    "/a/B/",
+    "/a;x",
+    "/a/b;y",
+    "/b/X/y",
+    "/A",
+    "/a%3Bz",
+    "/a/b/",
+    "/b/x/..%3By",
+    "/a/%E2%84%AA",
+    "/a/b.json",
+    "/A.txt",
+    "/b/%252E%252E/a",
+    "/b/a%252Fb",
+    "/a%25252Fb",
 ];
 const SCOPES: [&str; 2] = ["read", "write"];
 const TENANTS: [&str; 2] = ["acme", "globex"];
@@ -307,6 +334,130 @@ impl IngressFacts for Recorded<'_> {
     }
 }
 
+/// A path or pattern as a lenient router reads it: decoded until no `%25` is left, escapes of
+/// unreserved characters, `/`, `\\`, `;` and `.` decoded (and of the letters whose Unicode case
+/// mapping is ASCII), parameters cut, dot segments resolved, empty segments dropped, lowercased,
+/// and the last segment's suffix cut when `cut_suffix`.
+fn fold(text: &str, cut_suffix: bool) -> String {
+    let hex = |s: &str| s.len() == 2 && s.chars().all(|c| c.is_ascii_hexdigit());
+    let mut text = text.to_owned();
+    while let Some(at) = (0..text.len())
+        .find(|&i| text.get(i..i + 3) == Some("%25") && text.get(i + 3..i + 5).is_some_and(hex))
+    {
+        text.replace_range(at + 1..at + 3, "");
+    }
+    for (escape, letter) in [
+        ("%E2%84%AA", "k"),
+        ("%C5%BF", "s"),
+        ("%C4%B1", "i"),
+        ("%C4%B0", "i"),
+    ] {
+        text = text.replace(escape, letter);
+    }
+    let mut decoded = String::new();
+    let mut rest = text.as_str();
+    while let Some(c) = rest.chars().next() {
+        let byte = (c == '%')
+            .then(|| rest.get(1..3).filter(|h| hex(h)))
+            .flatten()
+            .map(|h| u8::from_str_radix(h, 16).unwrap());
+        match byte {
+            Some(b'\\') => decoded.push('/'),
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~/;".contains(&b) => {
+                decoded.push(b as char)
+            }
+            Some(_) => decoded.push_str(&rest[..3].to_ascii_uppercase()),
+            None => decoded.push(c),
+        }
+        rest = &rest[if byte.is_some() { 3 } else { 1 }..];
+    }
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap();
+        if segment == ".." {
+            segments.pop();
+        } else if segment.starts_with('{') || segment == "..." {
+            segments.push(segment.to_owned());
+        } else if !segment.is_empty() && segment != "." {
+            // Lowercase all but the hex digits after each `%`.
+            let mut folded = String::new();
+            let mut hex_left = 0;
+            for c in segment.chars() {
+                if hex_left > 0 {
+                    hex_left -= 1;
+                    folded.push(c);
+                } else {
+                    hex_left = if c == '%' { 2 } else { 0 };
+                    folded.push(c.to_ascii_lowercase());
+                }
+            }
+            segments.push(folded);
+        }
+    }
+    if cut_suffix
+        && let Some(last) = segments.last_mut()
+        && !last.starts_with('{')
+        && let Some(dot) = last[1..].find('.')
+    {
+        last.truncate(dot + 1);
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// Whether every request `a`'s checks admit, `b`'s admit too.
+fn guards_at_least(a: &Route, b: &Route) -> bool {
+    let auth = match (&a.auth, &b.auth) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(x), Some(y)) => {
+            x.method == y.method
+                && y.scopes.iter().all(|s| x.scopes.contains(s))
+                && y.claims.iter().all(|c| x.claims.contains(c))
+        }
+    };
+    let sources = b.sources.is_empty()
+        || (!a.sources.is_empty()
+            && a.sources
+                .iter()
+                .all(|n| b.sources.iter().any(|o| o.contains(n))));
+    let mode = b.mode == Mode::Audit || a.mode == Mode::Enforce;
+    let limit = b.rate_limit.is_none() || a.rate_limit == b.rate_limit;
+    auth && sources && mode && limit
+}
+
+/// The first route (patterns in the order the manifest first names them, then file order) of
+/// another pattern that the folded path matches most specifically and that guards more than
+/// `route`.
+fn more_guarded<'m>(m: &'m Manifest, route: &Route, path: &str) -> Option<&'m Route> {
+    let folded = fold(path, true);
+    let matching: Vec<(usize, &Route, PathPattern)> = m
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let cut_suffix = !r.path.text.ends_with("/...");
+            Some((
+                i,
+                r,
+                PathPattern::parse(&fold(&r.path.text, cut_suffix)).ok()?,
+            ))
+        })
+        .filter(|(_, _, p)| p.matches(&folded))
+        .collect();
+    let best = matching.iter().map(|(_, _, p)| p.specificity()).max()?;
+    let first_of = |text: &str| m.routes.iter().position(|r| r.path.text == text);
+    let mut others: Vec<(usize, &Route)> = matching
+        .into_iter()
+        .filter(|(_, r, p)| p.specificity() == best && r.path.text != route.path.text)
+        .map(|(i, r, _)| (i, r))
+        .collect();
+    others.sort_by_key(|(i, r)| (first_of(&r.path.text), *i));
+    others
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|other| !guards_at_least(route, other))
+}
+
 /// The simple model: (verdict, rule, reason) as the documentation describes them.
 fn naive(
     m: &Manifest,
@@ -358,6 +509,15 @@ fn naive(
             format!("route `{}` does not admit method `{method}`", route.id),
         );
     };
+    if let Some(other) = more_guarded(m, route, &path) {
+        return deny(
+            Some(route),
+            format!(
+                "ambiguous path: `{path}` matches route `{}`, but a lenient router reads it as the path of route `{}`, which guards more",
+                route.id, other.id
+            ),
+        );
+    }
     let audit = route.mode == Mode::Audit;
     let mut audited: Option<String> = None;
     // A refusal: enforced, or remembered when audit mode lets it through.
@@ -506,6 +666,7 @@ proptest! {
             // A probe of the same request is decided by routing alone.
             let probe = policy.decide_ingress(&IngressRequest::probe(method, path), &mut recorded);
             let routed = want.0 != Verdict::Deny || !(want.2.starts_with("invalid path")
+                || want.2.starts_with("ambiguous path")
                 || want.2.starts_with("no route") || want.2.contains("does not admit method")
                 || want.2.starts_with("refusal budget"));
             prop_assert_eq!(probe.decision.verdict.permits(), routed, "probe of {} {}", method, path);

@@ -71,6 +71,11 @@ const REJECTED: &[(&str, PathError)] = &[
     ("/a/.;x", PathError::DotSegment),
     ("/..;", PathError::DotSegment),
     ("/a/;x/b", PathError::EmptySegment),
+    // ... and a router that decodes before it strips reads `%3B` as `;`.
+    ("/a/..%3B/b", PathError::DotSegment),
+    ("/a/..%3bx=1/b", PathError::DotSegment),
+    ("/a/.%3Bx", PathError::DotSegment),
+    ("/a/%3Bx/b", PathError::EmptySegment),
     ("//", PathError::EmptySegment),
     ("//a", PathError::EmptySegment),
     ("/a//b", PathError::EmptySegment),

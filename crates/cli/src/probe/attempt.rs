@@ -53,19 +53,15 @@ pub(crate) fn attempt_all(
     // The probe's flows are traced from a random start, one trace per attempt.
     let seed = new_grant_id();
     let trace = u64::from_str_radix(seed.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+    // Every attempt is checked before the first one runs, so a bad one refuses the whole batch
+    // with nothing attempted.
+    for (index, attempt) in attempts.iter().enumerate() {
+        check(attempt).map_err(|message| ProbeRefusal::BadAttempt { index, message })?;
+    }
     runtime.block_on(async {
         let mut outcomes = Vec::with_capacity(attempts.len());
         for (index, attempt) in attempts.iter().enumerate() {
             let bad = |message: String| ProbeRefusal::BadAttempt { index, message };
-            if http::Method::from_bytes(attempt.method.as_bytes()).is_err() {
-                return Err(bad(format!("`{}` is not an HTTP method", attempt.method)));
-            }
-            if !attempt.path.starts_with('/') {
-                return Err(bad(format!(
-                    "path `{}` does not start with `/`",
-                    attempt.path
-                )));
-            }
             let trace = trace.wrapping_add(index as u64);
             let outcome = if attempt.from == septa_gateway::ingress::GATEWAY_IDENTITY {
                 from_gateway(gateway, attempt, trace)
@@ -88,6 +84,32 @@ pub(crate) fn attempt_all(
         }
         Ok(outcomes)
     })
+}
+
+/// Refuses an attempt that is not a flow inside the platform: a method that is not one, a path
+/// that is not absolute, a destination that is not a function or endpoint name.
+fn check(attempt: &ProbeAttempt) -> Result<(), String> {
+    if http::Method::from_bytes(attempt.method.as_bytes()).is_err() {
+        return Err(format!("`{}` is not an HTTP method", attempt.method));
+    }
+    if !attempt.path.starts_with('/') {
+        return Err(format!("path `{}` does not start with `/`", attempt.path));
+    }
+    internal_name(&attempt.to).map(|_| ())
+}
+
+/// The function or endpoint name of `to`: only a name the manifest could declare, since
+/// anything else (`evil.example:80/x?`) would turn the mesh address `http://NAME.internal/...`
+/// into a URL outside the platform.
+pub(crate) fn internal_name(to: &str) -> Result<&str, String> {
+    to.strip_prefix("function:")
+        .or_else(|| to.strip_prefix("endpoint:"))
+        .filter(|name| septa_manifest::Name::new(name).is_ok())
+        .ok_or_else(|| {
+            format!(
+                "destination `{to}` is not `function:NAME` or `endpoint:NAME`; a probe never leaves the platform"
+            )
+        })
 }
 
 fn from_gateway(gateway: &Gateway, attempt: &ProbeAttempt, trace: u64) -> ProbeOutcome {
@@ -114,16 +136,7 @@ async fn from_function(
     attempt: &ProbeAttempt,
     trace: u64,
 ) -> Result<ProbeOutcome, String> {
-    let Some(name) = attempt
-        .to
-        .strip_prefix("function:")
-        .or_else(|| attempt.to.strip_prefix("endpoint:"))
-    else {
-        return Err(format!(
-            "destination `{}` is not `function:NAME` or `endpoint:NAME`",
-            attempt.to
-        ));
-    };
+    let name = internal_name(&attempt.to)?;
     let request = http::Request::builder()
         .method(attempt.method.as_str())
         .uri(format!("http://{name}.internal{}", attempt.path))

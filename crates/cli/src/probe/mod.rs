@@ -303,8 +303,10 @@ fn places(policy: &Policy, model: &Value) -> (Vec<String>, Vec<String>) {
         .map(|f| f.identity.clone())
         .collect();
     for node in model["nodes"].as_array().into_iter().flatten() {
+        // Only names inside the platform: the running septa refuses anything else anyway.
         if matches!(node["kind"].as_str(), Some("function" | "endpoint"))
             && let Some(id) = node["id"].as_str()
+            && attempt::internal_name(id).is_ok()
         {
             places.insert(id.to_owned());
         }

@@ -6,11 +6,13 @@
 //! disagree about which path a request is for.
 
 mod captures;
+mod fold;
 mod normalize;
 mod pattern;
 mod router;
 
 pub use captures::{Captures, CapturesIter};
+pub use fold::{fold_path, fold_pattern};
 pub use normalize::{NormalizedPath, PathError, normalize_path, split_path_query};
 pub use pattern::{PathPattern, PatternError, Specificity};
 pub use router::{PathMatch, PathRouter, RouterError};

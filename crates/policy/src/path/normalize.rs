@@ -267,16 +267,30 @@ impl<'a> Rewriter<'a> {
 
 /// Refuses the segment `raw[start..end]` when it is empty (and not the final segment after a
 /// trailing slash) or a dot segment, also when read up to its first `;` as servlet containers
-/// read `..;/` or `/;x/`.
+/// read `..;/` or `/;x/`, or up to its first `%3B`, as a router that decodes before it strips
+/// parameters reads `..%3B/`.
 fn check_segment(raw: &[u8], start: usize, end: usize, last: bool) -> Result<(), PathError> {
     let segment = &raw[start..end];
-    let before_params = segment.split(|&b| b == b';').next().unwrap_or_default();
+    let before_params = &segment[..params_start(segment)];
     match (segment, before_params) {
         (b"", _) if !last => Err(PathError::EmptySegment),
         (_, b"." | b"..") => Err(PathError::DotSegment),
-        ([b';', ..], b"") => Err(PathError::EmptySegment),
+        ([_, ..], b"") => Err(PathError::EmptySegment),
         _ => Ok(()),
     }
+}
+
+/// Where a segment's parameters start: its first `;` or `%3B` (either case), or its end.
+fn params_start(segment: &[u8]) -> usize {
+    let encoded = segment
+        .windows(3)
+        .position(|w| w[0] == b'%' && w[1] == b'3' && w[2].eq_ignore_ascii_case(&b'b'));
+    let raw = segment.iter().position(|&b| b == b';');
+    [encoded, raw]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(segment.len())
 }
 
 /// Normalizes the path part of a request target (the query already split off, see

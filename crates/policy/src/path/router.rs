@@ -214,6 +214,13 @@ impl<T> PathRouter<T> {
             .map(|route| (&route.pattern, &route.value))
     }
 
+    /// The `index`th `(pattern, value)` pair, in the order given to [`PathRouter::new`].
+    pub fn route(&self, index: usize) -> Option<(&PathPattern, &T)> {
+        self.routes
+            .get(index)
+            .map(|route| (&route.pattern, &route.value))
+    }
+
     /// The number of patterns.
     pub fn len(&self) -> usize {
         self.routes.len()
