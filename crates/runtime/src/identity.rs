@@ -1,6 +1,7 @@
 //! Identity on requests: set by the host, never carried in from a client or a guest.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use septa_policy::Principal;
 
 /// The header carrying the caller identity the host set: `gateway` or `function:NAME`.
 pub const CALLER_HEADER: &str = "septa-caller";
@@ -29,6 +30,50 @@ fn is_identity_header(name: &str) -> bool {
     bytes.len() > 5
         && bytes[..5].eq_ignore_ascii_case(b"septa")
         && !bytes[5].is_ascii_alphanumeric()
+}
+
+/// What the gateway admitted a request as, handed on with it (as a request extension) so that
+/// a node forwarding it to the node that hosts its function can say so over mutual TLS.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    /// The route the policy matched.
+    pub route: String,
+    /// The client address the gateway established.
+    pub client: std::net::IpAddr,
+    /// Who the request authenticated as, if its route asks.
+    pub principal: Option<Principal>,
+}
+
+/// The header carrying the authenticated principal (`sub`) to the function.
+pub const PRINCIPAL_HEADER: &str = "septa-principal";
+
+/// The prefix of the headers carrying a route's `forward_claims` to the function.
+pub const CLAIM_HEADER_PREFIX: &str = "septa-claim-";
+
+/// The headers the function gets for `principal`: who it is, and each of `forward` its token
+/// carries.
+pub fn principal_headers(
+    principal: &Principal,
+    forward: &[String],
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Ok(value) = HeaderValue::from_str(&principal.name) {
+        out.push((HeaderName::from_static(PRINCIPAL_HEADER), value));
+    }
+    let Some(claims) = &principal.claims else {
+        return out;
+    };
+    for claim in forward {
+        let name = format!("{CLAIM_HEADER_PREFIX}{}", claim.to_ascii_lowercase());
+        let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            claims.text(claim).map(|t| HeaderValue::from_str(&t)),
+        ) else {
+            continue;
+        };
+        out.push((name, value));
+    }
+    out
 }
 
 /// A header value that always parses: control and non-ASCII characters become `?`.

@@ -13,43 +13,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use septa_manifest::{ApiKey, ApiKeySet, AuthMethod, JwtIssuer, RouteAuth};
 use septa_policy::{Authentication, CredentialProblem, Policy, Principal};
 
 use jwt::{JwtError, JwtVerifier};
 
-/// The header carrying the authenticated principal (`sub`) to the function.
-pub const PRINCIPAL_HEADER: &str = "septa-principal";
-
-/// The prefix of the headers carrying a route's `forward_claims` to the function.
-pub const CLAIM_HEADER_PREFIX: &str = "septa-claim-";
-
-/// The headers the function gets for `principal`: who it is, and each of `forward` its token
-/// carries.
-pub fn principal_headers(
-    principal: &Principal,
-    forward: &[String],
-) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::new();
-    if let Ok(value) = HeaderValue::from_str(&principal.name) {
-        out.push((HeaderName::from_static(PRINCIPAL_HEADER), value));
-    }
-    let Some(claims) = &principal.claims else {
-        return out;
-    };
-    for claim in forward {
-        let name = format!("{CLAIM_HEADER_PREFIX}{}", claim.to_ascii_lowercase());
-        let (Ok(name), Some(Ok(value))) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            claims.text(claim).map(|t| HeaderValue::from_str(&t)),
-        ) else {
-            continue;
-        };
-        out.push((name, value));
-    }
-    out
-}
+pub use septa_runtime::{CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, principal_headers};
 
 /// Every issuer's verifier and every API key set: what verifies the credential a route asks
 /// for.
