@@ -25,8 +25,8 @@ pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
 pub use error_response::{json_error, json_response};
 pub use host::{Host, InvokeError, LoadError, LoadReport};
 pub use identity::{
-    Admission, CALLER_HEADER, CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, header_text, principal_headers,
-    strip_identity_headers,
+    Admission, CALLER_HEADER, CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, header_text,
+    principal_headers, strip_identity_headers,
 };
 use septa_policy::FunctionId;
 pub use wasmtime::Engine;
