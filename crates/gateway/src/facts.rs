@@ -74,3 +74,35 @@ impl IngressFacts for RequestFacts<'_, '_> {
             .count_route(route.id.as_str(), &key, &mut self.limit_headers)
     }
 }
+
+/// The facts of a request another node's gateway admitted and forwarded: its credential is
+/// verified again here, with this node's verifiers, so a peer node cannot vouch for a principal;
+/// its rate limits and refusal budget were counted by the gateway that received it (limits are
+/// per node: a request counts on the node its client reached).
+pub(crate) struct ForwardedFacts<'g, 'r> {
+    pub(crate) credentials: &'g Credentials,
+    pub(crate) headers: &'r HeaderMap,
+}
+
+impl IngressFacts for ForwardedFacts<'_, '_> {
+    fn gateway_limit(&mut self, _: &RateLimit) -> LimitOutcome {
+        LimitOutcome::Admitted
+    }
+
+    fn refusal_budget(&mut self, _: &RateLimit) -> LimitOutcome {
+        LimitOutcome::Admitted
+    }
+
+    fn authenticate(&mut self, _: &CompiledRoute, auth: &RouteAuth) -> Authentication {
+        self.credentials.authenticate(auth, self.headers)
+    }
+
+    fn route_limit(
+        &mut self,
+        _: &CompiledRoute,
+        _: &RateLimit,
+        _: Option<&Principal>,
+    ) -> LimitOutcome {
+        LimitOutcome::Admitted
+    }
+}

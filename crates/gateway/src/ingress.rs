@@ -3,7 +3,9 @@
 //! authorize, limit), then carry the decision out — refuse, or dispatch to a fresh instance.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -17,14 +19,17 @@ use septa_policy::path::split_path_query;
 use septa_policy::{
     CompiledRoute, IngressDecision, IngressRequest, NoFacts, Policy, Principal, Reason, Verdict,
 };
-use septa_runtime::{Chain, Host, HyperOutgoingBody};
+use septa_runtime::{
+    Chain, Forward, Forwarded, ForwardedFrom, ForwardedIngress, Host, HyperOutgoingBody,
+    RecordedBody,
+};
 
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::refresh::{JwksFetcher, KeyRefresh};
 use crate::auth::{Credentials, principal_headers};
 use crate::client::ClientAddresses;
-use crate::facts::RequestFacts;
-use crate::limits::RateLimits;
+use crate::facts::{ForwardedFacts, RequestFacts};
+use crate::limits::{LimitHeaders, RateLimits};
 use crate::respond::{Headers, json_error, refusal_headers, status_of};
 
 /// The identity the host sets on requests that came through the gateway.
@@ -66,6 +71,8 @@ struct Admitted<'p> {
     /// Headers for the response, whatever the function answers (rate-limit state, say).
     response_headers: Headers,
     trace: u64,
+    /// The client address the gateway established.
+    client: IpAddr,
 }
 
 /// A new trace id for a request: unique within the process (a counter from a random start, so
@@ -213,10 +220,21 @@ impl Gateway {
         peer: SocketAddr,
         request: Request<Incoming>,
     ) -> Result<Response<GatewayBody>, Infallible> {
+        let client = self.clients.resolve(peer.ip(), request.headers());
+        Ok(self.serve(request, client, next_trace(), None).await)
+    }
+
+    /// Decides and carries out one request from `client`: received here, or received by the
+    /// gateway of node `forwarded.node` and forwarded here because this node runs its function.
+    async fn serve(
+        &self,
+        request: Request<Incoming>,
+        client: IpAddr,
+        trace: u64,
+        forwarded: Option<&ForwardedFrom>,
+    ) -> Response<GatewayBody> {
         let mut flow = self.start_flow();
         let (mut parts, body) = request.into_parts();
-        let client = self.clients.resolve(peer.ip(), &parts.headers);
-        let trace = next_trace();
         let target = parts
             .uri
             .path_and_query()
@@ -227,11 +245,16 @@ impl Gateway {
             .set_path(raw_path)
             .set_client(client.to_string())
             .set_trace(trace);
+        if let Some(from) = forwarded {
+            flow.set_peer(from.node.clone());
+        }
 
         // 1. Identity is the host's to set: drop whatever the client claimed.
         septa_runtime::strip_identity_headers(&mut parts.headers);
 
-        // 2. The policy decides, asking the gateway's verifiers and limiters what it needs.
+        // 2. The policy decides, asking the gateway's verifiers and limiters what it needs. A
+        //    forwarded request is decided again, its credential verified again; its limits
+        //    were counted where it arrived.
         let declared_length = parts
             .headers
             .get(CONTENT_LENGTH)
@@ -244,9 +267,30 @@ impl Gateway {
             declared_length,
             probe: false,
         };
-        let mut facts = RequestFacts::new(&self.credentials, &self.limits, client, &parts.headers);
-        let decided = self.policy.decide_ingress(&request, &mut facts);
-        let (limit_headers, recorded) = (facts.limit_headers, facts.recorded);
+        let (mut decided, limit_headers, recorded) = match forwarded {
+            None => {
+                let mut facts =
+                    RequestFacts::new(&self.credentials, &self.limits, client, &parts.headers);
+                let decided = self.policy.decide_ingress(&request, &mut facts);
+                (decided, facts.limit_headers, facts.recorded)
+            }
+            Some(_) => {
+                let mut facts = ForwardedFacts {
+                    credentials: &self.credentials,
+                    headers: &parts.headers,
+                };
+                let decided = self.policy.decide_ingress(&request, &mut facts);
+                (decided, LimitHeaders::default(), true)
+            }
+        };
+        if let (Some(from), Some(route), true) =
+            (forwarded, decided.route, decided.decision.verdict.permits())
+            && let Err(refused) =
+                self.policy
+                    .decide_forwarded_route(&from.local, from.function, route)
+        {
+            decided.decision = refused;
+        }
         self.record_decision(&mut flow, &decided);
 
         // 3. Carry it out.
@@ -263,9 +307,9 @@ impl Gateway {
                 let status = status_of(&decided.decision.reason);
                 flow.discard();
                 let text = status.canonical_reason().unwrap_or("refused");
-                return Ok(json_error(status, text, &headers));
+                return json_error(status, text, &headers);
             }
-            return Ok(refuse(flow, &decided.decision.reason, &headers));
+            return refuse(flow, &decided.decision.reason, &headers);
         };
         let admitted = Admitted {
             route,
@@ -276,8 +320,9 @@ impl Gateway {
             principal: decided.principal,
             response_headers: limit_headers.admitted,
             trace,
+            client,
         };
-        Ok(self.dispatch(flow, parts, body, admitted).await)
+        self.dispatch(flow, parts, body, admitted).await
     }
 
     /// A flow guard for a request through the gateway, naming the policy that decides it.
@@ -359,8 +404,19 @@ impl Gateway {
         // over it was refused by the policy).
         let limit = usize::try_from(route.max_body_bytes).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit).map_err(body_limit_error as fn(_) -> _);
-        let request = Request::from_parts(parts, body);
         let chain = Chain::start(admitted.trace);
+        if !self.host.runs(route.function) {
+            let request = Request::from_parts(parts, body.boxed_unsync());
+            let forward = Forward {
+                function: route.function,
+                chain,
+                client: admitted.client,
+            };
+            return self
+                .forward(flow, forward, request, admitted.response_headers)
+                .await;
+        }
+        let request = Request::from_parts(parts, body);
         let outcome = self
             .host
             .handle_flow(
@@ -388,6 +444,60 @@ impl Gateway {
                 json_error(e.status(), &e.to_string(), &headers)
             }
         }
+    }
+}
+
+impl Gateway {
+    /// Hands a request for a function another node runs to one that does; that node decides
+    /// it again and answers. The flow records the node that answered, or why none could.
+    async fn forward(
+        &self,
+        mut flow: FlowGuard,
+        forward: Forward,
+        request: Request<septa_runtime::WasiBody>,
+        headers: Headers,
+    ) -> Response<GatewayBody> {
+        let sent = self
+            .host
+            .outbound()
+            .and_then(|outbound| outbound.forward(forward, request));
+        let Some(sent) = sent else {
+            // The policy routed here, but this process cannot run or reach the function: a
+            // node whose revision places it nowhere it knows of.
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            flow.set_error("no node to forward the request to")
+                .set_status(status.as_u16());
+            return json_error(status, "node unavailable", &headers);
+        };
+        match sent.await {
+            Ok(Forwarded { node, response }) => {
+                flow.set_peer(node).set_status(response.status().as_u16());
+                let (mut parts, body) = response.into_parts();
+                for (name, value) in headers {
+                    parts.headers.insert(name, value);
+                }
+                let body = RecordedBody::new(body, flow).boxed_unsync();
+                Response::from_parts(parts, body)
+            }
+            Err(why) => {
+                let status = StatusCode::SERVICE_UNAVAILABLE;
+                flow.set_error(why).set_status(status.as_u16());
+                json_error(status, "node unavailable", &headers)
+            }
+        }
+    }
+}
+
+impl ForwardedIngress for Gateway {
+    fn serve_forwarded(
+        &self,
+        from: ForwardedFrom,
+        request: Request<Incoming>,
+    ) -> Pin<Box<dyn Future<Output = Response<GatewayBody>> + Send + '_>> {
+        Box::pin(async move {
+            let (client, trace) = (from.client, from.trace.unwrap_or_else(next_trace));
+            self.serve(request, client, trace, Some(&from)).await
+        })
     }
 }
 

@@ -22,19 +22,29 @@ use septa_identity::tls::NodeTls;
 use septa_identity::{NodeId, PeerError, node_id_of};
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{Decision, PeerCaller, PeerRefusal, Reason};
-use septa_runtime::{Caller, Chain, WasiBody};
+use septa_runtime::{Caller, Chain, ForwardedFrom, ForwardedIngress, WasiBody};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::internal::{Admitted, deliver, internal_name, json_response, refuse};
-use crate::remote::{DEPTH_HEADER, TRACE_HEADER};
+use crate::remote::{CLIENT_HEADER, DEPTH_HEADER, TRACE_HEADER};
 use crate::{CALLER_HEADER, MAX_DEPTH, Mesh};
 
 /// How long a peer has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The mesh in force when a call arrives: the current generation's, which a reload replaces.
-pub type CurrentMesh = Arc<dyn Fn() -> Option<Mesh> + Send + Sync>;
+/// What decides a call when it arrives: the current generation's mesh, and its gateway for
+/// requests another node's gateway forwarded. A reload replaces both.
+pub type CurrentMesh = Arc<dyn Fn() -> Option<InboundTargets> + Send + Sync>;
+
+/// The mesh and gateway of the generation in force.
+#[derive(Clone)]
+pub struct InboundTargets {
+    /// Decides and delivers calls from functions on other nodes.
+    pub mesh: Mesh,
+    /// Decides again and serves requests other nodes' gateways forwarded.
+    pub ingress: Option<Arc<dyn ForwardedIngress>>,
+}
 
 /// Accepts calls from other nodes on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMesh) {
@@ -69,8 +79,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMes
             let peer = Arc::new(peer);
             let service = service_fn(move |request| {
                 let peer = peer.clone();
-                let mesh = current();
-                async move { Ok::<_, Infallible>(handle(mesh, &peer, request).await) }
+                let targets = current();
+                async move { Ok::<_, Infallible>(handle(targets, &peer, request).await) }
             });
             let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .max_concurrent_streams(256)
@@ -85,8 +95,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMes
 
 /// Records a peer that did not complete the handshake (no certificate, another CA, expired).
 fn refused_handshake(current: &CurrentMesh, addr: &str, why: &str) {
-    let Some(mesh) = current() else { return };
-    let inner = &mesh.inner;
+    let Some(targets) = current() else { return };
+    let inner = &targets.mesh.inner;
     let local = inner.node.as_ref().map_or("", |n| n.name.as_str());
     let mut flow = inner.flows.guard(
         FlowKind::Mesh,
@@ -100,11 +110,11 @@ fn refused_handshake(current: &CurrentMesh, addr: &str, why: &str) {
 
 /// Decides and serves one call from a peer node.
 async fn handle(
-    mesh: Option<Mesh>,
+    targets: Option<InboundTargets>,
     peer: &Result<NodeId, PeerError>,
     request: Request<Incoming>,
 ) -> Response<WasiBody> {
-    let Some(mesh) = mesh else {
+    let Some(InboundTargets { mesh, ingress }) = targets else {
         return json_response(StatusCode::SERVICE_UNAVAILABLE, None, "no revision applied");
     };
     let inner = &mesh.inner;
@@ -161,13 +171,24 @@ async fn handle(
         match policy.decide_peer(local, &peer.trust_domain, &peer.node, &caller_named, callee) {
             Ok(PeerCaller::Function(caller)) => caller,
             Ok(PeerCaller::Gateway) => {
-                flow.set_error("requests forwarded from another node's gateway are not served yet")
-                    .set_status(501);
-                return json_response(
-                    StatusCode::NOT_IMPLEMENTED,
-                    None,
-                    "forwarded gateway requests are not served by this node",
-                );
+                let client = header(CLIENT_HEADER).parse().ok();
+                let (Some(ingress), Some(client)) = (ingress, client) else {
+                    flow.set_error(
+                        "a forwarded gateway request without a gateway or client address",
+                    )
+                    .set_status(400);
+                    return json_response(StatusCode::BAD_REQUEST, None, "Bad Request");
+                };
+                // The gateway records the request as the ingress flow it is.
+                flow.discard();
+                let from = ForwardedFrom {
+                    node: peer.node.clone(),
+                    local: local.to_owned(),
+                    function: callee,
+                    client,
+                    trace,
+                };
+                return ingress.serve_forwarded(from, request).await;
             }
             Err(refused) => return refuse(&mut flow, &refused),
         };

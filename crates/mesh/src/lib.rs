@@ -28,7 +28,8 @@ use septa_flows::FlowLog;
 use septa_policy::{FunctionId, Policy};
 pub use septa_runtime::{CALLER_HEADER, header_text, strip_identity_headers};
 use septa_runtime::{
-    Caller, Host, Outbound, RequestOptions, ResponseFuture, SocketAddrUse, WasiBody,
+    Caller, Forward, ForwardFuture, Host, Outbound, RequestOptions, ResponseFuture, SocketAddrUse,
+    WasiBody,
 };
 
 pub use dial::DialTimeouts;
@@ -164,5 +165,16 @@ impl Outbound for Mesh {
     ) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>> {
         let permitted = egress::check_socket(&self.inner, caller, addr, use_);
         Box::pin(async move { permitted })
+    }
+
+    fn forward(&self, forward: Forward, request: http::Request<WasiBody>) -> Option<ForwardFuture> {
+        let node = self.inner.node.clone()?;
+        if node.hosts(&self.inner.policy, forward.function) {
+            return None;
+        }
+        let mesh = self.clone();
+        Some(Box::pin(async move {
+            remote_call::forward(&mesh.inner, &node, forward, request).await
+        }))
     }
 }

@@ -26,6 +26,8 @@ use tokio_rustls::TlsConnector;
 pub const TRACE_HEADER: &str = "septa-trace";
 /// The header carrying how many hops deep a call between nodes is.
 pub const DEPTH_HEADER: &str = "septa-depth";
+/// The header carrying the client address of a gateway request forwarded to another node.
+pub const CLIENT_HEADER: &str = "septa-client";
 
 /// Where the other nodes accept calls, as the registry has it.
 pub trait PeerDirectory: Send + Sync + 'static {

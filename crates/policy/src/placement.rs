@@ -10,6 +10,7 @@ use crate::decision::Decision;
 use crate::engine::Policy;
 use crate::functions::{FunctionId, FunctionInfo};
 use crate::reason::{PeerRefusal, Reason};
+use crate::routes::CompiledRoute;
 
 /// Who a call from another node comes from, once the node that forwarded it is trusted to speak
 /// for that caller.
@@ -145,6 +146,37 @@ impl Policy {
                 node: peer_node.to_owned(),
             }),
         }
+    }
+
+    /// Decides whether node `local` serves a gateway request another node forwarded for
+    /// `forwarded_for`, now that this node's own decision matched `route`: the route must lead to
+    /// that very function, and it must run here. A peer cannot use forwarding to reach a function
+    /// it did not name, nor have this node forward again.
+    pub fn decide_forwarded_route(
+        &self,
+        local: &str,
+        forwarded_for: FunctionId,
+        route: &CompiledRoute,
+    ) -> Result<(), Decision> {
+        let refuse = |refusal| Err(Decision::refuse(Reason::Peer(refusal), false));
+        if route.function != forwarded_for {
+            return refuse(PeerRefusal::RoutedElsewhere {
+                route: route.id.to_string(),
+                function: self.function(route.function).identity.clone(),
+                forwarded_for: self.function(forwarded_for).identity.clone(),
+            });
+        }
+        let hosted = self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.hosts(local, route.function));
+        if !hosted {
+            return refuse(PeerRefusal::NotHostedHere {
+                function: self.function(route.function).identity.clone(),
+                node: local.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Where functions run when the application spans several nodes; `None` when it runs in

@@ -196,6 +196,15 @@ pub enum PeerRefusal {
         /// This node.
         node: String,
     },
+    /// A gateway request forwarded for one function matched a route of another here.
+    RoutedElsewhere {
+        /// The route this node's policy matched.
+        route: String,
+        /// The function that route leads to.
+        function: String,
+        /// The function the request was forwarded for.
+        forwarded_for: String,
+    },
 }
 
 impl fmt::Display for PeerRefusal {
@@ -215,6 +224,14 @@ impl fmt::Display for PeerRefusal {
             Self::NotHostedHere { function, node } => {
                 write!(f, "`{function}` does not run on node `{node}`")
             }
+            Self::RoutedElsewhere {
+                route,
+                function,
+                forwarded_for,
+            } => write!(
+                f,
+                "forwarded for `{forwarded_for}`, the request takes route `{route}` to `{function}` here"
+            ),
         }
     }
 }

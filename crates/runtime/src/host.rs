@@ -232,6 +232,12 @@ impl Host {
         self.bulkheads.clone()
     }
 
+    /// Whether function `id` runs in this host (on a node of a cluster, whether the node hosts
+    /// it; a request for one it does not is forwarded, see [`crate::Outbound::forward`]).
+    pub fn runs(&self, id: FunctionId) -> bool {
+        self.functions.get(id.index()).is_some_and(Option::is_some)
+    }
+
     /// The outbound path, once wired.
     pub fn outbound(&self) -> Option<Arc<dyn Outbound>> {
         self.outbound.get().cloned()

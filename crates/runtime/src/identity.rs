@@ -32,18 +32,6 @@ fn is_identity_header(name: &str) -> bool {
         && !bytes[5].is_ascii_alphanumeric()
 }
 
-/// What the gateway admitted a request as, handed on with it (as a request extension) so that
-/// a node forwarding it to the node that hosts its function can say so over mutual TLS.
-#[derive(Clone, Debug)]
-pub struct Admission {
-    /// The route the policy matched.
-    pub route: String,
-    /// The client address the gateway established.
-    pub client: std::net::IpAddr,
-    /// Who the request authenticated as, if its route asks.
-    pub principal: Option<Principal>,
-}
-
 /// The header carrying the authenticated principal (`sub`) to the function.
 pub const PRINCIPAL_HEADER: &str = "septa-principal";
 

@@ -15,7 +15,7 @@ mod identity;
 mod state;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 
 pub use body::{CountedBody, DeadlineBody, RecordedBody};
@@ -25,8 +25,8 @@ pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
 pub use error_response::{json_error, json_response};
 pub use host::{Host, InvokeError, LoadError, LoadReport};
 pub use identity::{
-    Admission, CALLER_HEADER, CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, header_text,
-    principal_headers, strip_identity_headers,
+    CALLER_HEADER, CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, header_text, principal_headers,
+    strip_identity_headers,
 };
 use septa_policy::FunctionId;
 pub use wasmtime::Engine;
@@ -109,4 +109,62 @@ pub trait Outbound: Send + Sync + 'static {
         addr: SocketAddr,
         use_: SocketAddrUse,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>>;
+
+    /// Hands a request the gateway admitted for `forward.function`, which this node does not
+    /// run, to a node that does; that node decides it again. `None` when there is no such node
+    /// to hand it to (septa runs as one process, or the function runs here).
+    fn forward(&self, forward: Forward, request: http::Request<WasiBody>) -> Option<ForwardFuture> {
+        let _ = (forward, request);
+        None
+    }
+}
+
+/// A gateway request on its way to the node that runs its function.
+#[derive(Clone, Copy, Debug)]
+pub struct Forward {
+    /// The route's function.
+    pub function: FunctionId,
+    /// The request's trace.
+    pub chain: Chain,
+    /// The client address the gateway established.
+    pub client: IpAddr,
+}
+
+/// What a forwarded request met: the node that answered and its response, or why no node did.
+pub type ForwardFuture = Pin<Box<dyn Future<Output = Result<Forwarded, String>> + Send>>;
+
+/// The answer of the node a request was forwarded to.
+pub struct Forwarded {
+    /// The node that answered.
+    pub node: String,
+    /// Its response.
+    pub response: http::Response<WasiBody>,
+}
+
+/// A request another node's gateway admitted and forwarded here, as the verified peer
+/// certificate and the forwarding headers say.
+#[derive(Clone, Debug)]
+pub struct ForwardedFrom {
+    /// The forwarding node, from its certificate.
+    pub node: String,
+    /// This node, which the request was forwarded to.
+    pub local: String,
+    /// The function the request was sent for (the one this node runs).
+    pub function: FunctionId,
+    /// The client address the forwarding gateway established.
+    pub client: IpAddr,
+    /// The request's trace, when the forwarding node sent one.
+    pub trace: Option<u64>,
+}
+
+/// This node's gateway, deciding again a request another node's gateway forwarded: the gateway
+/// implements it, the mesh listener calls it for requests whose caller is `gateway`.
+pub trait ForwardedIngress: Send + Sync + 'static {
+    /// Decides `request` again (route, credential, authorization) and serves it here or refuses
+    /// it; the rate limits were counted by the forwarding gateway.
+    fn serve_forwarded(
+        &self,
+        from: ForwardedFrom,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Pin<Box<dyn Future<Output = hyper::Response<HyperOutgoingBody>> + Send + '_>>;
 }

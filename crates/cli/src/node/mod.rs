@@ -186,7 +186,13 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         status: Mutex::new(status),
     });
     let current_platform = platform.clone();
-    let current: septa_mesh::inbound::CurrentMesh = Arc::new(move || Some(current_platform.mesh()));
+    let current: septa_mesh::inbound::CurrentMesh = Arc::new(move || {
+        let ingress: Arc<dyn septa_runtime::ForwardedIngress> = current_platform.current().load();
+        Some(septa_mesh::inbound::InboundTargets {
+            mesh: current_platform.mesh(),
+            ingress: Some(ingress),
+        })
+    });
     std::thread::Builder::new()
         .name("septa-node".to_owned())
         .spawn(move || {
