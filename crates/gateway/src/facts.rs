@@ -5,8 +5,10 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
-use septa_manifest::{RateLimit, RouteAuth};
-use septa_policy::{Authentication, CompiledRoute, IngressFacts, LimitOutcome, Principal};
+use septa_manifest::{AuthMethod, RateLimit, RouteAuth};
+use septa_policy::{
+    Authentication, CompiledRoute, CredentialProblem, IngressFacts, LimitOutcome, Principal,
+};
 
 use crate::auth::Credentials;
 use crate::limits::{LimitHeaders, RateLimits, key_of};
@@ -75,16 +77,16 @@ impl IngressFacts for RequestFacts<'_, '_> {
     }
 }
 
-/// The facts of a request another node's gateway admitted and forwarded: its credential is
-/// verified again here, with this node's verifiers, so a peer node cannot vouch for a principal;
-/// its rate limits and refusal budget were counted by the gateway that received it (limits are
-/// per node: a request counts on the node its client reached).
-pub(crate) struct ForwardedFacts<'g, 'r> {
-    pub(crate) credentials: &'g Credentials,
-    pub(crate) headers: &'r HeaderMap,
+/// The facts of a request another node's gateway admitted and forwarded: the principal that
+/// gateway verified, handed over inside the mutual-TLS session (never read from a client's
+/// headers, and the credential not verified twice); its rate limits and refusal budget were
+/// counted by the gateway that received it (limits are per node: a request counts on the node
+/// its client reached). Scopes and claims are checked again against this node's revision.
+pub(crate) struct ForwardedFacts<'f> {
+    pub(crate) principal: Option<&'f Principal>,
 }
 
-impl IngressFacts for ForwardedFacts<'_, '_> {
+impl IngressFacts for ForwardedFacts<'_> {
     fn gateway_limit(&mut self, _: &RateLimit) -> LimitOutcome {
         LimitOutcome::Admitted
     }
@@ -94,7 +96,13 @@ impl IngressFacts for ForwardedFacts<'_, '_> {
     }
 
     fn authenticate(&mut self, _: &CompiledRoute, auth: &RouteAuth) -> Authentication {
-        self.credentials.authenticate(auth, self.headers)
+        // A token's principal carries claims, an API key's does not: one verified by the other
+        // kind of credential than this node's route asks for is none.
+        let wants_claims = matches!(auth.method, AuthMethod::Jwt(_));
+        match self.principal {
+            Some(p) if p.claims.is_some() == wants_claims => Authentication::Verified(p.clone()),
+            _ => Authentication::Failed(CredentialProblem::Missing),
+        }
     }
 
     fn route_limit(

@@ -274,10 +274,9 @@ impl Gateway {
                 let decided = self.policy.decide_ingress(&request, &mut facts);
                 (decided, facts.limit_headers, facts.recorded)
             }
-            Some(_) => {
+            Some(forwarded) => {
                 let mut facts = ForwardedFacts {
-                    credentials: &self.credentials,
-                    headers: &parts.headers,
+                    principal: forwarded.principal.as_ref(),
                 };
                 let decided = self.policy.decide_ingress(&request, &mut facts);
                 (decided, LimitHeaders::default(), true)
@@ -411,6 +410,7 @@ impl Gateway {
                 function: route.function,
                 chain,
                 client: admitted.client,
+                principal: admitted.principal,
             };
             return self
                 .forward(flow, forward, request, admitted.response_headers)

@@ -21,13 +21,13 @@ use septa_flows::{FlowGuard, FlowKind};
 use septa_identity::tls::NodeTls;
 use septa_identity::{NodeId, PeerError, node_id_of};
 use septa_policy::path::{normalize_path, split_path_query};
-use septa_policy::{Decision, PeerCaller, PeerRefusal, Reason};
+use septa_policy::{Decision, PeerCaller, PeerRefusal, Principal, Reason};
 use septa_runtime::{Caller, Chain, ForwardedFrom, ForwardedIngress, WasiBody};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::internal::{Admitted, deliver, internal_name, json_response, refuse};
-use crate::remote::{CLIENT_HEADER, DEPTH_HEADER, TRACE_HEADER};
+use crate::remote::{CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, TRACE_HEADER};
 use crate::{CALLER_HEADER, MAX_DEPTH, Mesh};
 
 /// How long a peer has to finish its TLS handshake.
@@ -167,31 +167,41 @@ async fn handle(
         flow.set_kind(FlowKind::Endpoint)
             .set_destination(policy.function(callee).identity.clone());
     }
-    let caller =
-        match policy.decide_peer(local, &peer.trust_domain, &peer.node, &caller_named, callee) {
-            Ok(PeerCaller::Function(caller)) => caller,
-            Ok(PeerCaller::Gateway) => {
-                let client = header(CLIENT_HEADER).parse().ok();
-                let (Some(ingress), Some(client)) = (ingress, client) else {
-                    flow.set_error(
-                        "a forwarded gateway request without a gateway or client address",
+    let caller = match policy.decide_peer(
+        local,
+        &peer.trust_domain,
+        &peer.node,
+        &caller_named,
+        callee,
+    ) {
+        Ok(PeerCaller::Function(caller)) => caller,
+        Ok(PeerCaller::Gateway) => {
+            let client = header(CLIENT_HEADER).parse().ok();
+            let principal = match header(PRINCIPAL_FORWARD_HEADER).as_str() {
+                "" => Ok(None),
+                text => Principal::from_forwarded(text).map(Some).ok_or(()),
+            };
+            let (Some(ingress), Some(client), Ok(principal)) = (ingress, client, principal) else {
+                flow.set_error(
+                        "a forwarded gateway request without a client address or with a malformed principal",
                     )
                     .set_status(400);
-                    return json_response(StatusCode::BAD_REQUEST, None, "Bad Request");
-                };
-                // The gateway records the request as the ingress flow it is.
-                flow.discard();
-                let from = ForwardedFrom {
-                    node: peer.node.clone(),
-                    local: local.to_owned(),
-                    function: callee,
-                    client,
-                    trace,
-                };
-                return ingress.serve_forwarded(from, request).await;
-            }
-            Err(refused) => return refuse(&mut flow, &refused),
-        };
+                return json_response(StatusCode::BAD_REQUEST, None, "Bad Request");
+            };
+            // The gateway records the request as the ingress flow it is.
+            flow.discard();
+            let from = ForwardedFrom {
+                node: peer.node.clone(),
+                local: local.to_owned(),
+                function: callee,
+                client,
+                trace,
+                principal,
+            };
+            return ingress.serve_forwarded(from, request).await;
+        }
+        Err(refused) => return refuse(&mut flow, &refused),
+    };
     flow.set_segment(policy.function(caller).spec.placement.segment.as_str());
     let path = match normalize_path(raw_path) {
         Ok(path) => path,

@@ -28,6 +28,9 @@ pub const TRACE_HEADER: &str = "septa-trace";
 pub const DEPTH_HEADER: &str = "septa-depth";
 /// The header carrying the client address of a gateway request forwarded to another node.
 pub const CLIENT_HEADER: &str = "septa-client";
+/// The header carrying who the forwarding gateway verified a request came from
+/// (`Principal::to_forwarded`).
+pub const PRINCIPAL_FORWARD_HEADER: &str = "septa-forwarded-principal";
 
 /// Where the other nodes accept calls, as the registry has it.
 pub trait PeerDirectory: Send + Sync + 'static {

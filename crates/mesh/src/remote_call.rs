@@ -7,11 +7,13 @@ use http::header::HOST;
 use http::{Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use septa_flows::FlowGuard;
-use septa_policy::FunctionId;
+use septa_policy::{FunctionId, Principal};
 use septa_runtime::{Caller, Chain, Forward, Forwarded, RecordedBody, WasiBody};
 
 use crate::internal::{Admitted, json_response};
-use crate::remote::{CLIENT_HEADER, DEPTH_HEADER, TRACE_HEADER, Unavailable};
+use crate::remote::{
+    CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, TRACE_HEADER, Unavailable,
+};
 use crate::{CALLER_HEADER, Inner, LocalNode, header_text, strip_identity_headers};
 
 /// Sends an admitted call to a node that hosts the callee, with the headers only a node sets;
@@ -30,6 +32,7 @@ pub(crate) async fn deliver(
         caller: &identity,
         chain: caller.chain,
         client: None,
+        principal: None,
     };
     match send(inner, node, hop, admitted, request).await? {
         Ok(Forwarded { node, response }) => {
@@ -74,6 +77,7 @@ pub(crate) async fn forward(
         // The receiving gateway starts the chain again at depth 0; the hop is one more.
         chain: forward.chain,
         client: Some(forward.client),
+        principal: forward.principal.as_ref(),
     };
     match send(inner, node, hop, admitted, request).await {
         Ok(Ok(forwarded)) => Ok(forwarded),
@@ -88,6 +92,7 @@ struct Hop<'a> {
     caller: &'a str,
     chain: Chain,
     client: Option<IpAddr>,
+    principal: Option<&'a Principal>,
 }
 
 /// Sends `request` to one of the nodes other than this one that host `hop.callee`, with the
@@ -124,6 +129,12 @@ async fn send(
         parts
             .headers
             .insert(CLIENT_HEADER, header_text(&client.to_string()));
+    }
+    if let Some(principal) = hop.principal {
+        parts.headers.insert(
+            PRINCIPAL_FORWARD_HEADER,
+            header_text(&principal.to_forwarded()),
+        );
     }
     parts.headers.insert(HOST, header_text(&admitted.authority));
     parts.uri = Uri::builder()

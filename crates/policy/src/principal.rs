@@ -82,3 +82,104 @@ impl Claims {
         }
     }
 }
+
+/// A principal as one node hands it to another with a request its gateway admitted: JSON, in
+/// lowercase hex so that it is a valid header value whatever the claims hold. Only a node sets
+/// it, inside the mutual-TLS session; the receiving node believes it because the certificate says
+/// the sender is a node of its cluster (see `Policy::decide_peer`).
+impl Principal {
+    /// The principal in its forwarded form.
+    pub fn to_forwarded(&self) -> String {
+        let claims = self.claims.as_ref().map(|c| {
+            serde_json::json!({
+                "sub": c.sub,
+                "scopes": c.scopes,
+                "exp": c.exp,
+                "payload": &*c.payload,
+            })
+        });
+        let json = serde_json::json!({ "name": self.name, "claims": claims }).to_string();
+        json.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads a principal in its forwarded form; `None` when it is not one.
+    pub fn from_forwarded(text: &str) -> Option<Self> {
+        if text.len() % 2 != 0 {
+            return None;
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let mut value: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+        let name = value.remove("name")?.as_str()?.to_owned();
+        let claims = match value.remove("claims")? {
+            Value::Null => None,
+            Value::Object(mut claims) => Some(Claims::new(
+                claims.remove("sub")?.as_str()?.to_owned(),
+                claims
+                    .remove("scopes")?
+                    .as_array()?
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()?,
+                claims.remove("exp")?.as_u64()?,
+                match claims.remove("payload")? {
+                    Value::Object(payload) => payload,
+                    _ => return None,
+                },
+            )),
+            _ => return None,
+        };
+        Some(Self { name, claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_principal_reads_back_as_it_was() {
+        let payload = serde_json::json!({"sub": "ada", "tier": "gold", "n": [1, 2], "ü": "✓"});
+        let Value::Object(payload) = payload else {
+            unreachable!()
+        };
+        let principal = Principal {
+            name: "ada".to_owned(),
+            claims: Some(Claims::new(
+                "ada".to_owned(),
+                vec!["orders:read".to_owned()],
+                1_900_000_000,
+                payload,
+            )),
+        };
+        let text = principal.to_forwarded();
+        assert!(http_safe(&text));
+        let back = Principal::from_forwarded(&text).expect("reads back");
+        assert_eq!(back.name, "ada");
+        let claims = back.claims.expect("claims");
+        assert_eq!(claims.scopes().collect::<Vec<_>>(), ["orders:read"]);
+        assert_eq!(claims.expires(), 1_900_000_000);
+        assert_eq!(claims.text("tier").as_deref(), Some("gold"));
+        assert_eq!(claims.text("ü").as_deref(), Some("✓"));
+
+        let key = Principal {
+            name: "partner-a".to_owned(),
+            claims: None,
+        };
+        let back = Principal::from_forwarded(&key.to_forwarded()).expect("reads back");
+        assert!(back.name == "partner-a" && back.claims.is_none());
+    }
+
+    #[test]
+    fn anything_else_is_not_a_forwarded_principal() {
+        for text in ["", "0", "zz", "7b7d", "6e756c6c", "7b226e616d65223a317d"] {
+            assert!(Principal::from_forwarded(text).is_none(), "{text}");
+        }
+    }
+
+    fn http_safe(text: &str) -> bool {
+        text.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+}

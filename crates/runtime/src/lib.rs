@@ -28,7 +28,7 @@ pub use identity::{
     CALLER_HEADER, CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, header_text, principal_headers,
     strip_identity_headers,
 };
-use septa_policy::FunctionId;
+use septa_policy::{FunctionId, Principal};
 pub use wasmtime::Engine;
 pub use wasmtime_wasi::sockets::SocketAddrUse;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -120,7 +120,7 @@ pub trait Outbound: Send + Sync + 'static {
 }
 
 /// A gateway request on its way to the node that runs its function.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Forward {
     /// The route's function.
     pub function: FunctionId,
@@ -128,6 +128,8 @@ pub struct Forward {
     pub chain: Chain,
     /// The client address the gateway established.
     pub client: IpAddr,
+    /// Who the gateway verified the request came from, if its route asks.
+    pub principal: Option<Principal>,
 }
 
 /// What a forwarded request met: the node that answered and its response, or why no node did.
@@ -155,6 +157,9 @@ pub struct ForwardedFrom {
     pub client: IpAddr,
     /// The request's trace, when the forwarding node sent one.
     pub trace: Option<u64>,
+    /// Who the forwarding gateway verified the request came from; the credential is not
+    /// verified again.
+    pub principal: Option<Principal>,
 }
 
 /// This node's gateway, deciding again a request another node's gateway forwarded: the gateway
