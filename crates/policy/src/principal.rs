@@ -104,7 +104,7 @@ impl Principal {
 
     /// Reads a principal in its forwarded form; `None` when it is not one.
     pub fn from_forwarded(text: &str) -> Option<Self> {
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return None;
         }
         let bytes = (0..text.len())
