@@ -51,6 +51,8 @@ pub struct RemoteNodes {
     tls: Arc<NodeTls>,
     directory: Arc<dyn PeerDirectory>,
     connections: Mutex<HashMap<String, SendRequest<WasiBody>>>,
+    /// Attempts to reach each node that failed, for the metrics.
+    unreachable: Mutex<HashMap<String, u64>>,
     turn: AtomicUsize,
     connect_timeout: Duration,
 }
@@ -62,6 +64,7 @@ impl RemoteNodes {
             tls,
             directory,
             connections: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
             connect_timeout: Duration::from_secs(2),
         }
@@ -81,6 +84,7 @@ impl RemoteNodes {
             let mut sender = match self.connection(node).await {
                 Ok(sender) => sender,
                 Err(why) => {
+                    self.count_unreachable(node);
                     tried.push(format!("{node}: {why}"));
                     continue;
                 }
@@ -89,6 +93,7 @@ impl RemoteNodes {
                 Ok(response) => return Ok((node.clone(), response)),
                 Err(mut error) => {
                     self.forget(node);
+                    self.count_unreachable(node);
                     tried.push(format!("{node}: {}", error.error()));
                     // A request the connection never took can go to the next node; one it
                     // started to send cannot be sent twice.
@@ -151,6 +156,20 @@ impl RemoteNodes {
                 None
             }
             None => None,
+        }
+    }
+
+    /// How many attempts to reach each node failed so far.
+    pub fn unreachable(&self) -> Vec<(String, u64)> {
+        self.unreachable
+            .lock()
+            .map(|counts| counts.iter().map(|(n, c)| (n.clone(), *c)).collect())
+            .unwrap_or_default()
+    }
+
+    fn count_unreachable(&self, node: &str) {
+        if let Ok(mut counts) = self.unreachable.lock() {
+            *counts.entry(node.to_owned()).or_default() += 1;
         }
     }
 

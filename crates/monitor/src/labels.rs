@@ -31,6 +31,7 @@ pub(crate) struct Vocabulary {
     routes: HashSet<Label>,
     segments: HashSet<Label>,
     destinations: HashSet<Label>,
+    nodes: HashSet<Label>,
     none: Label,
     other: Label,
     external: Label,
@@ -45,6 +46,7 @@ impl Default for Vocabulary {
             routes: HashSet::new(),
             segments: HashSet::new(),
             destinations: HashSet::new(),
+            nodes: HashSet::new(),
             none: Label::from(NONE),
             other: Label::from(OTHER),
             external: Label::from(EXTERNAL),
@@ -78,7 +80,18 @@ impl Vocabulary {
                 .chain(egress_targets)
                 .chain(std::iter::once(UNROUTED.to_owned())),
         );
+        vocabulary.nodes = labels(
+            policy
+                .placement()
+                .into_iter()
+                .flat_map(|p| p.nodes().iter().map(ToString::to_string)),
+        );
         vocabulary
+    }
+
+    /// The `peer` label of a record's peer node.
+    pub(crate) fn peer(&self, peer: &str) -> Label {
+        self.named(&self.nodes, Some(peer))
     }
 
     /// The `rule` label of a record's rule.

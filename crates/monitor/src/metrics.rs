@@ -47,6 +47,9 @@ const LATENCY: &str = "septa_flow_latency_seconds";
 const RATE_LIMITED: &str = "septa_rate_limited_total";
 const DENIALS: &str = "septa_denials_total";
 const ALERTS: &str = "septa_alerts_total";
+const PEER_FLOWS: &str = "septa_peer_flows_total";
+const PEER_LATENCY: &str = "septa_peer_latency_seconds";
+const PEER_UNREACHABLE: &str = "septa_peer_unreachable_total";
 
 /// How a policy reload ended, for `septa_reloads_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +86,10 @@ pub struct LoadedPolicy {
 /// Reads each function's instances in use when metrics are scraped: `(function, in use)`.
 pub type InstancesInUse = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
+/// Reads, when metrics are scraped, how often each peer node could not be reached:
+/// `(node, attempts that failed)`.
+pub type PeersUnreachable = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
+
 /// Every metric septa exposes. Share it behind an `Arc`: the flow log observes into it, the host
 /// sets its gauges, the admin listener renders it.
 pub struct Metrics {
@@ -96,6 +103,7 @@ struct Sources {
     flow_log: Option<FlowLogStats>,
     instances: Option<InstancesInUse>,
     alerts: Option<AlertCounts>,
+    peers: Option<PeersUnreachable>,
 }
 
 #[derive(Default)]
@@ -105,6 +113,9 @@ struct State {
     latency: HashMap<(FlowKind, Label), Histogram>,
     rate_limited: HashMap<Label, u64>,
     denials: HashMap<(FlowKind, Label, Label), u64>,
+    /// Flows between this node and another, by peer node, kind and outcome.
+    peer_flows: HashMap<(Label, FlowKind, &'static str), u64>,
+    peer_latency: HashMap<Label, Histogram>,
     dropped: BTreeMap<&'static str, u64>,
     loaded: Option<LoadedPolicy>,
     reloads: [u64; 2],
@@ -214,6 +225,11 @@ impl Metrics {
         self.sources().alerts = Some(counts);
     }
 
+    /// Reports how often each peer node could not be reached, read from `source` when scraped.
+    pub fn watch_peers(&self, source: PeersUnreachable) {
+        self.sources().peers = Some(source);
+    }
+
     /// Reports each function's instances in use, read from `source` when scraped (it should be
     /// cheap: it runs on the admin listener's thread at every scrape).
     pub fn watch_instances(&self, source: InstancesInUse) {
@@ -223,7 +239,7 @@ impl Metrics {
     /// The metrics as a page of Prometheus text exposition format 0.0.4 (serve it with
     /// [`crate::PROMETHEUS_CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let (flow_log, instances, alerts) = {
+        let (flow_log, instances, alerts, peers) = {
             let sources = self.sources();
             let flow_log = sources.flow_log.clone().unwrap_or_default();
             let alerts = sources.alerts.as_ref().map(AlertCounts::snapshot);
@@ -231,10 +247,12 @@ impl Metrics {
                 flow_log,
                 sources.instances.as_ref().map(|read| read()),
                 alerts,
+                sources.peers.as_ref().map(|read| read()),
             )
         };
         let mut page = Exposition::default();
         self.state().render(&mut page);
+        render_peers_unreachable(&mut page, peers.unwrap_or_default());
         render_sources(&mut page, &flow_log, instances);
         render_alerts(&mut page, alerts.unwrap_or_default());
         page.finish()
@@ -317,6 +335,22 @@ impl State {
                 *count += 1;
             }
         }
+        if let Some(peer) = record.peer.as_deref() {
+            let peer = words.peer(peer);
+            let outcome = match record.verdict {
+                Verdict::Deny => "denied",
+                _ if record.status.is_some_and(|s| s >= 500) || record.error.is_some() => "failed",
+                _ => "allowed",
+            };
+            let key = (peer.clone(), record.kind, outcome);
+            if let Some(count) = series(&mut self.peer_flows, key, max, dropped, PEER_FLOWS) {
+                *count += 1;
+            }
+            let latency = series(&mut self.peer_latency, peer, max, dropped, PEER_LATENCY);
+            if let Some(histogram) = latency {
+                histogram.observe(record.latency_us);
+            }
+        }
     }
 
     fn render(&self, page: &mut Exposition) {
@@ -383,11 +417,42 @@ impl State {
         }
 
         page.family(
+            PEER_FLOWS,
+            "Flows to or from another node of the cluster, by peer node, enforcement point and outcome (allowed, denied, failed).",
+            MetricType::Counter,
+        );
+        for ((peer, kind, outcome), count) in
+            sorted(&self.peer_flows, |(p, k, o)| (p.clone(), k.as_str(), *o))
+        {
+            let labels = [
+                ("peer", &**peer),
+                ("kind", kind.as_str()),
+                ("outcome", outcome),
+            ];
+            page.sample(PEER_FLOWS, &labels, *count);
+        }
+        page.family(
+            PEER_LATENCY,
+            "How long flows to or from another node took, from decision to the end of the response, by peer node.",
+            MetricType::Histogram,
+        );
+        for (peer, histogram) in sorted(&self.peer_latency, Clone::clone) {
+            render_buckets(page, PEER_LATENCY, &[("peer", peer)], histogram);
+        }
+
+        page.family(
             "septa_metrics_dropped_series_total",
             "Observations not counted because their metric already had as many series as it may hold.",
             MetricType::Counter,
         );
-        for name in [FLOWS, LATENCY, RATE_LIMITED, DENIALS] {
+        for name in [
+            FLOWS,
+            LATENCY,
+            RATE_LIMITED,
+            DENIALS,
+            PEER_FLOWS,
+            PEER_LATENCY,
+        ] {
             let dropped = self.dropped.get(name).copied().unwrap_or(0);
             page.sample(
                 "septa_metrics_dropped_series_total",
@@ -434,23 +499,45 @@ impl State {
 }
 
 fn render_histogram(page: &mut Exposition, kind: &str, destination: &str, histogram: &Histogram) {
+    let labels = [("kind", kind), ("destination", destination)];
+    render_buckets(page, LATENCY, &labels, histogram);
+}
+
+/// The samples of histogram `name` with `labels`: its cumulative buckets, sum and count.
+fn render_buckets(
+    page: &mut Exposition,
+    name: &str,
+    labels: &[(&str, &str)],
+    histogram: &Histogram,
+) {
+    let bucket = format!("{name}_bucket");
     let mut cumulative = 0;
+    let mut with_le = labels.to_vec();
+    with_le.push(("le", ""));
+    let last = with_le.len() - 1;
     for (i, (_, le)) in LATENCY_BUCKETS.iter().enumerate() {
         cumulative += histogram.buckets.get(i).copied().unwrap_or(0);
-        let labels = [("kind", kind), ("destination", destination), ("le", le)];
-        page.sample("septa_flow_latency_seconds_bucket", &labels, cumulative);
+        with_le[last].1 = le;
+        page.sample(&bucket, &with_le, cumulative);
     }
-    let labels = [("kind", kind), ("destination", destination), ("le", "+Inf")];
-    page.sample(
-        "septa_flow_latency_seconds_bucket",
-        &labels,
-        histogram.count,
-    );
-    let labels = [("kind", kind), ("destination", destination)];
+    with_le[last].1 = "+Inf";
+    page.sample(&bucket, &with_le, histogram.count);
     // Microseconds to seconds; f64 is exact for any plausible sum.
     let seconds = histogram.sum_us as f64 / 1e6;
-    page.sample("septa_flow_latency_seconds_sum", &labels, seconds);
-    page.sample("septa_flow_latency_seconds_count", &labels, histogram.count);
+    page.sample(&format!("{name}_sum"), labels, seconds);
+    page.sample(&format!("{name}_count"), labels, histogram.count);
+}
+
+fn render_peers_unreachable(page: &mut Exposition, mut peers: Vec<(String, u64)>) {
+    page.family(
+        PEER_UNREACHABLE,
+        "Attempts to reach another node that failed (no connection, TLS refused, or the connection broke before it took the request), by peer node; a call moves on to the next node that hosts its callee.",
+        MetricType::Counter,
+    );
+    peers.sort();
+    for (peer, count) in &peers {
+        page.sample(PEER_UNREACHABLE, &[("peer", peer)], count);
+    }
 }
 
 fn render_sources(

@@ -294,3 +294,60 @@ fn every_family_has_help_and_type_before_its_samples() {
         }
     }
 }
+
+#[test]
+fn flows_with_another_node_are_counted_by_peer_and_outcome() {
+    let text = format!(
+        "{MANIFEST}\n[cluster]\ntrust_domain = \"shop.example\"\n[node.edge-1]\nhosts = [\"segment:edge\"]\n[node.pay-1]\nhosts = [\"segment:payments\"]\n"
+    );
+    let manifest = septa_manifest::parse(Path::new("septa.toml"), &text).unwrap();
+    let metrics = Metrics::new();
+    metrics.load_policy(
+        &Policy::compile(manifest).unwrap(),
+        manifest_hash(text.as_bytes()),
+    );
+    metrics.watch_peers(Box::new(|| vec![("pay-1".to_owned(), 3)]));
+    let mesh = |peer: &str, verdict, status| {
+        let mut record = flow(
+            FlowKind::Mesh,
+            "function:storefront",
+            "function:checkout",
+            verdict,
+        );
+        record.peer = Some(peer.to_owned());
+        record.status = Some(status);
+        record
+    };
+    let mut forwarded = ingress("/api/x", 200);
+    forwarded.peer = Some("pay-1".to_owned());
+    observe(
+        &metrics,
+        vec![
+            mesh("pay-1", Verdict::Allow, 200),
+            mesh("pay-1", Verdict::Allow, 503),
+            mesh("pay-1", Verdict::Deny, 403),
+            // A name the policy does not give a node cannot make a series of its own.
+            mesh("intruder", Verdict::Deny, 403),
+            forwarded,
+            // Not a flow between nodes.
+            ingress("/api/y", 200),
+        ],
+    );
+    let page = metrics.render();
+    assert_eq!(
+        lines(&page, "septa_peer_flows_total"),
+        [
+            r#"septa_peer_flows_total{peer="other",kind="mesh",outcome="denied"} 1"#,
+            r#"septa_peer_flows_total{peer="pay-1",kind="ingress",outcome="allowed"} 1"#,
+            r#"septa_peer_flows_total{peer="pay-1",kind="mesh",outcome="allowed"} 1"#,
+            r#"septa_peer_flows_total{peer="pay-1",kind="mesh",outcome="denied"} 1"#,
+            r#"septa_peer_flows_total{peer="pay-1",kind="mesh",outcome="failed"} 1"#,
+        ]
+    );
+    assert!(
+        page.contains(r#"septa_peer_latency_seconds_count{peer="pay-1"} 4"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"septa_peer_latency_seconds_bucket{peer="pay-1",le="0.001"} 4"#));
+    assert!(page.contains(r#"septa_peer_unreachable_total{peer="pay-1"} 3"#));
+}

@@ -116,7 +116,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         node: Some(LocalNode {
             name: args.name.clone(),
             trust_domain: id.trust_domain.clone(),
-            remote,
+            remote: remote.clone(),
         }),
     };
     let source = Source {
@@ -138,6 +138,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let metrics = monitoring.as_ref().map(|m| m.metrics.clone());
     if let Some(metrics) = &metrics {
         metrics.load_policy(&first.policy, first.hash.clone());
+        metrics.watch_peers(Box::new(move || remote.unreachable()));
     }
     let platform = Arc::new(Platform::new(parts, first, metrics));
     let hosts = hosted_identities(&platform, &args.name);
