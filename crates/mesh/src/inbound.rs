@@ -26,8 +26,10 @@ use septa_runtime::{Caller, Chain, ForwardedFrom, ForwardedIngress, WasiBody};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::internal::{Admitted, deliver, internal_name, json_response, refuse};
-use crate::remote::{CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, TRACE_HEADER};
+use crate::internal::{Admitted, deliver, internal_name, json_response, probe_answer, refuse};
+use crate::remote::{
+    CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER, TRACE_HEADER,
+};
 use crate::{CALLER_HEADER, MAX_DEPTH, Mesh};
 
 /// How long a peer has to finish its TLS handshake.
@@ -151,6 +153,11 @@ async fn handle(
     if let Some(trace) = trace {
         flow.set_trace(trace);
     }
+    // Only a verified peer's word makes a call a probe, and a probe is only ever delivered less.
+    let probe = header(PROBE_HEADER) == "1";
+    if probe {
+        flow.set_probe();
+    }
     let peer = match peer {
         Ok(peer) => {
             flow.set_peer(peer.node.clone());
@@ -222,6 +229,11 @@ async fn handle(
         return refuse(&mut flow, &decision);
     }
     flow.set_decision(&decision);
+    if probe {
+        flow.set_status(200);
+        flow.finish();
+        return probe_answer(&decision);
+    }
     let admitted = Admitted {
         callee,
         authority: format!("{callee_name}.internal"),
@@ -235,7 +247,7 @@ async fn handle(
         chain: Chain {
             depth: depth.saturating_sub(1),
             trace: trace.unwrap_or_default(),
-            probe: false,
+            probe,
         },
     };
     let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());

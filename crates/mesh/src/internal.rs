@@ -80,13 +80,6 @@ pub(crate) async fn call(
         } => (callee, decision, path),
         Decided::Refused(answer) => return Ok(answer),
     };
-    if caller.chain.probe {
-        // A probe stops here, where the call would be delivered: nothing runs, nothing is
-        // stored (the record says it was a probe). It says what allowed it, as a guest could not.
-        flow.set_status(200);
-        flow.finish();
-        return Ok(probe_answer(&decision));
-    }
     let admitted = Admitted {
         callee,
         authority: format!("{name}.internal"),
@@ -95,11 +88,27 @@ pub(crate) async fn call(
             None => path,
         },
     };
-    match inner.node.as_ref() {
-        Some(node) if !node.hosts(&inner.policy, callee) => {
+    let remote = inner.node.as_ref().filter(|node| {
+        !node.hosts(policy, callee)
+            // Another node believes this one only for the callers it hosts, so a probe as a
+            // caller this node does not run is decided here alone.
+            && (!caller.chain.probe || node.hosts(policy, caller.function))
+    });
+    match remote {
+        // A probe of a call to another node goes there too, marked as a probe: the callee's node
+        // decides it again and answers with its decision, delivering nothing.
+        Some(node) => {
             crate::remote_call::deliver(inner, node, caller, admitted, request, flow).await
         }
-        _ => deliver(inner, caller, admitted, request, flow).await,
+        None if caller.chain.probe => {
+            // A probe stops here, where the call would be delivered: nothing runs, nothing is
+            // stored (the record says it was a probe). It says what allowed it, as a guest
+            // could not.
+            flow.set_status(200);
+            flow.finish();
+            Ok(probe_answer(&decision))
+        }
+        None => deliver(inner, caller, admitted, request, flow).await,
     }
 }
 
@@ -214,7 +223,7 @@ pub(crate) async fn deliver(
 }
 
 /// What a probe that was allowed hears: the verdict, rule and reason, as JSON.
-fn probe_answer(decision: &Decision) -> Response<WasiBody> {
+pub(crate) fn probe_answer(decision: &Decision) -> Response<WasiBody> {
     let body = serde_json::json!({
         "verdict": decision.verdict.as_str(),
         "rule": decision.rule.as_ref().map(ToString::to_string),

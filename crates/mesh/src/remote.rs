@@ -26,6 +26,8 @@ use tokio_rustls::TlsConnector;
 pub const TRACE_HEADER: &str = "septa-trace";
 /// The header carrying how many hops deep a call between nodes is.
 pub const DEPTH_HEADER: &str = "septa-depth";
+/// The header marking a call between nodes as a segmentation probe: decided, never delivered.
+pub const PROBE_HEADER: &str = "septa-probe";
 /// The header carrying the client address of a gateway request forwarded to another node.
 pub const CLIENT_HEADER: &str = "septa-client";
 /// The header carrying who the forwarding gateway verified a request came from

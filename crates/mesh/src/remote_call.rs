@@ -12,7 +12,7 @@ use septa_runtime::{Caller, Chain, Forward, Forwarded, RecordedBody, WasiBody};
 
 use crate::internal::{Admitted, json_response};
 use crate::remote::{
-    CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, TRACE_HEADER, Unavailable,
+    CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER, TRACE_HEADER, Unavailable,
 };
 use crate::{CALLER_HEADER, Inner, LocalNode, header_text, strip_identity_headers};
 
@@ -125,6 +125,9 @@ async fn send(
         DEPTH_HEADER,
         header_text(&hop.chain.next().depth.to_string()),
     );
+    if hop.chain.probe {
+        parts.headers.insert(PROBE_HEADER, header_text("1"));
+    }
     if let Some(client) = hop.client {
         parts
             .headers
