@@ -86,6 +86,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMes
             });
             let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .max_concurrent_streams(256)
+                // A forwarded request carries its client's headers and, hex-encoded, the claims
+                // its gateway verified: more than hyper's 16 KiB default may be legitimate from
+                // an authenticated node (the gateway bounds what a client sends).
+                .max_header_list_size(256 * 1024)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             if let Err(error) = served {
