@@ -65,7 +65,8 @@ enum Command {
     },
     /// Audit the policy: invariants, paths to labelled functions, open routes, wide egress,
     /// audit mode, dead and shadowed rules, cross-segment rules wider than needed and blast
-    /// radius, each naming the rule to change.
+    /// radius, each naming the rule to change; with `[node.*]` tables, what each node runs, the
+    /// flows between nodes and what only one node runs.
     Audit {
         /// The application directory (holding `septa.toml`) or the manifest file.
         #[arg(default_value = ".")]
@@ -101,8 +102,9 @@ enum Command {
         #[arg(long)]
         flows: PathBuf,
     },
-    /// Can FROM reach TO? Prints the path with every hop's rule, or why not. Exits 0 when
-    /// reachable, 1 when not.
+    /// Can FROM reach TO? Prints the path with every hop's rule, or why not; with `[node.*]`
+    /// tables, also where each side runs and which hops go between nodes over mutual TLS.
+    /// Exits 0 when reachable, 1 when not.
     Query {
         /// The application directory (holding `septa.toml`) or the manifest file.
         #[arg(default_value = ".")]
