@@ -1,5 +1,5 @@
 //! Several `septa node`s on loopback: a CA made with `septa ca`, real NATS servers, `septa
-//! publish`, and one `septa node` process per node on free ports, each with its own state
+//! publish`, and one `septa node` process per node on ports the system picks, each with its own state
 //! directory and flow log. Nodes are killed when the cluster is dropped.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use septa_testkit::{NatsServer, free_port};
+use septa_testkit::NatsServer;
 use serde_json::Value;
 
 use super::{Response, build_components, repo, send_to, septa};
@@ -20,7 +20,8 @@ pub const TRUST_DOMAIN: &str = "shop.example";
 /// The example shop's nodes.
 pub const SHOP_NODES: [&str; 3] = ["edge-1", "pay-1", "pay-2"];
 
-/// How long a node may take to start, publish to be taken, or a state to be reached.
+/// How long a node may take to start, a publish to be taken, a state to be reached, or a flow
+/// record to reach the log (which syncs to disk, slowly on a busy machine).
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A CA, the NATS servers, and the nodes started so far.
@@ -148,13 +149,14 @@ impl Cluster {
         out
     }
 
-    /// Starts node `name` against NATS at `nats`, on free ports, and waits until it listens.
+    /// Starts node `name` against NATS at `nats`, on ports the system picks, and waits until it
+    /// listens.
     pub fn start_node(&mut self, name: &str, nats: &str) -> &Node {
         let node = Node {
             child: None,
             name: name.to_owned(),
-            addr: loopback(free_port()),
-            mesh: loopback(free_port()),
+            addr: loopback(0),
+            mesh: loopback(0),
             tls_dir: self.tls_dir(name),
             state_dir: self.state_dir(name),
             flow_log: self.dir.path().join("flows").join(format!("{name}.jsonl")),
@@ -173,8 +175,8 @@ impl Cluster {
         let node = Node {
             child: None,
             name: name.to_owned(),
-            addr: loopback(free_port()),
-            mesh: loopback(free_port()),
+            addr: loopback(0),
+            mesh: loopback(0),
             tls_dir: self.tls_dir(name),
             state_dir: state.clone(),
             flow_log: state.join("flows.jsonl"),
@@ -290,9 +292,9 @@ fn loopback(port: u16) -> SocketAddr {
 pub struct Node {
     child: Option<Child>,
     pub name: String,
-    /// The gateway.
+    /// The gateway (port 0 until it first started).
     pub addr: SocketAddr,
-    /// Where it takes calls from other nodes.
+    /// Where it takes calls from other nodes (port 0 until it first started).
     pub mesh: SocketAddr,
     pub tls_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -320,7 +322,8 @@ impl Node {
         command
     }
 
-    /// Starts the process against NATS at `nats` and waits until it listens.
+    /// Starts the process against NATS at `nats` and waits until it listens: on the ports it
+    /// listened on before, if it ran before.
     pub fn start(&mut self, nats: &str) {
         assert!(self.child.is_none(), "node `{}` already runs", self.name);
         std::fs::create_dir_all(self.flow_log.parent().unwrap()).unwrap();
@@ -339,7 +342,11 @@ impl Node {
                 let status = child.wait().unwrap();
                 panic!("node `{}` exited before listening: {status}", self.name);
             };
-            if line.starts_with(&listening) {
+            // `... listening on http://ADDR (mesh ADDR)`: kept, so a restart takes the same ports.
+            if let Some(rest) = line.strip_prefix(&listening) {
+                let (addr, mesh) = rest.trim_end_matches(')').split_once(" (mesh ").unwrap();
+                self.addr = addr.parse().unwrap();
+                self.mesh = mesh.parse().unwrap();
                 break;
             }
             self.startup.push(line);
@@ -385,7 +392,7 @@ impl Node {
     /// Waits until a flow record satisfies `pred` (the log is written in batches off the request
     /// path), and returns it.
     pub fn wait_flow(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(v) = self.flows().into_iter().find(|v| pred(v)) {
                 return v;
@@ -402,7 +409,7 @@ impl Node {
 
     /// Waits until at least `n` flow records satisfy `pred`, and returns them all.
     pub fn wait_flows(&self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let found: Vec<Value> = self.flows().into_iter().filter(|v| pred(v)).collect();
             if found.len() >= n {
