@@ -101,7 +101,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let cache =
         ComponentCache::new(&state_dir.join("cache")).context("cannot use the component cache")?;
     let flows = open_flow_log(&args, &state_dir, monitoring.as_ref(), &alerts)?;
-    let directory = Arc::new(Directory::default());
+    let directory = Arc::new(Directory::with(state.peers()));
     let remote = Arc::new(RemoteNodes::new(tls.clone(), directory.clone()));
     let parts = Parts {
         manifest_file: manifest.clone(),
