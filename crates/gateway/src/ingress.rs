@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -157,14 +157,16 @@ impl Gateway {
     }
 
     /// Records a request the connection layer refused before routing (ambiguous framing), so
-    /// smuggling attempts are in the flow log like every other decision.
+    /// smuggling attempts are in the flow log like every other decision. Returns the trace id
+    /// the refusal is known by.
     pub fn record_refusal<B>(
         &self,
         peer: SocketAddr,
         request: &Request<B>,
         status: StatusCode,
         reason: &str,
-    ) {
+    ) -> u64 {
+        let trace = next_trace();
         let mut flow = self.start_flow();
         let client = self.clients.resolve(peer.ip(), request.headers());
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -173,15 +175,16 @@ impl Gateway {
         let refused = self.policy.decide_unreadable(reason.to_owned(), &mut facts);
         if !facts.recorded {
             flow.discard();
-            return;
+            return trace;
         }
         flow.set_method(request.method().as_str())
             .set_path(split_path_query(target).0)
             .set_client(client.to_string())
-            .set_trace(next_trace())
+            .set_trace(trace)
             .set_decision(&refused)
             .set_status(status.as_u16());
         flow.finish();
+        trace
     }
 
     /// A segmentation probe of the public side: where a request for `method` and `path` from
@@ -263,9 +266,9 @@ impl Gateway {
                 let status = status_of(&decided.decision.reason);
                 flow.discard();
                 let text = status.canonical_reason().unwrap_or("refused");
-                return Ok(json_error(status, text, &headers));
+                return Ok(json_error(status, text, trace, &headers));
             }
-            return Ok(refuse(flow, &decided.decision.reason, &headers));
+            return Ok(refuse(flow, &decided.decision.reason, trace, &headers));
         };
         let admitted = Admitted {
             route,
@@ -352,7 +355,8 @@ impl Gateway {
                 let status = StatusCode::BAD_REQUEST;
                 flow.set_error(format!("invalid request target: {e}"))
                     .set_status(status.as_u16());
-                return json_error(status, status.canonical_reason().unwrap_or("refused"), &[]);
+                let text = status.canonical_reason().unwrap_or("refused");
+                return json_error(status, text, admitted.trace, &[]);
             }
         };
         // A body without a declared length is cut off at the route's limit (a declared one
@@ -380,12 +384,20 @@ impl Gateway {
                 response
             }
             Err(e) => {
-                tracing::warn!(error = %e, "function failed");
-                if e.status() == StatusCode::REQUEST_TIMEOUT {
+                // The detail is for the operator (here and in the flow record), not the client.
+                let trace = septa_runtime::trace_id(admitted.trace);
+                tracing::warn!(%trace, error = %e, "function failed");
+                match e.status() {
                     // The rest of a body that did not arrive in time is not worth waiting for.
-                    headers.push((CONNECTION, HeaderValue::from_static("close")));
+                    StatusCode::REQUEST_TIMEOUT => {
+                        headers.push((CONNECTION, HeaderValue::from_static("close")));
+                    }
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        headers.push((RETRY_AFTER, HeaderValue::from_static("1")));
+                    }
+                    _ => {}
                 }
-                json_error(e.status(), &e.to_string(), &headers)
+                json_error(e.status(), e.public_message(), admitted.trace, &headers)
             }
         }
     }
@@ -401,10 +413,11 @@ fn body_limit_error(e: Box<dyn std::error::Error + Send + Sync>) -> septa_runtim
 }
 
 /// Finishes the record of a refused request and answers the client with the status, and no
-/// more than the status, of `reason`.
+/// more than the status, of `reason` (and the trace whose record says the rest).
 fn refuse(
     flow: FlowGuard,
     reason: &Reason,
+    trace: u64,
     headers: &[(http::HeaderName, HeaderValue)],
 ) -> Response<GatewayBody> {
     flow.finish();
@@ -412,6 +425,7 @@ fn refuse(
     json_error(
         status,
         status.canonical_reason().unwrap_or("refused"),
+        trace,
         headers,
     )
 }
