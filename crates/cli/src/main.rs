@@ -6,11 +6,13 @@ mod audit;
 mod ca;
 mod check;
 mod cluster;
+mod endpoint_values;
 mod endpoints;
 mod flows;
 mod jwks;
 mod node;
 mod platform;
+mod pool;
 mod probe;
 mod up;
 
@@ -57,11 +59,15 @@ enum Command {
     /// The nodes of a cluster, as its NATS registry has them.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
-    /// Validate DIR/septa.toml and its policy, reporting every problem with its position.
+    /// Validate DIR/septa.toml and its policy, reporting every problem with its position, and
+    /// warn when its concurrency limits promise more instances than the pool holds.
     Check {
         /// The application directory (holding `septa.toml`) or the manifest file.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// The instance slots `septa up --instances` will run it with.
+        #[arg(long, default_value_t = pool::DEFAULT_INSTANCES)]
+        instances: u32,
     },
     /// Audit the policy: invariants, paths to labelled functions, open routes, wide egress,
     /// audit mode, dead and shadowed rules, cross-segment rules wider than needed and blast
@@ -149,7 +155,7 @@ fn main() -> ExitCode {
         Command::Flows(command) => flows::run(command),
         Command::Probe(args) => probe::run(args),
         Command::Ca(command) => ca::run(command),
-        Command::Check { dir } => check::run(&dir),
+        Command::Check { dir, instances } => check::run(&dir, instances),
         Command::Publish { dir, nats } => cluster::publish(&dir, &nats),
         Command::Cluster(command) => cluster::run(command),
         Command::Node(args) => node::run(args),

@@ -52,8 +52,9 @@ pub(crate) struct UpArgs {
     /// Where embedded endpoints keep their files (`NAME.redb`). Default: DIR/.septa/data.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Instance slots in the pooling allocator, across all functions.
-    #[arg(long, default_value_t = 1000)]
+    /// Instances that may exist at once, across all functions: the pooling allocator's slots,
+    /// each sized for the largest component.
+    #[arg(long, default_value_t = crate::pool::DEFAULT_INSTANCES)]
     instances: u32,
     /// Time a client has to send a request's headers, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
@@ -101,7 +102,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             crate::admin::Monitoring::new(token_file, &state_dir, &alerts)
         })
         .transpose()?;
-    let engine = build_engine(args.instances)
+    let pool = crate::pool::sized_for(&manifest, args.instances);
+    let engine = build_engine(pool)
         .map_err(|e| anyhow::anyhow!("cannot configure the wasmtime engine: {e:#}"))?;
     let _ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch ticker")?;
     let cache_dir = args
@@ -137,6 +139,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let parts = Parts {
         manifest_file,
         engine,
+        pool,
         cache,
         flows: flows.clone(),
         data_dir,
@@ -160,6 +163,13 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         metrics.load_policy(&first.policy, first.hash.clone());
     }
     print_start(&first);
+    println!(
+        "septa: up to {} function instances at once, each with room for {}",
+        pool.instances, pool.per_instance
+    );
+    if let Some(warning) = crate::pool::overcommit_warning(&first.policy, args.instances) {
+        eprintln!("septa: warning: {warning}");
+    }
     let platform = Arc::new(Platform::new(parts, first, metrics));
 
     let workers = args

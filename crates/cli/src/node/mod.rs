@@ -22,7 +22,7 @@ use septa_cluster::{ControlPlane, NodeStatus, Revision};
 use septa_flows::{FlowLog, FlowLogOptions};
 use septa_identity::tls::NodeTls;
 use septa_mesh::{LocalNode, RemoteNodes};
-use septa_runtime::{ComponentCache, EpochTicker, build_engine};
+use septa_runtime::{ComponentCache, EpochTicker, PoolSize, build_engine};
 
 use crate::platform::{BuildError, Generation, Parts, Platform, Source};
 use control::{Directory, NodeControl, hosted_identities, now_ms};
@@ -95,7 +95,8 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .admin
         .map(|_| crate::admin::Monitoring::new(None, &state_dir, &alerts))
         .transpose()?;
-    let engine = build_engine(args.instances)
+    let pool = PoolSize::new(args.instances);
+    let engine = build_engine(pool)
         .map_err(|e| anyhow::anyhow!("cannot configure the wasmtime engine: {e:#}"))?;
     let _ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch ticker")?;
     let cache =
@@ -106,6 +107,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let parts = Parts {
         manifest_file: manifest.clone(),
         engine,
+        pool,
         cache,
         flows: flows.clone(),
         data_dir: args
