@@ -95,7 +95,12 @@ fn every_node_routes_every_route_and_forwards_what_it_does_not_run() {
         r#"{"amount_cents":1250}"#,
     );
     assert_eq!(charged.status, 200, "{charged:?}");
-    assert_eq!(charged.json()["result"]["charged"], true, "{}", charged.body);
+    assert_eq!(
+        charged.json()["result"]["charged"],
+        true,
+        "{}",
+        charged.body
+    );
 }
 
 /// `method path` from `peer` (a node's certificate) to edge-1's mesh port as a forwarded gateway
@@ -107,7 +112,10 @@ fn forward_as(
     path: &str,
     headers: &[(&str, &str)],
 ) -> PeerResponse {
-    let mut all = vec![("septa-caller", "gateway"), ("septa-trace", "00000000000f0001")];
+    let mut all = vec![
+        ("septa-caller", "gateway"),
+        ("septa-trace", "00000000000f0001"),
+    ];
     all.extend_from_slice(headers);
     peer.call(
         edge.mesh,
