@@ -540,3 +540,33 @@ fn refused_everywhere(cluster: &Cluster, serving: &str, refused: &str) -> Vec<Va
         })
         .collect()
 }
+
+#[test]
+fn a_renewed_certificate_is_taken_while_the_node_runs() {
+    let (cluster, _) = Cluster::shop(vec![NatsServer::start()]);
+    let edge = cluster.node("edge-1");
+    assert_charged(&checkout(edge));
+    let fingerprint = |status: &Value| entry(status, "edge-1").unwrap()["fingerprint"].clone();
+    let before = fingerprint(&cluster.status());
+
+    // Renewed as an operator would: new files written beside the old ones, renamed over them.
+    let renewed = cluster.scratch("renewed-edge-1");
+    issue_raw(&cluster, "spiffe://shop.example/node/edge-1", 30, &renewed);
+    for file in ["ca.crt", "node.key", "node.crt"] {
+        let staged = edge.tls_dir.join(format!(".{file}.new"));
+        std::fs::copy(renewed.join(file), &staged).unwrap();
+        std::fs::rename(&staged, edge.tls_dir.join(file)).unwrap();
+    }
+    let status = cluster.wait_status("edge-1 on its renewed certificate", |s| {
+        fingerprint(s) != before
+    });
+    assert_ne!(fingerprint(&status), before);
+
+    // Calls out of edge-1 go on, and so do calls into it: pay-1's gateway forwards `/` to
+    // edge-1, whose listener now presents the renewed certificate.
+    for _ in 0..4 {
+        assert_charged(&checkout(edge));
+    }
+    let home = cluster.node("pay-1").request("GET", "/", &[], "");
+    assert_eq!(home.status, 200, "{home:?}");
+}

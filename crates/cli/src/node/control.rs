@@ -64,6 +64,9 @@ pub(crate) struct NodeControl {
     pub(crate) state: StateDir,
     pub(crate) directory: Arc<Directory>,
     pub(crate) status: Mutex<NodeStatus>,
+    /// The node's certificates, re-read when their files change: the registry shows the
+    /// fingerprint of the one in use.
+    pub(crate) tls: Arc<septa_identity::tls::NodeTls>,
 }
 
 impl NodeControl {
@@ -116,6 +119,7 @@ impl NodeControl {
         let status = {
             let mut status = lock(&self.status);
             status.heartbeat_at_ms = now_ms();
+            status.fingerprint = self.tls.current().fingerprint.clone();
             status.clone()
         };
         control.heartbeat(&status).await?;

@@ -187,6 +187,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         state,
         directory,
         status: Mutex::new(status),
+        tls: tls.clone(),
     });
     let current_platform = platform.clone();
     let current: septa_mesh::inbound::CurrentMesh = Arc::new(move || {
