@@ -7,6 +7,7 @@ mod ca;
 mod check;
 mod cluster;
 mod endpoints;
+mod flow_log;
 mod flows;
 mod jwks;
 mod node;
