@@ -66,8 +66,11 @@ impl Endpoints {
                     url: connection_url(name, c)?,
                 },
             };
+            let limits = &info.spec.limits;
             let options = StoreOptions {
-                timeout: Duration::from_millis(u64::from(info.spec.limits.timeout_ms)),
+                timeout: Duration::from_millis(u64::from(limits.timeout_ms)),
+                max_keys: limits.max_keys,
+                max_bytes: limits.max_bytes,
                 ..StoreOptions::default()
             };
             let open_now = previous

@@ -8,6 +8,7 @@ mod check;
 mod cluster;
 mod endpoint_values;
 mod endpoints;
+mod flow_log;
 mod flows;
 mod jwks;
 mod node;

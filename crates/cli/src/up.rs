@@ -3,14 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use septa_flows::{FlowLog, FlowLogOptions};
 use septa_gateway::auth::refresh::FirstFetch;
 use septa_monitor::{Control, ReloadTrigger};
 use septa_runtime::{ComponentCache, EpochTicker, build_engine};
@@ -40,6 +39,8 @@ pub(crate) struct UpArgs {
     /// Write no flow log (metrics and the admin's flows still see every flow).
     #[arg(long, conflicts_with = "flow_log")]
     no_flow_log: bool,
+    #[command(flatten)]
+    flow_log_bounds: crate::flow_log::FlowLogBounds,
     /// Run each function's declared build command before starting.
     #[arg(long)]
     build: bool,
@@ -113,24 +114,17 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let cache = ComponentCache::new(&cache_dir)
         .with_context(|| format!("cannot use cache directory `{}`", cache_dir.display()))?;
 
-    let options = FlowLogOptions {
-        observers: monitoring
-            .as_ref()
-            .map(crate::admin::Monitoring::observers)
-            .unwrap_or_default()
-            .with(alerts.clone()),
-        ..FlowLogOptions::default()
-    };
-    let flows = match args.flow_log.as_deref() {
-        _ if args.no_flow_log => FlowLog::observers_only(options)?,
-        Some(p) if p == Path::new("-") => FlowLog::stdout_with(options)?,
-        Some(p) => FlowLog::open_with(p, options)
-            .with_context(|| format!("cannot open flow log `{}`", p.display()))?,
-        None => {
-            let p = state_dir.join("flows.jsonl");
-            FlowLog::open_with(&p, options)
-                .with_context(|| format!("cannot open flow log `{}`", p.display()))?
-        }
+    let observers = monitoring
+        .as_ref()
+        .map(crate::admin::Monitoring::observers)
+        .unwrap_or_default()
+        .with(alerts.clone());
+    let bounds = &args.flow_log_bounds;
+    let flows = if args.no_flow_log {
+        bounds.observers_only(observers)?
+    } else {
+        let default = state_dir.join("flows.jsonl");
+        bounds.open(args.flow_log.as_deref(), &default, observers)?
     };
     let data_dir = args
         .data_dir

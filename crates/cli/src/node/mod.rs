@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use septa_cluster::{ControlPlane, NodeStatus, Revision};
-use septa_flows::{FlowLog, FlowLogOptions};
+use septa_flows::FlowLog;
 use septa_identity::tls::NodeTls;
 use septa_mesh::{LocalNode, RemoteNodes};
 use septa_runtime::{ComponentCache, EpochTicker, PoolSize, build_engine};
@@ -52,6 +52,8 @@ pub(crate) struct NodeArgs {
     /// The flow log file (JSON lines), or `-` for standard output. Default: STATE/flows.jsonl.
     #[arg(long)]
     flow_log: Option<PathBuf>,
+    #[command(flatten)]
+    flow_log_bounds: crate::flow_log::FlowLogBounds,
     /// Where embedded endpoints keep their files. Default: STATE/data.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -278,23 +280,14 @@ fn open_flow_log(
     monitoring: Option<&crate::admin::Monitoring>,
     alerts: &Arc<septa_monitor::Alerts>,
 ) -> anyhow::Result<FlowLog> {
-    let options = FlowLogOptions {
-        observers: monitoring
-            .map(crate::admin::Monitoring::observers)
-            .unwrap_or_default()
-            .with(alerts.clone()),
-        ..FlowLogOptions::default()
-    };
-    let flows = match args.flow_log.as_deref() {
-        Some(p) if p == Path::new("-") => FlowLog::stdout_with(options)?,
-        Some(p) => FlowLog::open_with(p, options)
-            .with_context(|| format!("cannot open flow log `{}`", p.display()))?,
-        None => {
-            let p = state_dir.join("flows.jsonl");
-            FlowLog::open_with(&p, options)
-                .with_context(|| format!("cannot open flow log `{}`", p.display()))?
-        }
-    };
+    let observers = monitoring
+        .map(crate::admin::Monitoring::observers)
+        .unwrap_or_default()
+        .with(alerts.clone());
+    let default = state_dir.join("flows.jsonl");
+    let flows = args
+        .flow_log_bounds
+        .open(args.flow_log.as_deref(), &default, observers)?;
     Ok(flows.for_node(&args.name))
 }
 
