@@ -26,12 +26,13 @@ const UNICODE_FOLDS: &[(&str, char)] = &[
 ];
 
 /// `path`, a path returned by [`normalize_path`](super::normalize_path), as a lenient router
-/// reads it: `%25` decoded as often as it occurs (a router that decodes twice), then the escapes
-/// of unreserved characters, `/`, `\`, `;` and `.` decoded, each segment cut at its first `;`,
-/// `.` and `..` segments resolved, empty segments (a trailing slash) dropped, ASCII letters
-/// lowercased (not the hex digits of escapes), the [`UNICODE_FOLDS`] escapes replaced by their
-/// letter, and the last segment cut at its first `.` after the first character (`orders.json`
-/// is `orders`) unless that leaves the dot segment `.` (`..json` stays). `/` stays `/`.
+/// reads it: `%25` decoded as often as it occurs (a router that decodes twice; never into
+/// `%00`), then the escapes of unreserved characters, `/`, `\`, `;` and `.` decoded, each segment
+/// cut at its first `;`, `.` and `..` segments resolved, empty segments (a trailing slash)
+/// dropped, ASCII letters lowercased (not the hex digits of escapes), the [`UNICODE_FOLDS`]
+/// escapes replaced by their letter, and the last segment cut at its first `.` after the first
+/// character (`orders.json` is `orders`) unless that leaves the dot segment `.` (`..json`
+/// stays). `/` stays `/`.
 ///
 /// Borrows `path` when folding changes nothing, which is the common case.
 pub fn fold_path(path: &str) -> Cow<'_, str> {
@@ -156,13 +157,14 @@ fn peel_percent(text: &str) -> Cow<'_, str> {
     text
 }
 
-/// Where `%25` followed by two hex digits starts.
+/// Where `%25` followed by two hex digits starts, other than `%2500`: decoded twice that is a
+/// NUL, which routers refuse and no pattern can spell, so it is left as it is.
 fn find_double_escape(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     text.match_indices("%25").map(|(at, _)| at).find(|&at| {
         bytes
             .get(at + 3..at + 5)
-            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit) && hex != b"00")
     })
 }
 
@@ -252,6 +254,7 @@ mod tests {
             ("/r.i~;1/...p", "/r.i~/...p"),
             // Found by the same target: decoding `%33` made `%2533`, which the first round left.
             ("/%25%2533ddd", "/%3Ddd"),
+            ("/A%2500/%252500", "/a%2500/%2500"),
         ] {
             assert_eq!(fold_path(path), folded, "{path}");
         }
@@ -284,6 +287,8 @@ mod tests {
             ("/a/...;v=2", None),
             ("/a/%252E%252E%252E/...", None),
             ("/A/....;v=2/...", Some("/a/..../...")),
+            // Found by the same target: `%2500` folded to `%00`, which no pattern spells.
+            ("/D%2500/C/", Some("/d%2500/c")),
         ] {
             let pattern = PathPattern::parse(pattern).unwrap();
             let got = fold_pattern(&pattern);
