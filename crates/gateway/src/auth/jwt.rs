@@ -511,12 +511,12 @@ jwks_url = "https://auth.test/jwks.json"
         verifier.install(keys(&[key.jwk("a")]));
         let far = key.token_with("a", json!({ "exp": u64::MAX }));
         assert!(verifier.verify(&far).is_ok(), "the far future is not past");
-        assert!(verifier.verify(&far).is_ok(), "and not from the cache either");
+        assert!(
+            verifier.verify(&far).is_ok(),
+            "and not from the cache either"
+        );
         let late = key.token_with("a", json!({ "exp": u64::MAX, "nbf": u64::MAX }));
-        assert!(matches!(
-            verifier.verify(&late),
-            Err(JwtError::NotYetValid)
-        ));
+        assert!(matches!(verifier.verify(&late), Err(JwtError::NotYetValid)));
     }
 
     #[test]
