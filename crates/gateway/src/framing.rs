@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 pub(crate) use scan::ScanLimits;
-use scan::{FramingError, Refusal, Scanner};
+pub(crate) use scan::{FramingError, Refusal, Scanner};
 
 /// What a connection's [`FramedStream`] found, for the service and the connection task.
 #[derive(Debug, Default)]
