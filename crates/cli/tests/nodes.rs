@@ -570,3 +570,67 @@ fn a_renewed_certificate_is_taken_while_the_node_runs() {
     let home = cluster.node("pay-1").request("GET", "/", &[], "");
     assert_eq!(home.status, 200, "{home:?}");
 }
+
+/// A callee on another node works no longer than its caller waits: the calling node sends what
+/// the chain has left (`septa-deadline-ms`), and the callee's node stops the callee then, records
+/// why, and frees its slot, however long the callee's own timeout.
+#[test]
+fn a_callee_on_another_node_stops_at_its_callers_deadline() {
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let wasm = |name: &str| {
+        common::repo().join(format!(
+            "tests/components/target/wasm32-wasip2/release/{name}.wasm"
+        ))
+    };
+    let app = cluster.scratch("deadline-app");
+    std::fs::create_dir_all(&app).unwrap();
+    for name in ["caller", "sleeper"] {
+        std::fs::copy(wasm(name), app.join(format!("{name}.wasm"))).unwrap();
+    }
+    let manifest = String::from(
+        "septa_manifest_version = 1\n[application]\nname = \"deadlines\"\n\
+         [cluster]\ntrust_domain = \"shop.example\"\n\
+         [node.edge-1]\nhosts = [\"function:waiter\"]\n\
+         [node.pay-1]\nhosts = [\"function:slow\"]\n\
+         [segment.lab]\nsubnets = { web = \"public\" }\n\
+         [function.waiter]\nsource = \"caller.wasm\"\nplacement = \"lab/web\"\n\
+         limits = { timeout_ms = 1000 }\n\
+         [function.slow]\nsource = \"sleeper.wasm\"\nplacement = \"lab/web\"\n\
+         limits = { timeout_ms = 60000, max_concurrency = 1 }\n\
+         [[route]]\npath = \"/waiter/...\"\nfunction = \"waiter\"\n\
+         [[route]]\npath = \"/slow/...\"\nfunction = \"slow\"\n\
+         [[allow]]\nid = \"waiter-to-slow\"\nfrom = \"function:waiter\"\nto = \"function:slow\"\n",
+    );
+    std::fs::write(app.join("septa.toml"), manifest).unwrap();
+    cluster.publish(&app);
+    let url = cluster.nats_url(0);
+    cluster.start_node("pay-1", &url);
+    cluster.start_node("edge-1", &url);
+    cluster.wait_peers_known(&["edge-1", "pay-1"]);
+    let (edge, pay) = (cluster.node("edge-1"), cluster.node("pay-1"));
+
+    let started = Instant::now();
+    let target = common::encode("http://slow.internal/sleep");
+    let waited = edge.request("GET", &format!("/waiter/?to={target}"), &[], "");
+    assert_eq!(waited.status, 504, "{waited:?}");
+    // pay-1 stopped `slow` at the caller's deadline, not at its own minute.
+    let stopped = pay.wait_flow("of the call to slow", |f| {
+        f["kind"] == "mesh" && f["dst"] == "function:slow" && f["status"] == 504
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "slow ran on for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(stopped["peer"], "edge-1", "{stopped}");
+    assert!(
+        stopped["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deadline"),
+        "{stopped}"
+    );
+    // Its only slot is free again.
+    let free = pay.request("GET", "/slow/sleep?ms=1", &[], "");
+    assert_eq!(free.status, 200, "{free:?}");
+}

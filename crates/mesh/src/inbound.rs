@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -28,7 +28,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::internal::{Admitted, deliver, internal_name, json_response, probe_answer, refuse};
 use crate::remote::{
-    CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER, TRACE_HEADER,
+    CLIENT_HEADER, DEADLINE_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER,
+    TRACE_HEADER,
 };
 use crate::{CALLER_HEADER, MAX_DEPTH, Mesh};
 
@@ -246,14 +247,20 @@ async fn handle(
             None => path.as_str().to_owned(),
         },
     };
+    // What the calling node's chain has left bounds the call here too (and the callee's own
+    // timeout, whichever ends first), so a callee never works on for a caller that stopped
+    // waiting. Without the header, the callee's timeout alone.
+    let deadline = header(DEADLINE_HEADER)
+        .parse::<u64>()
+        .ok()
+        .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
     let caller = Caller {
         function: caller,
         chain: Chain {
             depth: depth.saturating_sub(1),
             trace: trace.unwrap_or_default(),
             probe,
-            // The callee's own timeout bounds the call here; the caller's node bounds its wait.
-            deadline: None,
+            deadline,
         },
     };
     let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());

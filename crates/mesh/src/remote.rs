@@ -33,6 +33,9 @@ pub const CLIENT_HEADER: &str = "septa-client";
 /// The header carrying who the forwarding gateway verified a request came from
 /// (`Principal::to_forwarded`).
 pub const PRINCIPAL_FORWARD_HEADER: &str = "septa-forwarded-principal";
+/// The header carrying how many milliseconds a call between nodes has left before its chain's
+/// deadline: a duration, as gRPC's `grpc-timeout`, so the nodes' clocks need not agree.
+pub const DEADLINE_HEADER: &str = "septa-deadline-ms";
 
 /// Where the other nodes accept calls, as the registry has it.
 pub trait PeerDirectory: Send + Sync + 'static {
