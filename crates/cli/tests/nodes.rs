@@ -627,7 +627,7 @@ fn a_callee_on_another_node_stops_at_its_callers_deadline() {
         stopped["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("deadline"),
+            .contains("deadline passed"),
         "{stopped}"
     );
     // Its only slot is free again.

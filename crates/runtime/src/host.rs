@@ -236,7 +236,11 @@ impl Host {
             message: format!("{e:#}"),
         };
 
+        let started = Instant::now();
         let deadline = run::deadline(&chain, function.timeout);
+        // Whether the caller's deadline, not the function's own timeout, is what can stop it.
+        let callers =
+            (chain.deadline == Some(deadline)).then(|| deadline.saturating_duration_since(started));
         let chain = chain.within(deadline);
         let mut store = Store::new(
             &self.engine,
@@ -313,7 +317,12 @@ impl Host {
                 // or returned without answering. The task's result says which; by the time it
                 // is known, the task has returned every slot it held.
                 let outcome = task.await;
-                Err(self.classify(function, outcome, memory_exceeded.load(Ordering::Relaxed)))
+                Err(self.classify(
+                    function,
+                    outcome,
+                    memory_exceeded.load(Ordering::Relaxed),
+                    callers,
+                ))
             }
         }
     }
@@ -372,6 +381,7 @@ impl Host {
         function: &LoadedFunction,
         outcome: Result<wasmtime::Result<()>, tokio::task::JoinError>,
         memory_exceeded: bool,
+        callers_deadline: Option<Duration>,
     ) -> InvokeError {
         let name = function.name.to_string();
         let error = match outcome {
@@ -387,9 +397,15 @@ impl Host {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
             || error.is::<run::DeadlinePassed>()
         {
-            return InvokeError::Timeout {
-                function: name,
-                timeout_ms: function.timeout.as_millis(),
+            return match callers_deadline {
+                Some(left) => InvokeError::CallerDeadline {
+                    function: name,
+                    left_ms: left.as_millis(),
+                },
+                None => InvokeError::Timeout {
+                    function: name,
+                    timeout_ms: function.timeout.as_millis(),
+                },
             };
         }
         if let Some(exhausted) = error.downcast_ref::<PoolConcurrencyLimitError>() {

@@ -41,6 +41,17 @@ pub enum InvokeError {
         /// Its `timeout_ms`.
         timeout_ms: u128,
     },
+    /// The guest was stopped at the deadline of the chain it answers, which came before its own
+    /// timeout: its caller stopped waiting.
+    #[error(
+        "function `{function}` was stopped when its caller's deadline passed, {left_ms} ms into the call"
+    )]
+    CallerDeadline {
+        /// The function.
+        function: String,
+        /// What the chain had left when the call began.
+        left_ms: u128,
+    },
     /// The guest tried to grow its memory past its limit and failed.
     #[error("function `{function}` exceeded its memory limit of {limit_mb} MiB")]
     MemoryLimit {
@@ -86,7 +97,7 @@ impl InvokeError {
             Self::Overloaded { .. }
             | Self::SegmentOverloaded { .. }
             | Self::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout { .. } | Self::CallerDeadline { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,7 +110,9 @@ impl InvokeError {
             Self::Overloaded { .. }
             | Self::SegmentOverloaded { .. }
             | Self::PoolExhausted { .. } => "overloaded, try again later",
-            Self::Timeout { .. } => "the function did not answer in time",
+            Self::Timeout { .. } | Self::CallerDeadline { .. } => {
+                "the function did not answer in time"
+            }
             Self::BodyTimeout { .. } => "the request body did not arrive in time",
             Self::MemoryLimit { .. }
             | Self::Trap { .. }
