@@ -634,3 +634,68 @@ fn a_callee_on_another_node_stops_at_its_callers_deadline() {
     let free = pay.request("GET", "/slow/sleep?ms=1", &[], "");
     assert_eq!(free.status, 200, "{free:?}");
 }
+
+/// Anyone who reaches a node's mesh port can open connections and never start a handshake. A
+/// node allowed 256 open files, flooded with 400 of them, still takes a real node's call at once,
+/// still serves its gateway, and records the refused handshakes within a budget rather than one
+/// line each.
+#[test]
+fn a_flood_of_unfinished_handshakes_leaves_the_node_serving() {
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    cluster.publish(&common::repo().join("examples/shop"));
+    let url = cluster.nats_url(0);
+    cluster.start_node_with_fd_limit("pay-1", &url, 256);
+    cluster.start_node("pay-2", &url);
+    cluster.start_node("edge-1", &url);
+    cluster.wait_peers_known(&SHOP_NODES);
+    let (edge, pay) = (cluster.node("edge-1"), cluster.node("pay-1"));
+
+    let flood: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&pay.mesh, Duration::from_millis(50)).ok()
+        })
+        .collect();
+    assert!(
+        flood.len() >= 300,
+        "only {} connections opened",
+        flood.len()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+
+    // A node's call is taken at once, not after the flood's handshakes time out.
+    let started = Instant::now();
+    let peer = Peer::with_certificate(&edge.tls_dir);
+    let answered = call_mesh(
+        &peer,
+        pay,
+        "checkout",
+        Some("function:storefront"),
+        "00000000000d0001",
+    );
+    let took = started.elapsed();
+    let answered = answered.expect("pay-1 takes edge-1's call during the flood");
+    assert_eq!(answered.status, 200, "{answered:?}");
+    assert!(took < Duration::from_secs(1), "the call took {took:?}");
+    // The gateway shares the descriptors, and still serves.
+    let home = pay.request("GET", "/", &[], "");
+    assert_eq!(home.status, 200, "{home:?}");
+
+    drop(flood);
+    // The refused handshakes are recorded, within the budget.
+    pay.wait_flow("of a refused handshake", |f| {
+        f["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("tls handshake failed"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let recorded = pay
+        .flows()
+        .iter()
+        .filter(|f| {
+            f["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("tls handshake failed"))
+        })
+        .count();
+    assert!(recorded <= 100, "{recorded} records of refused handshakes");
+}

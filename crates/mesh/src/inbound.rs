@@ -26,6 +26,7 @@ use septa_runtime::{Caller, Chain, ForwardedFrom, ForwardedIngress, WasiBody};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::door::{AcceptBackoff, Door, MeshLimits};
 use crate::internal::{Admitted, deliver, internal_name, json_response, probe_answer, refuse};
 use crate::remote::{
     CLIENT_HEADER, DEADLINE_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER,
@@ -49,28 +50,58 @@ pub struct InboundTargets {
     pub ingress: Option<Arc<dyn ForwardedIngress>>,
 }
 
-/// Accepts calls from other nodes on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMesh) {
+/// Accepts calls from other nodes on `listener` until the task is dropped, holding at most
+/// `limits` connections (see [`crate::door`]).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<NodeTls>,
+    current: CurrentMesh,
+    limits: MeshLimits,
+) {
+    let door = Arc::new(Door::new(limits));
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (tcp, addr) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
+            }
             Err(error) => {
-                tracing::warn!(%error, "mesh listener cannot accept; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                backoff.failed(&error).await;
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = TlsAcceptor::from(tls.current().server.clone());
         let current = current.clone();
+        let door = door.clone();
+        let mut handshake = door.handshake();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-            let stream = match handshake {
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => accepted,
+                _ = &mut handshake.evicted => {
+                    return refused_handshake(&door, &current, &addr.to_string(),
+                        "dropped for a newer connection while the listener had its fill of handshakes");
+                }
+            };
+            drop(handshake);
+            let stream = match accepted {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
-                    return refused_handshake(&current, &addr.to_string(), &error.to_string());
+                    return refused_handshake(
+                        &door,
+                        &current,
+                        &addr.to_string(),
+                        &error.to_string(),
+                    );
                 }
-                Err(_) => return refused_handshake(&current, &addr.to_string(), "timed out"),
+                Err(_) => {
+                    return refused_handshake(&door, &current, &addr.to_string(), "timed out");
+                }
+            };
+            let Some(_place) = door.connection() else {
+                tracing::warn!(%addr, "mesh listener holds its fill of node connections; closing a new one");
+                return;
             };
             let peer = stream
                 .get_ref()
@@ -101,7 +132,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMes
 }
 
 /// Records a peer that did not complete the handshake (no certificate, another CA, expired).
-fn refused_handshake(current: &CurrentMesh, addr: &str, why: &str) {
+fn refused_handshake(door: &Door, current: &CurrentMesh, addr: &str, why: &str) {
+    if !door.may_record_refusal() {
+        return;
+    }
     let Some(targets) = current() else { return };
     let inner = &targets.mesh.inner;
     let local = inner.node.as_ref().map_or("", |n| n.name.as_str());

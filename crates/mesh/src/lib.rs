@@ -12,6 +12,7 @@
 //! gateway.
 
 pub mod dial;
+mod door;
 mod egress;
 pub mod fetch;
 pub mod inbound;
@@ -33,6 +34,7 @@ use septa_runtime::{
 };
 
 pub use dial::DialTimeouts;
+pub use door::MeshLimits;
 pub use remote::{PeerDirectory, RemoteNodes};
 
 /// The header a denied mesh call's 403 carries, saying why.

@@ -215,7 +215,12 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                         std::process::exit(1);
                     }
                 };
-                tokio::spawn(septa_mesh::inbound::serve(listener, tls, current));
+                tokio::spawn(septa_mesh::inbound::serve(
+                    listener,
+                    tls,
+                    current,
+                    septa_mesh::MeshLimits::for_fd_limit(fd_limit),
+                ));
                 node.run().await;
             });
         })

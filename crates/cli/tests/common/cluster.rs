@@ -152,6 +152,16 @@ impl Cluster {
     /// Starts node `name` against NATS at `nats`, on ports the system picks, and waits until it
     /// listens.
     pub fn start_node(&mut self, name: &str, nats: &str) -> &Node {
+        self.start_node_with(name, nats, None)
+    }
+
+    /// Like [`start_node`](Self::start_node), with the node's open-file limit (soft and hard)
+    /// set to `nofile` by `prlimit`.
+    pub fn start_node_with_fd_limit(&mut self, name: &str, nats: &str, nofile: u64) -> &Node {
+        self.start_node_with(name, nats, Some(nofile))
+    }
+
+    fn start_node_with(&mut self, name: &str, nats: &str, fd_limit: Option<u64>) -> &Node {
         let node = Node {
             child: None,
             name: name.to_owned(),
@@ -161,6 +171,7 @@ impl Cluster {
             state_dir: self.state_dir(name),
             flow_log: self.dir.path().join("flows").join(format!("{name}.jsonl")),
             startup: Vec::new(),
+            fd_limit,
         };
         self.nodes.insert(name.to_owned(), node);
         let node = self.node_mut(name);
@@ -181,6 +192,7 @@ impl Cluster {
             state_dir: state.clone(),
             flow_log: state.join("flows.jsonl"),
             startup: Vec::new(),
+            fd_limit: None,
         };
         let mut child = node
             .command(nats)
@@ -301,11 +313,23 @@ pub struct Node {
     pub flow_log: PathBuf,
     /// What it printed before it listened, the last time it started.
     pub startup: Vec<String>,
+    /// Its open-file limit, when the test sets one.
+    fd_limit: Option<u64>,
 }
 
 impl Node {
     fn command(&self, nats: &str) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_septa"));
+        let mut command = match self.fd_limit {
+            Some(nofile) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={nofile}:{nofile}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_septa"));
+                prlimit
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_septa")),
+        };
         command
             .arg("node")
             .args(["--nats", nats, "--name", &self.name])
