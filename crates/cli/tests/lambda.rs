@@ -9,12 +9,12 @@ mod common;
 #[path = "lambda/runtime_api.rs"]
 mod runtime_api;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -33,6 +33,8 @@ const TRACE: &str = "8476a536e9f411e8";
 /// A running `septa lambda` and the Runtime API it polls.
 struct Lambda {
     child: Child,
+    /// What it printed to standard output.
+    stdout: Arc<Mutex<Vec<String>>>,
     api: RuntimeApi,
     flow_log: PathBuf,
     /// Invocations queued so far.
@@ -48,27 +50,47 @@ impl Lambda {
 
     fn start_in(dir: &Path, function: &str) -> Self {
         build_components();
-        let api = RuntimeApi::start();
         let state = tempfile::tempdir().unwrap();
         let flow_log = state.path().join("flows.jsonl");
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("septa-test-cache");
-        let child = Command::new(env!("CARGO_BIN_EXE_septa"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_septa"));
+        command
             .arg("lambda")
             .arg(dir)
             .args(["--function", function])
-            .arg("--runtime-api")
-            .arg(api.addr.to_string())
             .arg("--flow-log")
             .arg(&flow_log)
             .arg("--cache-dir")
             .arg(&cache)
+            .env_remove("LAMBDA_TASK_ROOT");
+        Self::spawn(command, state, flow_log)
+    }
+
+    /// Runs `command` as Lambda runs a bootstrap: the Runtime API's address in
+    /// `AWS_LAMBDA_RUNTIME_API`.
+    fn spawn(mut command: Command, state: tempfile::TempDir, flow_log: PathBuf) -> Self {
+        let api = RuntimeApi::start();
+        let child = command
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env_remove("RUST_BACKTRACE")
-            .env_remove("AWS_LAMBDA_RUNTIME_API")
-            .stdout(Stdio::null())
+            .env_remove("SEPTA_FUNCTION")
+            .env_remove("_HANDLER")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start septa lambda");
+        let mut child = child;
+        let stdout = child.stdout.take().unwrap();
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap().push(line);
+            }
+        });
         Self {
+            stdout: lines,
             child,
             api,
             flow_log,
@@ -659,4 +681,63 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
         assert!(Instant::now() < until, "septa lambda did not exit");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn the_packaged_zip_runs_as_lambda_runs_it() {
+    build_components();
+    let work = tempfile::tempdir().unwrap();
+    let zip = work.path().join("echo.zip");
+    let packaged = Command::new(common::repo().join("scripts/package-lambda"))
+        .args([
+            "--function",
+            "echo",
+            "--binary",
+            env!("CARGO_BIN_EXE_septa"),
+            "--out",
+        ])
+        .arg(&zip)
+        .arg(case("lambda"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(packaged.success(), "{packaged}");
+    let task = work.path().join("task");
+    let unzipped = Command::new("unzip")
+        .args(["-q", "-d"])
+        .arg(&task)
+        .arg(&zip)
+        .status()
+        .unwrap();
+    assert!(unzipped.success());
+
+    // What Lambda runs: `bootstrap`, executable, at the root; only this function's component.
+    use std::os::unix::fs::PermissionsExt;
+    let bootstrap = task.join("bootstrap");
+    let mode = std::fs::metadata(&bootstrap).unwrap().permissions().mode();
+    assert_eq!(mode & 0o111, 0o111, "bootstrap is not executable: {mode:o}");
+    let components = task.join("app/components/target/wasm32-wasip2/release");
+    assert!(components.join("echo.wasm").is_file());
+    assert!(!components.join("sleeper.wasm").exists());
+
+    // Run as Lambda runs it: from the task root, told only where the Runtime API is. Its flow
+    // records go to standard output, for CloudWatch.
+    let mut command = Command::new(&bootstrap);
+    command
+        .current_dir(&task)
+        .env("LAMBDA_TASK_ROOT", &task)
+        .env("TMPDIR", work.path());
+    let mut lambda = Lambda::spawn(command, work, PathBuf::new());
+    let answer = lambda.invoke(&http_api_v2("GET", "/echo/packaged", "", None));
+    let echoed = body_json(answer.response());
+    assert_eq!(echoed["path_with_query"], "/echo/packaged");
+    lambda.api.wait_polls(2);
+    let printed = lambda.stdout.lock().unwrap().clone();
+    let record: Value = printed
+        .iter()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no flow record on stdout: {printed:#?}"));
+    assert_eq!(record["kind"], "ingress", "{record}");
+    assert_eq!(record["dst"], "function:echo");
+    assert_eq!(record["trace"], TRACE);
 }

@@ -13,6 +13,7 @@ mod events;
 mod invoke;
 mod reply;
 mod runtime_api;
+mod stage;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,8 +54,13 @@ pub(crate) struct LambdaArgs {
     no_flow_log: bool,
     #[command(flatten)]
     flow_log_bounds: crate::flow_log::FlowLogBounds,
-    /// Where compiled components are cached. Default: `/tmp/septa/cache` (on Lambda, `/tmp` is
-    /// the only place a function may write).
+    /// Write the application as the Lambda zip holds it under this directory (the manifest and
+    /// the files it names; with `--function`, only that function's component), print the
+    /// manifest's path there, and exit: what `scripts/package-lambda` zips.
+    #[arg(long, value_name = "OUT")]
+    stage: Option<PathBuf>,
+    /// Where compiled components are cached. Default: `septa/cache` in the temporary directory
+    /// (`/tmp` on Lambda, the only place a function may write).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
 }
@@ -63,10 +69,11 @@ pub(crate) struct LambdaArgs {
 /// function calls no other function in process.
 const INSTANCES: u32 = 2;
 
-/// Where septa may write on Lambda.
-const WRITABLE: &str = "/tmp/septa";
-
 pub(crate) fn run(args: LambdaArgs) -> anyhow::Result<ExitCode> {
+    if let Some(out) = &args.stage {
+        let file = manifest_file(&application_dir(&args));
+        return stage::stage(&file, args.function.as_deref(), out);
+    }
     let runtime_api = args
         .runtime_api
         .clone()
@@ -151,11 +158,6 @@ fn init(args: &LambdaArgs) -> Result<Loaded, ReportedError> {
         error_type,
         message,
     };
-    let dir = args
-        .dir
-        .clone()
-        .or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("."));
     let name = args
         .function
         .clone()
@@ -168,11 +170,7 @@ fn init(args: &LambdaArgs) -> Result<Loaded, ReportedError> {
                 "no function to run: give `--function NAME`, set `SEPTA_FUNCTION`, or name it as the Lambda function's handler".to_owned(),
             )
         })?;
-    let file = if dir.is_dir() {
-        dir.join(septa_manifest::MANIFEST_FILE)
-    } else {
-        dir
-    };
+    let file = manifest_file(&application_dir(args));
     let policy = match crate::platform::read_policy(&file) {
         Ok((policy, _, _)) => Arc::new(policy),
         Err(BuildError::Invalid(diagnostics)) => {
@@ -203,6 +201,23 @@ fn init(args: &LambdaArgs) -> Result<Loaded, ReportedError> {
     load(args, policy, id).map_err(|e| reported("Runtime.LoadFailed", format!("{e:#}")))
 }
 
+/// DIR, else `LAMBDA_TASK_ROOT`, else the current directory.
+fn application_dir(args: &LambdaArgs) -> PathBuf {
+    args.dir
+        .clone()
+        .or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The manifest of the application directory (or manifest file) `dir`.
+fn manifest_file(dir: &Path) -> PathBuf {
+    if dir.is_dir() {
+        dir.join(septa_manifest::MANIFEST_FILE)
+    } else {
+        dir.to_owned()
+    }
+}
+
 /// Compiles the function's component and wires its egress, as a node does.
 fn load(
     args: &LambdaArgs,
@@ -213,7 +228,8 @@ fn load(
     let engine = build_engine(pool)
         .map_err(|e| anyhow::anyhow!("cannot configure the wasmtime engine: {e:#}"))?;
     let ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch ticker")?;
-    let writable = Path::new(WRITABLE);
+    // On Lambda, `/tmp` is the only place a function may write.
+    let writable = std::env::temp_dir().join("septa");
     let cache_dir = args
         .cache_dir
         .clone()
