@@ -741,3 +741,54 @@ fn the_packaged_zip_runs_as_lambda_runs_it() {
     assert_eq!(record["dst"], "function:echo");
     assert_eq!(record["trace"], TRACE);
 }
+
+#[test]
+fn a_route_credential_is_verified_as_the_gateway_verifies_it() {
+    let mut lambda = Lambda::start("echo");
+    let keyed = |key: Option<&str>| {
+        let mut event = http_api_v2("GET", "/echo/keyed/orders", "", None);
+        if let Some(key) = key {
+            event["headers"]["x-api-key"] = json!(key);
+        }
+        event
+    };
+    let missing = lambda.invoke(&keyed(None));
+    let missing = missing.response();
+    assert_eq!(missing["statusCode"], 401, "{missing}");
+    assert_eq!(
+        missing["headers"]["www-authenticate"],
+        "ApiKey realm=\"septa\""
+    );
+    let wrong = lambda.invoke(&keyed(Some("not-the-key")));
+    let wrong = wrong.response();
+    assert_eq!(wrong["statusCode"], 401);
+    assert_eq!(
+        wrong["headers"]["www-authenticate"],
+        "ApiKey realm=\"septa\", error=\"invalid_key\""
+    );
+    let good = lambda.invoke(&keyed(Some("lambda-test-key")));
+    let echoed = body_json(good.response());
+    assert_eq!(echoed["headers"]["septa-principal"], "acme", "{echoed}");
+    assert_eq!(echoed["caller"], "gateway");
+
+    let flows = lambda.flows();
+    let verdicts: Vec<(&str, &str, u64)> = flows
+        .iter()
+        .map(|f| {
+            (
+                f["verdict"].as_str().unwrap(),
+                f["rule"].as_str().unwrap(),
+                f["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("deny", "keyed", 401),
+            ("deny", "keyed", 401),
+            ("allow", "keyed", 200)
+        ],
+        "{flows:#?}"
+    );
+}

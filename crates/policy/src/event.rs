@@ -2,9 +2,10 @@
 //! callee's node decides a call another node forwards, so a function on AWS serves only what it
 //! would serve on a node.
 //!
-//! - API Gateway has authenticated, authorized and rate-limited a request by the time its event
-//!   arrives (the AWS export puts septa's issuers, scopes and usage plans there), so
-//!   [`Policy::decide_gateway_event`] decides it up to its route, and the route must lead to the
+//! - An API Gateway request is decided as the gateway decides it ([`Policy::decide_ingress`]:
+//!   path, route, sources, credential, scopes and claims, body size), with the facts the Lambda
+//!   runtime establishes (it verifies the credential the request carries itself; API Gateway's
+//!   throttling and usage plans are the rate limits on AWS), and the route must lead to the
 //!   function the event was delivered to.
 //! - VPC Lattice has applied its auth policy; [`Policy::decide_lattice_event`] decides the call
 //!   again with [`Policy::decide_mesh`], taking the caller from the IAM principal Lattice
@@ -15,7 +16,7 @@ use std::fmt;
 use crate::decision::Decision;
 use crate::engine::Policy;
 use crate::functions::FunctionId;
-use crate::ingress::{IngressDecision, IngressRequest, NoFacts};
+use crate::ingress::{IngressDecision, IngressFacts, IngressRequest};
 use crate::path::{NormalizedPath, normalize_path};
 use crate::reason::Reason;
 
@@ -70,19 +71,15 @@ pub struct LatticeDecision<'a> {
 }
 
 impl Policy {
-    /// Decides an API Gateway event for `method` on `path` delivered to `function`: routed as
-    /// the gateway routes (the path normalized, the route found, its method admitted), with
-    /// credentials and limits left to API Gateway, which checked them; a route that leads to
-    /// another function is refused.
+    /// Decides an API Gateway event delivered to `function` as the gateway decides `request`,
+    /// asking `facts`; a route that leads to another function is refused.
     pub fn decide_gateway_event<'p, 'a>(
         &'p self,
         function: FunctionId,
-        method: &'a str,
-        path: &'a str,
+        request: &IngressRequest<'a>,
+        facts: &mut impl IngressFacts,
     ) -> IngressDecision<'p, 'a> {
-        // Up to the route and counted against nothing, as a probe is decided: what API Gateway
-        // enforced is not enforced twice, and a refusal budget per client means nothing here.
-        let mut decided = self.decide_ingress(&IngressRequest::probe(method, path), &mut NoFacts);
+        let mut decided = self.decide_ingress(request, facts);
         if let Some(route) = decided.route
             && decided.decision.verdict.permits()
             && route.function != function

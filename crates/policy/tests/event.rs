@@ -6,7 +6,11 @@
 
 use std::path::Path;
 
-use septa_policy::{EventRefusal, FunctionId, Policy, Reason, Verdict};
+use std::net::IpAddr;
+
+use septa_policy::{
+    EventRefusal, FunctionId, IngressDecision, IngressRequest, NoFacts, Policy, Reason, Verdict,
+};
 
 fn compile(text: &str) -> Policy {
     let manifest = septa_manifest::parse(Path::new("septa.toml"), text).unwrap();
@@ -46,6 +50,23 @@ methods = ["GET"]
 paths = ["/v1/..."]
 "#;
 
+/// A request from 203.0.113.9 carrying no credential, delivered to `function`.
+fn gateway<'p, 'a>(
+    policy: &'p Policy,
+    function: FunctionId,
+    method: &'a str,
+    path: &'a str,
+) -> IngressDecision<'p, 'a> {
+    let request = IngressRequest {
+        method,
+        path,
+        client: IpAddr::from([203, 0, 113, 9]),
+        declared_length: None,
+        probe: false,
+    };
+    policy.decide_gateway_event(function, &request, &mut NoFacts)
+}
+
 fn id(policy: &Policy, name: &str) -> FunctionId {
     policy.function_id(name).unwrap()
 }
@@ -54,14 +75,14 @@ fn id(policy: &Policy, name: &str) -> FunctionId {
 fn a_gateway_event_must_take_a_route_to_its_function() {
     let policy = compile(APP);
     let api = id(&policy, "api");
-    let ok = policy.decide_gateway_event(api, "GET", "/api/%6Frders");
+    let ok = gateway(&policy, api, "GET", "/api/%6Frders");
     assert_eq!(ok.decision.verdict, Verdict::Allow);
     assert_eq!(ok.path.unwrap().as_str(), "/api/orders");
     // A path the gateway refuses is refused here too.
-    let dots = policy.decide_gateway_event(api, "GET", "/api/items/../orders");
+    let dots = gateway(&policy, api, "GET", "/api/items/../orders");
     assert!(matches!(dots.decision.reason, Reason::InvalidPath(_)));
 
-    let elsewhere = policy.decide_gateway_event(api, "GET", "/about");
+    let elsewhere = gateway(&policy, api, "GET", "/about");
     assert_eq!(elsewhere.decision.verdict, Verdict::Deny);
     assert_eq!(
         elsewhere.decision.reason,
@@ -71,7 +92,7 @@ fn a_gateway_event_must_take_a_route_to_its_function() {
             delivered_to: "function:api".to_owned(),
         })
     );
-    let method = policy.decide_gateway_event(api, "DELETE", "/api/orders");
+    let method = gateway(&policy, api, "DELETE", "/api/orders");
     assert!(matches!(
         method.decision.reason,
         Reason::RouteMethodNotAllowed { .. }

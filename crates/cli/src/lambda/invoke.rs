@@ -1,24 +1,23 @@
-//! One invocation: the event read, decided again as its source calls for (the route of an API
-//! Gateway request, the caller of a VPC Lattice one), run in a fresh instance of the function by
-//! its deadline, and answered in the event's shape, with one flow record as a node writes it.
+//! One invocation: the event read, decided again as its source calls for (see [`super::decide`]),
+//! run in a fresh instance of the function by its deadline, and answered in the event's shape,
+//! with one flow record as a node writes it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
-use septa_flows::{FlowGuard, FlowKind, FlowLog};
-use septa_policy::{FunctionId, Policy, Reason};
-use septa_runtime::{CALLER_HEADER, Chain, Host, HttpError, InvokeError, strip_identity_headers};
+use septa_flows::FlowLog;
+use septa_gateway::auth::Credentials;
+use septa_policy::{FunctionId, Policy};
+use septa_runtime::{Chain, Host, HttpError, InvokeError, strip_identity_headers};
 
+use super::decide::{Admitted, Decided};
 use super::events::{self, EventError, HttpEvent};
 use super::reply::{MAX_RESPONSE_BYTES, Reply};
 use super::runtime_api::{Invocation, ReportedError};
-
-/// What a gateway request's flow and `septa-caller` name as its source, as on a node.
-const GATEWAY_IDENTITY: &str = "gateway";
 
 /// The header X-Ray reads a trace from; Lambda gives the invocation's in `Lambda-Runtime-Trace-Id`.
 const XRAY_HEADER: &str = "x-amzn-trace-id";
@@ -33,6 +32,8 @@ pub(crate) struct Function {
     pub(crate) host: Arc<Host>,
     pub(crate) id: FunctionId,
     pub(crate) flows: FlowLog,
+    /// The verifiers of the routes' credentials, as the gateway loads them.
+    pub(crate) credentials: Credentials,
 }
 
 /// What to tell Lambda about an invocation.
@@ -41,23 +42,6 @@ pub(crate) enum Outcome {
     Respond(Vec<u8>),
     /// The error to post.
     Fail(ReportedError),
-}
-
-/// A request the policy admitted, ready to hand to the function.
-struct Admitted {
-    flow: FlowGuard,
-    /// The path the policy decided on, and the query to hand on with it.
-    path_and_query: String,
-    /// `septa-caller`, as the host sets it.
-    caller: String,
-}
-
-/// How the decision phase ended.
-enum Decided {
-    /// Boxed: the flow record it carries is large.
-    Admitted(Box<Admitted>),
-    /// Refused: the answer, in the event's shape.
-    Refused(Reply),
 }
 
 impl Function {
@@ -74,12 +58,19 @@ impl Function {
             Err(e) => return fail("Runtime.InvalidEvent", e.to_string()),
         };
         let source = event.source;
-        let reply = match self.decide(&event, trace) {
+        let headers = match header_map(&event) {
+            Ok(headers) => headers,
+            Err(e) => return Outcome::Fail(e),
+        };
+        let reply = match self.decide(&event, &headers, trace) {
             Decided::Refused(reply) => reply,
             Decided::Admitted(admitted) => {
                 let deadline = deadline_of(invocation.deadline_ms);
                 let xray = invocation.xray_trace.as_deref();
-                match self.run(event, *admitted, trace, deadline, xray).await {
+                match self
+                    .run(event, headers, *admitted, trace, deadline, xray)
+                    .await
+                {
                     Ok(reply) => reply,
                     Err(error) => return Outcome::Fail(error),
                 }
@@ -91,118 +82,29 @@ impl Function {
         }
     }
 
-    /// Has the policy decide the event as its source calls for, and records the decision.
-    fn decide(&self, event: &HttpEvent, trace: u64) -> Decided {
-        let policy = &self.policy;
-        let own = policy.function(self.id);
-        let (mut flow, decision, path, caller) = if event.source.is_gateway() {
-            let mut flow = self
-                .flows
-                .guard(FlowKind::Ingress, GATEWAY_IDENTITY, "unrouted");
-            if let Some(client) = &event.client {
-                flow.set_client(client.as_str());
-            }
-            let decided = policy.decide_gateway_event(self.id, &event.method, &event.path);
-            if let Some(route) = decided.route {
-                flow.set_route(route.id.as_str());
-                if !matches!(
-                    decided.decision.reason,
-                    Reason::RouteMethodNotAllowed { .. }
-                ) {
-                    let to = policy.function(route.function);
-                    flow.set_destination(to.identity.as_str())
-                        .set_segment(to.spec.placement.segment.as_str());
-                }
-            }
-            let path = decided.path.map(|p| p.as_str().to_owned());
-            (flow, decided.decision, path, GATEWAY_IDENTITY.to_owned())
-        } else {
-            let principal = event.principal.as_deref().unwrap_or("no IAM principal");
-            let decided = policy.decide_lattice_event(
-                event.session.as_deref(),
-                principal,
-                self.id,
-                &event.method,
-                &event.path,
-            );
-            let source = match decided.caller {
-                Some(caller) => policy.function(caller).identity.clone(),
-                None => format!("lattice:{principal}"),
-            };
-            let mut flow = self
-                .flows
-                .guard(FlowKind::Mesh, source.as_str(), own.identity.as_str());
-            flow.set_segment(own.spec.placement.segment.as_str());
-            let path = decided.path.map(|p| p.as_str().to_owned());
-            (flow, decided.decision, path, source)
-        };
-        flow.set_method(event.method.as_str())
-            .set_path(event.path.as_str())
-            .set_trace(trace)
-            .set_policy(policy.revision())
-            .set_decision(&decision);
-        let (Some(path), true) = (path, decision.verdict.permits()) else {
-            let status = refusal_status(&decision.reason);
-            flow.set_status(status);
-            flow.finish();
-            // A caller through the mesh is told why, as a guest on a node is; a client of the
-            // gateway only what the status says.
-            let reason = (!event.source.is_gateway()).then(|| decision.reason.to_string());
-            return Decided::Refused(refusal(status, trace, reason));
-        };
-        let path_and_query = match &event.query {
-            Some(query) => format!("{path}?{query}"),
-            None => path,
-        };
-        Decided::Admitted(Box::new(Admitted {
-            flow,
-            path_and_query,
-            caller,
-        }))
-    }
-
     /// Runs the function on the admitted request and reads its whole response.
     async fn run(
         &self,
         event: HttpEvent,
+        headers: HeaderMap,
         admitted: Admitted,
         trace: u64,
         deadline: Option<Instant>,
         xray: Option<&str>,
     ) -> Result<Reply, ReportedError> {
-        let invalid = |message: String| ReportedError {
-            error_type: "Runtime.InvalidEvent",
-            message,
-        };
         let mut request = Request::builder()
             .method(event.method.as_str())
             .uri(admitted.path_and_query.as_str())
             .body(())
-            .map_err(|e| {
-                invalid(format!(
-                    "{} event: invalid request: {e}",
-                    event.source.name()
-                ))
+            .map_err(|e| ReportedError {
+                error_type: "Runtime.InvalidEvent",
+                message: format!("{} event: invalid request: {e}", event.source.name()),
             })?;
+        *request.headers_mut() = headers;
         let headers = request.headers_mut();
-        for (name, value) in &event.headers {
-            let header = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                .ok()
-                .zip(HeaderValue::from_str(value).ok());
-            let Some((name, value)) = header else {
-                return Err(invalid(format!(
-                    "{} event: header `{}` is not a valid HTTP header",
-                    event.source.name(),
-                    name.escape_debug()
-                )));
-            };
-            headers.append(name, value);
+        for (name, value) in admitted.identity {
+            headers.insert(name, value);
         }
-        // Identity is the host's to set: whatever the event carried is dropped.
-        strip_identity_headers(headers);
-        let caller = HeaderValue::from_str(&admitted.caller)
-            .unwrap_or_else(|_| HeaderValue::from_static("lattice"));
-        headers.insert(CALLER_HEADER, caller);
         let xray = xray.and_then(|t| HeaderValue::from_str(t).ok());
         if let (Some(xray), false) = (xray, headers.contains_key(XRAY_HEADER)) {
             headers.insert(XRAY_HEADER, xray);
@@ -247,6 +149,30 @@ impl Function {
     }
 }
 
+/// The event's headers, less any identity header (the host's to set), or the first that is not
+/// a valid HTTP header.
+fn header_map(event: &HttpEvent) -> Result<HeaderMap, ReportedError> {
+    let mut headers = HeaderMap::with_capacity(event.headers.len());
+    for (name, value) in &event.headers {
+        let header = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .ok()
+            .zip(HeaderValue::from_str(value).ok());
+        let Some((name, value)) = header else {
+            return Err(ReportedError {
+                error_type: "Runtime.InvalidEvent",
+                message: format!(
+                    "{} event: header `{}` is not a valid HTTP header",
+                    event.source.name(),
+                    name.escape_debug()
+                ),
+            });
+        };
+        headers.append(name, value);
+    }
+    strip_identity_headers(&mut headers);
+    Ok(headers)
+}
+
 /// The error of a response body that did not arrive whole.
 fn body_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> ReportedError {
     if error.is::<http_body_util::LengthLimitError>() {
@@ -281,39 +207,6 @@ fn invoke_error_type(error: &InvokeError) -> &'static str {
         | InvokeError::SegmentOverloaded { .. }
         | InvokeError::PoolExhausted { .. } => "Function.Overloaded",
         InvokeError::BodyTimeout { .. } | InvokeError::Host { .. } => "Runtime.HostError",
-    }
-}
-
-/// The status a refusal answers with, as the gateway answers it.
-fn refusal_status(reason: &Reason) -> u16 {
-    match reason {
-        Reason::InvalidPath(_) | Reason::AmbiguousPath { .. } | Reason::MalformedRequest(_) => 400,
-        Reason::NoRoute { .. } => 404,
-        Reason::RouteMethodNotAllowed { .. } => 405,
-        _ => 403,
-    }
-}
-
-/// septa's JSON error body for a refused event, `reason` when its caller may know it.
-fn refusal(status: u16, trace: u64, reason: Option<String>) -> Reply {
-    let text = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("refused");
-    let mut body = serde_json::json!({
-        "error": text,
-        "status": status,
-        "trace_id": septa_runtime::trace_id(trace),
-    });
-    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-    if let Some(reason) = reason {
-        body["reason"] = serde_json::Value::from(reason.as_str());
-        headers.push((septa_mesh::DENY_REASON_HEADER.to_owned(), reason));
-    }
-    Reply {
-        status,
-        headers,
-        body: body.to_string().into_bytes(),
     }
 }
 

@@ -4,12 +4,14 @@
 //! function's component; a manifest that does not check, or a function it does not declare, is
 //! reported to the Runtime API's `/init/error` and the process exits non-zero. Then it polls
 //! for invocations and serves each as a node serves a request: the event (API Gateway or VPC
-//! Lattice, see [`events`]) decided again by the policy, the function run in a fresh instance
-//! with its limits by the earlier of its timeout and Lambda's deadline, its egress through the
-//! same mesh, rules and operator ceiling as on a node, and one flow record per flow, traced by
-//! the request id.
+//! Lattice, see [`events`]) decided again by the policy (see [`decide`]), the function run in a
+//! fresh instance with its limits by the earlier of its timeout and Lambda's deadline, its
+//! egress through the same mesh, rules and operator ceiling as on a node, and one flow record
+//! per flow, traced by the request id.
 
+mod decide;
 mod events;
+mod facts;
 mod invoke;
 mod reply;
 mod runtime_api;
@@ -22,6 +24,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use septa_flows::{FlowLog, FlowObservers};
+use septa_gateway::auth::Credentials;
+use septa_gateway::auth::refresh::KeyRefresh;
 use septa_manifest::{EndpointBackend, FunctionKind};
 use septa_mesh::{DialTimeouts, Mesh};
 use septa_runtime::{ComponentCache, EpochTicker, Host, build_engine};
@@ -123,6 +127,8 @@ struct Loaded {
     function: Function,
     _mesh: Mesh,
     _endpoints: Arc<Endpoints>,
+    /// Keeps the keys of issuers with a `jwks_url` fresh.
+    _key_refresh: KeyRefresh,
     _ticker: EpochTicker,
 }
 
@@ -263,15 +269,34 @@ fn load(
     )
     .with_endpoints(endpoints.clone());
     host.set_outbound(Arc::new(mesh.clone()));
+    // The routes' credentials are verified here as the gateway verifies them; keys fetched from
+    // a `jwks_url` go through the same egress path, and the first fetch is waited for as at a
+    // node's start.
+    let credentials = Credentials::load(&policy, &[])?;
+    let fetcher = Arc::new(crate::jwks::EgressJwksFetcher::new(policy.clone())?);
+    let key_refresh = KeyRefresh::start(
+        credentials.fetched_issuers(&policy),
+        fetcher,
+        flows.clone(),
+        &policy,
+    )
+    .context("cannot start the key refresh")?;
+    for fetch in key_refresh.wait_first(crate::platform::FIRST_FETCH_WAIT) {
+        if let Err(reason) = fetch.outcome {
+            eprintln!("septa: lambda: {reason}; its routes answer 401 until a fetch succeeds");
+        }
+    }
     Ok(Loaded {
         function: Function {
             policy,
             host,
             id,
             flows,
+            credentials,
         },
         _mesh: mesh,
         _endpoints: endpoints,
+        _key_refresh: key_refresh,
         _ticker: ticker,
     })
 }
