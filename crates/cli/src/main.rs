@@ -11,6 +11,7 @@ mod endpoints;
 mod flow_log;
 mod flows;
 mod jwks;
+mod lambda;
 mod node;
 mod platform;
 mod pool;
@@ -34,6 +35,10 @@ struct Cli {
 enum Command {
     /// Run the application in DIR: the gateway, its functions, the mesh and the flow log.
     Up(up::UpArgs),
+    /// Run one function of DIR as an AWS Lambda custom runtime (`provided.al2023`): poll the
+    /// Lambda Runtime API and serve each API Gateway or VPC Lattice event as a node serves a
+    /// request, with the same policy, egress rules, ceiling and flow records.
+    Lambda(lambda::LambdaArgs),
     /// Watch the flows of a running septa (through its admin listener).
     #[command(subcommand)]
     Flows(flows::FlowsCommand),
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Lambda(args) => lambda::run(args),
         Command::Flows(command) => flows::run(command),
         Command::Probe(args) => probe::run(args),
         Command::Ca(command) => ca::run(command),
