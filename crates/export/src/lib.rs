@@ -15,6 +15,6 @@ mod write;
 pub mod yaml;
 
 pub use reason::{ReasonCode, markdown_table as reason_table};
-pub use report::{Difference, Direction, Report, TruthRow};
+pub use report::{Difference, Direction, PairRow, Report, TruthRow};
 pub use truth::{Access, Cell, CellId, Cells, Granularity, Truth, TruthTable};
 pub use write::{WriteError, write_atomically};

@@ -66,6 +66,20 @@ pub struct TruthRow {
     pub rule: String,
 }
 
+/// What septa and the export let through between one pair of cells, over the requests the
+/// check probed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PairRow {
+    /// The source cell.
+    pub from: String,
+    /// The destination cell.
+    pub to: String,
+    /// The probed requests septa allows (`METHOD PATH`); empty: denied.
+    pub septa: Vec<String>,
+    /// The probed requests the export allows, as the analyzer computed.
+    pub export: Vec<String>,
+}
+
 /// What an export wrote and how far it is from septa's truth table.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -85,6 +99,8 @@ pub struct Report {
     pub analyzer: Option<String>,
     /// Every difference, in order.
     pub differences: Vec<Difference>,
+    /// Every pair of distinct cells, as the check probed it; empty without `--check`.
+    pub pairs: Vec<PairRow>,
 }
 
 impl Report {
@@ -177,6 +193,29 @@ impl Report {
                 d.detail.replace('|', "\\|"),
                 code_list(&d.examples),
             );
+        }
+        if !self.pairs.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Every pair of cells, as probed\n\n| from | to | septa allows | the export allows |\n|---|---|---|---|"
+            );
+            for p in &self.pairs {
+                let list = |l: &[String]| {
+                    if l.is_empty() {
+                        "denied".to_owned()
+                    } else {
+                        code_list(l)
+                    }
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    p.from,
+                    p.to,
+                    list(&p.septa),
+                    list(&p.export)
+                );
+            }
         }
         let mut codes: Vec<ReasonCode> = self.differences.iter().filter_map(|d| d.code).collect();
         codes.sort();

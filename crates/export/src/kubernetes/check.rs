@@ -21,7 +21,7 @@ use super::nca::{self, Connection, Group, Peer};
 use super::paths::{istio_matches, istio_paths, probes};
 use super::{Export, Options, Profile};
 use crate::reason::ReasonCode;
-use crate::report::{Difference, Direction};
+use crate::report::{Difference, Direction, PairRow};
 use crate::truth::{CellId, Truth, TruthTable};
 use crate::yaml;
 
@@ -179,7 +179,8 @@ pub fn check(
     }
     let connections = analyzer.connectivity(input.path())?;
     let truth = TruthTable::build(policy, options.granularity);
-    let found = compare(&truth, options.profile, &connections, export);
+    let (found, pairs) = compare(&truth, options.profile, &connections, export);
+    export.report.pairs = pairs;
     export.report.analyzer = Some(format!("network-config-analyzer ({version})"));
     let mut all = std::mem::take(&mut export.report.differences);
     all.extend(found);
@@ -225,7 +226,7 @@ fn compare(
     profile: Profile,
     connections: &[Connection],
     export: &Export,
-) -> Vec<Difference> {
+) -> (Vec<Difference>, Vec<PairRow>) {
     let cells = truth.cells();
     let cell_of = |peer: &Peer| -> Option<CellId> {
         match peer {
@@ -258,18 +259,19 @@ fn compare(
             }),
         }
     }
-    let mut pairs: BTreeSet<(CellId, CellId)> = by_pair.keys().copied().collect();
-    pairs.extend(
-        truth
-            .flows()
-            .map(|(a, b, _)| (a, b))
-            .filter(|(a, b)| a != b),
-    );
-    for (a, b) in pairs {
-        let groups = by_pair.get(&(a, b)).map_or(&[][..], Vec::as_slice);
-        out.extend(compare_pair(truth, profile, a, b, groups, export));
+    let mut rows = Vec::new();
+    for (a, _) in cells.iter() {
+        for (b, _) in cells.iter() {
+            if a == b {
+                continue;
+            }
+            let groups = by_pair.get(&(a, b)).map_or(&[][..], Vec::as_slice);
+            let (found, row) = compare_pair(truth, profile, a, b, groups, export);
+            out.extend(found);
+            rows.push(row);
+        }
     }
-    out
+    (out, rows)
 }
 
 /// Probes one pair of cells.
@@ -280,9 +282,15 @@ fn compare_pair(
     b: CellId,
     groups: &[&Group],
     export: &Export,
-) -> Vec<Difference> {
+) -> (Vec<Difference>, PairRow) {
     let cells = truth.cells();
     let (from, to) = (cells.get(a), cells.get(b));
+    let mut row = PairRow {
+        from: from.to_string(),
+        to: to.to_string(),
+        septa: Vec::new(),
+        export: Vec::new(),
+    };
     let access = truth.flow(a, b);
     let mut out = Vec::new();
     // Any port but the mesh port is wider than septa, whatever the rules.
@@ -329,6 +337,12 @@ fn compare_pair(
                     && g.methods.admits(method, |x, y| x == y)
                     && g.paths.admits(path, istio_matches)
             });
+            if septa.permits() {
+                row.septa.push(format!("{method} {path}"));
+            }
+            if exported {
+                row.export.push(format!("{method} {path}"));
+            }
             if septa.permits() == exported {
                 continue;
             }
@@ -383,7 +397,7 @@ fn compare_pair(
             });
         }
     }
-    out
+    (out, row)
 }
 
 /// A connection from cell `a` to something outside the export: coded when an egress rule of the
@@ -456,7 +470,7 @@ fn objects_between(
     to: &crate::truth::Cell,
 ) -> Vec<String> {
     let [ingress, egress] = super::network_policy::flow_names(from, to);
-    let prefix = format!("allow-");
+    let prefix = "allow-";
     let suffix = format!("-to-{}", to.name);
     export
         .objects
@@ -471,7 +485,7 @@ fn objects_between(
                     || name == egress && ns == from.segment.as_str()))
                 || (o.kind() == "AuthorizationPolicy"
                     && ns == to.segment.as_str()
-                    && name.starts_with(&prefix)
+                    && name.starts_with(prefix)
                     && name.ends_with(&suffix))
                 || (o.kind() == "CiliumNetworkPolicy"
                     && ns == to.segment.as_str()

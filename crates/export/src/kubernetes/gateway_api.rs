@@ -42,11 +42,11 @@ pub(crate) fn gateway(class: &str) -> Value {
 /// A Gateway API path match for a septa route pattern: exact, a prefix for `/...`, a regular
 /// expression for `{param}` segments.
 fn path_match(pattern: &str) -> Value {
-    if let Some(prefix) = pattern.strip_suffix("/...") {
-        if !prefix.contains('{') {
-            let prefix = if prefix.is_empty() { "/" } else { prefix };
-            return json!({ "type": "PathPrefix", "value": prefix });
-        }
+    if let Some(prefix) = pattern.strip_suffix("/...")
+        && !prefix.contains('{')
+    {
+        let prefix = if prefix.is_empty() { "/" } else { prefix };
+        return json!({ "type": "PathPrefix", "value": prefix });
     }
     if pattern.contains('{') {
         return json!({ "type": "RegularExpression", "value": format!("^{}$", super::paths::cilium_regex(pattern)) });

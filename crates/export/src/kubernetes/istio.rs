@@ -58,13 +58,15 @@ pub(crate) fn operation(methods: &Methods, paths: Option<&[String]>, port: u16) 
     op
 }
 
+/// The callers of one allow rule into one cell, and what the rule admits.
+type RuleInto = (BTreeSet<CellId>, Methods, Option<Vec<String>>);
+
 /// One ALLOW per (allow rule, callee cell): the callers' principals, the rule's methods and
 /// paths on the mesh port.
 pub(crate) fn mesh_allows(truth: &TruthTable<'_>) -> Vec<Value> {
     let cells = truth.cells();
     // (callee cell, rule) -> (caller cells, methods, paths)
-    let mut by_rule: BTreeMap<(CellId, String), (BTreeSet<CellId>, Methods, Option<Vec<String>>)> =
-        BTreeMap::new();
+    let mut by_rule: BTreeMap<(CellId, String), RuleInto> = BTreeMap::new();
     for (from, to, access) in truth.flows() {
         if from == to {
             continue;
@@ -111,32 +113,30 @@ pub(crate) fn route_allows(truth: &TruthTable<'_>) -> Vec<Value> {
             let paths = vec![route.pattern.as_str().to_owned()];
             let mut source = json!({ "principals": [GATEWAY_PRINCIPAL] });
             let mut when = Vec::new();
-            if let Some(auth) = &route.auth {
-                if let AuthMethod::Jwt(issuer) = &auth.method {
-                    if let Some(jwt) = truth
-                        .policy()
-                        .jwt_issuers()
+            if let Some(auth) = &route.auth
+                && let AuthMethod::Jwt(issuer) = &auth.method
+            {
+                if let Some(jwt) = truth
+                    .policy()
+                    .jwt_issuers()
+                    .iter()
+                    .find(|i| &i.name == issuer)
+                {
+                    source["requestPrincipals"] = json!([format!("{}/*", jwt.issuer)]);
+                }
+                for scope in &auth.scopes {
+                    when.push(json!({ "key": "request.auth.claims[scope]", "values": [scope] }));
+                }
+                for claim in &auth.claims {
+                    let values: Vec<String> = claim
+                        .any_of
                         .iter()
-                        .find(|i| &i.name == issuer)
-                    {
-                        source["requestPrincipals"] = json!([format!("{}/*", jwt.issuer)]);
-                    }
-                    for scope in &auth.scopes {
-                        when.push(
-                            json!({ "key": "request.auth.claims[scope]", "values": [scope] }),
-                        );
-                    }
-                    for claim in &auth.claims {
-                        let values: Vec<String> = claim
-                            .any_of
-                            .iter()
-                            .map(|v| match v {
-                                ClaimValue::String(s) => s.clone(),
-                                other => other.to_string(),
-                            })
-                            .collect();
-                        when.push(json!({ "key": format!("request.auth.claims[{}]", claim.claim), "values": values }));
-                    }
+                        .map(|v| match v {
+                            ClaimValue::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    when.push(json!({ "key": format!("request.auth.claims[{}]", claim.claim), "values": values }));
                 }
             }
             let mut rule = json!({

@@ -74,8 +74,8 @@ pub struct Options {
 pub enum Breakage {
     /// Drop the last path of the first mesh AuthorizationPolicy that lists two or more.
     DropPath,
-    /// Widen the pod selector of the first callee-ingress NetworkPolicy to its whole namespace,
-    /// and its peer to every pod of the caller's namespace.
+    /// Widen the first callee-ingress NetworkPolicy into a namespace of several cells to the
+    /// whole namespace, and the callers' egress towards it likewise.
     WidenSelector,
 }
 
@@ -258,6 +258,7 @@ pub fn export_with(
         truth: truth_rows(&truth),
         analyzer: None,
         differences: known::differences(policy, &truth, options.profile),
+        pairs: Vec::new(),
     };
     Ok(Export { objects, report })
 }

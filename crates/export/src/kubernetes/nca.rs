@@ -228,10 +228,10 @@ pub(crate) struct Connection {
 
 fn peer(text: &str) -> Peer {
     let text = text.trim();
-    if let Some(open) = text.find('[') {
-        if let Some((ns, name)) = text[..open].split_once('/') {
-            return Peer::Workload(ns.to_owned(), name.to_owned());
-        }
+    if let Some(open) = text.find('[')
+        && let Some((ns, name)) = text[..open].split_once('/')
+    {
+        return Peer::Workload(ns.to_owned(), name.to_owned());
     }
     Peer::Other(text.to_owned())
 }

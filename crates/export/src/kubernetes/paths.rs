@@ -10,13 +10,13 @@
 /// `P/*` for a wildcard `P/...`, and the literal prefix with `*` for a parameter (wider: a
 /// `path-semantics` difference).
 pub(crate) fn istio_paths(pattern: &str) -> Vec<String> {
-    if let Some(prefix) = pattern.strip_suffix("/...") {
-        if !prefix.contains('{') {
-            if prefix.is_empty() {
-                return vec!["*".to_owned()];
-            }
-            return vec![prefix.to_owned(), format!("{prefix}/*")];
+    if let Some(prefix) = pattern.strip_suffix("/...")
+        && !prefix.contains('{')
+    {
+        if prefix.is_empty() {
+            return vec!["*".to_owned()];
         }
+        return vec![prefix.to_owned(), format!("{prefix}/*")];
     }
     match pattern.find('{') {
         Some(at) => vec![format!("{}*", &pattern[..at])],
