@@ -263,3 +263,18 @@ fn random_manifests_show_no_uncoded_difference() {
         );
     }
 }
+
+#[test]
+fn the_readme_and_the_docs_list_every_reason_code() {
+    let table = septa_export::reason_table();
+    if std::env::var_os("SEPTA_PRINT_REASON_TABLE").is_some() {
+        println!("{table}");
+    }
+    for file in ["README.md", "docs/export.md"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        assert!(
+            text.contains(&table),
+            "{file} must hold the reason code table exactly as septa_export::reason_table() writes it"
+        );
+    }
+}
