@@ -8,6 +8,7 @@ mod check;
 mod cluster;
 mod endpoint_values;
 mod endpoints;
+mod export;
 mod flow_log;
 mod flows;
 mod jwks;
@@ -114,6 +115,9 @@ enum Command {
         #[arg(long)]
         flows: PathBuf,
     },
+    /// Export the policy to a platform's own machinery, with a report of where it differs.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Can FROM reach TO? Prints the path with every hop's rule, or why not; with `[node.*]`
     /// tables, also where each side runs and which hops go between nodes over mutual TLS.
     /// Exits 0 when reachable, 1 when not.
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
             fail_on,
             pack,
         } => audit::run_audit(&dir, format, fail_on.as_deref(), pack.as_deref()),
+        Command::Export(command) => export::run(command),
         Command::Diff { old, new } => audit::run_diff(&old, &new),
         Command::Suggest { dir, flows } => audit::run_suggest(&dir, &flows),
         Command::Query {
