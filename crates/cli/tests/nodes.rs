@@ -476,6 +476,46 @@ fn nodes_outlive_nats_and_a_restart_serves_the_saved_revision() {
     );
 }
 
+/// A node that advertises a name (`--mesh-advertise localhost:PORT`, as an exported Deployment
+/// advertises its cell's Service) is registered under that name and reached through it: the
+/// caller's node resolves the name when it dials, and still checks the callee's certificate.
+#[test]
+fn a_node_advertising_a_name_is_reached_through_it() {
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let url = cluster.nats_url(0);
+    let revision = cluster.publish(&common::repo().join("examples/shop"));
+    cluster.start_node("edge-1", &url);
+    for name in ["pay-1", "pay-2"] {
+        cluster.start_node_advertising(name, &url, "localhost");
+    }
+    cluster.wait_peers_known(&SHOP_NODES);
+    let entries = cluster.wait_applied(&SHOP_NODES, &revision);
+    for (name, entry) in SHOP_NODES.iter().zip(&entries).skip(1) {
+        let node = cluster.node(name);
+        let advertised = format!("localhost:{}", node.mesh.port());
+        assert_eq!(entry["mesh_address"], advertised.as_str(), "{entry}");
+        assert!(
+            node.startup
+                .iter()
+                .any(|l| l.contains(&format!("advertises its mesh as {advertised}"))),
+            "{name}: {:?}",
+            node.startup
+        );
+    }
+
+    let edge = cluster.node("edge-1");
+    for _ in 0..2 {
+        assert_charged(&checkout(edge));
+    }
+    let outs = edge.wait_flows("of storefront calling checkout", 2, is_outbound_charge);
+    for out in &outs {
+        assert_eq!(out["verdict"], "allow", "{out}");
+        assert_eq!(out["status"], 200, "{out}");
+        let peer = out["peer"].as_str().unwrap();
+        assert!(peer == "pay-1" || peer == "pay-2", "{out}");
+    }
+}
+
 #[test]
 fn a_broken_revision_leaves_every_node_on_the_one_before() {
     let (cluster, good) = Cluster::shop(vec![NatsServer::start()]);

@@ -175,6 +175,59 @@ fn every_shop_object_validates() {
     }
 }
 
+/// Every cell's node advertises its cell's Service as its mesh address, so a call from another
+/// cell to `NAME.internal` reaches that Service, which selects the cell's pods on the mesh port.
+#[test]
+fn every_cell_advertises_its_service_as_its_mesh_address() {
+    let policy = shop();
+    for (profile, granularity) in COMBINATIONS {
+        let export = kubernetes::export(&policy, &options(profile, granularity)).unwrap();
+        let of_kind = |kind: &'static str| export.objects.iter().filter(move |o| o.kind() == kind);
+        let mut deployments = 0;
+        for deployment in of_kind("Deployment") {
+            deployments += 1;
+            let d = &deployment.value;
+            let args: Vec<&str> = d["spec"]["template"]["spec"]["containers"][0]["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
+            let advertised = after("--mesh-advertise");
+            let (host, port) = advertised.rsplit_once(':').unwrap();
+            let port: u16 = port.parse().unwrap();
+            let (service, namespace) = host
+                .strip_suffix(".svc.cluster.local")
+                .and_then(|h| h.split_once('.'))
+                .unwrap_or_else(|| panic!("`{advertised}` is not a Service's name"));
+            assert_eq!(namespace, d["metadata"]["namespace"], "{advertised}");
+            assert_eq!(after("--mesh-listen"), format!("0.0.0.0:{port}"));
+            let svc = of_kind("Service")
+                .find(|s| {
+                    s.value["metadata"]["name"] == service
+                        && s.value["metadata"]["namespace"] == namespace
+                })
+                .unwrap_or_else(|| panic!("no Service {namespace}/{service}"));
+            assert!(
+                svc.value["spec"]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["port"] == port && p["targetPort"] == port),
+                "{profile}/{granularity}: {}",
+                svc.value
+            );
+            let selector = svc.value["spec"]["selector"].as_object().unwrap();
+            let labels = &d["spec"]["template"]["metadata"]["labels"];
+            for (key, value) in selector {
+                assert_eq!(&labels[key], value, "{profile}/{granularity}: {advertised}");
+            }
+        }
+        assert!(deployments > 0);
+    }
+}
+
 #[test]
 fn the_shop_check_finds_only_coded_differences() {
     let Some(nca) = nca() else { return };

@@ -79,6 +79,15 @@ pub(crate) fn service(cell: &Cell) -> Value {
     })
 }
 
+/// The name and port the other cells' nodes dial to reach `cell`: its Service, by the cluster
+/// domain's full name, so the pod's DNS search list plays no part.
+pub(crate) fn mesh_advertise(cell: &Cell) -> String {
+    format!(
+        "{}.{}.svc.cluster.local:{MESH_PORT}",
+        cell.name, cell.segment
+    )
+}
+
 /// The PersistentVolumeClaim of a cell that runs an embedded store.
 pub(crate) fn volume_claim(cell: &Cell) -> Value {
     json!({
@@ -92,9 +101,14 @@ pub(crate) fn volume_claim(cell: &Cell) -> Value {
     })
 }
 
-/// The Deployment of a cell: `septa node` for its functions. One replica, since a node name is
-/// one registration in the cluster's registry; a cell with an embedded store is replaced, not
-/// rolled, since its data lives on one volume.
+/// The Deployment of a cell: `septa node` for its functions, advertising the cell's Service as
+/// its mesh address, so a call from another cell to `NAME.internal` goes through that Service.
+///
+/// All the pods of a cell run as one node (one name, one certificate, one registry entry): what
+/// other nodes read from the entry (the advertised Service, what it hosts, the trust in its
+/// certificate) is the same whichever replica wrote it last, and the Service picks the pod. One
+/// replica is written; a cell without an embedded store may be scaled. A cell with an embedded
+/// store stays at one and is replaced, not rolled, since its data lives on one volume.
 pub(crate) fn deployment(cell: &Cell, image: &str, embedded_store: bool) -> Value {
     let node = node_name(cell);
     let labels = json!({
@@ -129,6 +143,7 @@ pub(crate) fn deployment(cell: &Cell, image: &str, embedded_store: bool) -> Valu
                             "--name", node,
                             "--listen", format!("0.0.0.0:{GATEWAY_PORT}"),
                             "--mesh-listen", format!("0.0.0.0:{MESH_PORT}"),
+                            "--mesh-advertise", mesh_advertise(cell),
                             "--tls-dir", "/etc/septa/tls",
                             "--state-dir", "/var/lib/septa",
                             "--flow-log", "-",
