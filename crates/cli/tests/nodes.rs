@@ -516,6 +516,72 @@ fn a_node_advertising_a_name_is_reached_through_it() {
     }
 }
 
+/// What `septa export kubernetes` deploys, run here without the cluster: the publish Job's
+/// command on an application laid out as the image holds it (`/app`, its `septa.toml` replaced by
+/// the ConfigMap's node manifest), then every cell's node as its Deployment names it, each
+/// advertising its address by name as it advertises its Service. The cells serve the revision
+/// the Job published, and a checkout crosses them.
+#[test]
+fn the_exported_cells_run_what_the_publish_job_publishes() {
+    use septa_export::kubernetes::{self, Options, Profile};
+
+    let policy = septa_policy::Policy::compile(
+        septa_manifest::load(&common::repo().join("examples/shop")).unwrap(),
+    )
+    .unwrap();
+    let options = Options {
+        profile: Profile::Istio,
+        granularity: septa_export::Granularity::Cell,
+        image: "septa:test".to_owned(),
+    };
+    let export = kubernetes::export(&policy, &options).unwrap();
+    let of_kind = |kind: &'static str| export.objects.iter().filter(move |o| o.kind() == kind);
+    let args = |pod: &Value| -> Vec<String> {
+        pod["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let job = of_kind("Job").next().unwrap();
+    assert_eq!(job.value["metadata"]["namespace"], "septa-system");
+    let pod = &job.value["spec"]["template"];
+    assert_eq!(args(pod), ["publish", "/app", "--nats", "$(SEPTA_NATS)"]);
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], "/app/septa.toml", "{mount}");
+    assert_eq!(mount["subPath"], "septa.toml", "{mount}");
+    let config = of_kind("ConfigMap")
+        .find(|o| o.value["metadata"]["namespace"] == "septa-system")
+        .unwrap();
+    assert_eq!(
+        pod["spec"]["volumes"][0]["configMap"]["name"],
+        config.value["metadata"]["name"]
+    );
+    let node_manifest = config.value["data"]["septa.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let url = cluster.nats_url(0);
+    let app = shop_copy(&cluster.scratch("app"), |_| node_manifest, &[]);
+    let revision = cluster.publish(&app);
+    let names: Vec<String> = of_kind("Deployment")
+        .map(|d| {
+            let args = args(&d.value["spec"]["template"]);
+            args[args.iter().position(|a| a == "--name").unwrap() + 1].clone()
+        })
+        .collect();
+    for name in &names {
+        cluster.start_node_advertising(name, &url, "localhost");
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    cluster.wait_peers_known(&names);
+    cluster.wait_applied(&names, &revision);
+    assert_charged(&checkout(cluster.node("edge-web")));
+}
+
 #[test]
 fn a_broken_revision_leaves_every_node_on_the_one_before() {
     let (cluster, good) = Cluster::shop(vec![NatsServer::start()]);

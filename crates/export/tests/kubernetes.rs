@@ -121,6 +121,8 @@ fn validate(export: &Export, what: &str) {
         "ServiceAccount",
         "Service",
         "Deployment",
+        "StatefulSet",
+        "Job",
         "ConfigMap",
         "NetworkPolicy",
         "PersistentVolumeClaim",
@@ -225,6 +227,106 @@ fn every_cell_advertises_its_service_as_its_mesh_address() {
             }
         }
         assert!(deployments > 0);
+    }
+}
+
+/// Whether `selector` (`matchLabels` and `Exists` expressions) selects `labels`.
+fn selects(selector: &serde_json::Value, labels: &serde_json::Value) -> bool {
+    let labels_match = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| &labels[k] == v);
+    let expressions_match = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| e["operator"] == "Exists" && !labels[e["key"].as_str().unwrap()].is_null());
+    labels_match && expressions_match
+}
+
+/// The control plane's NetworkPolicies admit to NATS's client port the pods of every cell and of
+/// the publish Job, and nothing else the export runs; NATS is the only pod the Job may reach
+/// but DNS.
+#[test]
+fn nats_admits_exactly_the_cells_and_the_publish_job() {
+    let policy = shop();
+    for (profile, granularity) in COMBINATIONS {
+        let export = kubernetes::export(&policy, &options(profile, granularity)).unwrap();
+        let in_system = |kind: &'static str| {
+            export.objects.iter().filter(move |o| {
+                o.kind() == kind && o.value["metadata"]["namespace"] == "septa-system"
+            })
+        };
+        let namespace_labels = |ns: &str| {
+            export
+                .objects
+                .iter()
+                .find(|o| o.kind() == "Namespace" && o.value["metadata"]["name"] == ns)
+                .map(|o| o.value["metadata"]["labels"].clone())
+                .unwrap()
+        };
+        // (namespace, pod labels) of every pod template the export runs.
+        let mut pods = Vec::new();
+        for o in &export.objects {
+            if matches!(o.kind(), "Deployment" | "StatefulSet" | "Job") {
+                let ns = o.value["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let labels = o.value["spec"]["template"]["metadata"]["labels"].clone();
+                pods.push((o.kind().to_owned(), ns, labels));
+            }
+        }
+        let nats = in_system("StatefulSet").next().unwrap();
+        let nats_labels = &nats.value["spec"]["template"]["metadata"]["labels"];
+        let ingress: Vec<_> = in_system("NetworkPolicy")
+            .filter(|p| {
+                selects(&p.value["spec"]["podSelector"], nats_labels)
+                    && p.value["spec"]["ingress"].is_array()
+            })
+            .collect();
+        assert_eq!(ingress.len(), 1, "{profile}/{granularity}");
+        let rule = &ingress[0].value["spec"]["ingress"][0];
+        assert_eq!(
+            rule["ports"],
+            serde_json::json!([{ "protocol": "TCP", "port": 4222 }])
+        );
+        for (kind, ns, labels) in &pods {
+            let admitted = rule["from"].as_array().unwrap().iter().any(|peer| {
+                let ns_ok = if peer["namespaceSelector"].is_null() {
+                    ns == "septa-system"
+                } else {
+                    selects(&peer["namespaceSelector"], &namespace_labels(ns))
+                };
+                ns_ok && selects(&peer["podSelector"], labels)
+            });
+            let expected = kind == "Deployment" || kind == "Job";
+            assert_eq!(
+                admitted, expected,
+                "{profile}/{granularity}: {kind} {ns} {labels}"
+            );
+        }
+        let job = in_system("Job").next().unwrap();
+        let job_labels = &job.value["spec"]["template"]["metadata"]["labels"];
+        let egress: Vec<_> = in_system("NetworkPolicy")
+            .filter(|p| {
+                selects(&p.value["spec"]["podSelector"], job_labels)
+                    && p.value["spec"]["egress"].is_array()
+            })
+            .collect();
+        assert_eq!(egress.len(), 1);
+        let to: Vec<_> = egress[0].value["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(to.len(), 2);
+        assert!(selects(&to[0]["to"][0]["podSelector"], nats_labels));
+        assert_eq!(
+            to[1]["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+            "kube-dns"
+        );
     }
 }
 

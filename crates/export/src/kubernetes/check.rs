@@ -132,8 +132,12 @@ impl Nca {
 
 /// The objects the analyzer reads, per profile; it is given nothing else. Route policies are
 /// left out: they admit the gateway's pods, which the export does not run, and the analyzer
-/// does not read `requestPrincipals`.
+/// does not read `requestPrincipals`. So is the control plane's namespace but for the Namespace
+/// itself: septa's truth table is between cells, and NATS and the publish Job are none.
 fn analyzed(object: &super::Object, profile: Profile) -> bool {
+    if object.value["metadata"]["namespace"] == super::names::CONTROL_NAMESPACE {
+        return false;
+    }
     let route = object.value["metadata"]["name"]
         .as_str()
         .is_some_and(|n| n.starts_with("route-"));

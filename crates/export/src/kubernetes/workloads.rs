@@ -13,6 +13,10 @@ use crate::truth::Cell;
 
 /// The ConfigMap every namespace holds: the node manifest and the NATS address.
 pub(crate) const CONFIG_MAP: &str = "septa";
+/// The label every cell's pods carry, which the control plane's NetworkPolicy admits to NATS.
+pub(crate) const NODE_NAME_LABEL: &str = "app.kubernetes.io/name";
+/// Its value.
+pub(crate) const NODE_NAME_VALUE: &str = "septa-node";
 
 /// The Namespace of a segment.
 pub(crate) fn namespace(segment: &str, istio: bool) -> Value {
@@ -114,7 +118,7 @@ pub(crate) fn deployment(cell: &Cell, image: &str, embedded_store: bool) -> Valu
     let labels = json!({
         CELL_LABEL: cell.name.as_str(),
         SEGMENT_LABEL: cell.segment.as_str(),
-        "app.kubernetes.io/name": "septa-node",
+        NODE_NAME_LABEL: NODE_NAME_VALUE,
     });
     let data_volume = if embedded_store {
         json!({ "name": "state", "persistentVolumeClaim": { "claimName": format!("{}-data", cell.name) } })
