@@ -177,6 +177,70 @@ fn every_shop_object_validates() {
     }
 }
 
+/// Neither profile puts an HTTP condition on the mesh port, whose TLS is the nodes' own and
+/// opaque to Istio's sidecar and Cilium's proxy; the Service says it is TLS; and every allow rule
+/// with methods or paths into another cell is reported with `l7-in-septa-mtls`.
+#[test]
+fn the_mesh_port_is_tls_and_admitted_at_l4() {
+    let policy = shop();
+    for (profile, granularity) in COMBINATIONS {
+        let what = format!("{profile}/{granularity}");
+        let export = kubernetes::export(&policy, &options(profile, granularity)).unwrap();
+        for o in &export.objects {
+            let v = &o.value;
+            match o.kind() {
+                "Service" if v["metadata"]["namespace"] != "septa-system" => {
+                    let mesh = v["spec"]["ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|p| p["port"] == 8443)
+                        .unwrap();
+                    assert_eq!(mesh["appProtocol"], "tls", "{what}: {v}");
+                    assert!(mesh["name"].as_str().unwrap().starts_with("tls-"), "{what}");
+                }
+                "AuthorizationPolicy" => {
+                    for rule in v["spec"]["rules"].as_array().into_iter().flatten() {
+                        let op = &rule["to"][0]["operation"];
+                        if op["ports"] == serde_json::json!(["8443"]) {
+                            assert!(
+                                op["methods"].is_null() && op["paths"].is_null(),
+                                "{what}: {v}"
+                            );
+                        }
+                    }
+                }
+                "CiliumNetworkPolicy" => {
+                    for rule in v["spec"]["ingress"].as_array().into_iter().flatten() {
+                        for to in rule["toPorts"].as_array().into_iter().flatten() {
+                            if to["ports"][0]["port"] == "8443" {
+                                assert!(to["rules"].is_null(), "{what}: {v}");
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let coded: BTreeMap<String, Vec<String>> = export
+            .report
+            .differences
+            .iter()
+            .filter(|d| d.code == Some(ReasonCode::L7InSeptaMtls))
+            .map(|d| (format!("{} -> {}", d.from, d.to), d.rules.clone()))
+            .collect();
+        if granularity == Granularity::Function {
+            // storefront may call catalog only with GET on /products paths.
+            assert_eq!(
+                coded.get("edge/storefront -> catalog/catalog"),
+                Some(&vec!["storefront-to-catalog".to_owned()]),
+                "{what}: {coded:#?}"
+            );
+        }
+        assert!(!coded.is_empty(), "{what}");
+    }
+}
+
 /// Every cell's node advertises its cell's Service as its mesh address, so a call from another
 /// cell to `NAME.internal` reaches that Service, which selects the cell's pods on the mesh port.
 #[test]
@@ -352,21 +416,51 @@ fn the_shop_check_finds_only_coded_differences() {
             };
             let catalog = pair("edge/storefront", "catalog/catalog");
             assert!(catalog.septa.contains(&"GET /products".to_owned()));
+            assert!(!catalog.septa.contains(&"POST /products".to_owned()));
             assert!(catalog.export.contains(&"GET /products".to_owned()));
-            assert!(!catalog.export.contains(&"POST /products".to_owned()));
             let ledger = pair("edge/storefront", "payments/ledger");
             assert!(
                 ledger.septa.is_empty() && ledger.export.is_empty(),
                 "{ledger:?}"
             );
-            // The one place Istio's path language is wider is said, with its code.
+            // Istio admits storefront's ServiceAccount on catalog's mesh port at L4, since the
+            // nodes' TLS hides the method and path from it: said, with its code, for the rule
+            // and for each request only catalog's node refuses.
+            assert!(catalog.export.contains(&"POST /products".to_owned()));
+            let l7: Vec<_> = report
+                .differences
+                .iter()
+                .filter(|d| {
+                    d.code == Some(ReasonCode::L7InSeptaMtls)
+                        && d.from == "edge/storefront"
+                        && d.to == "catalog/catalog"
+                })
+                .collect();
+            // (Examples are the first few in order: DELETE before POST.)
             assert!(
-                report
-                    .differences
-                    .iter()
-                    .any(|d| d.code == Some(ReasonCode::PathSemantics)
-                        && d.examples.contains(&"GET /products/x1/y2".to_owned()))
+                l7.iter()
+                    .any(|d| d.examples.contains(&"DELETE /products".to_owned())),
+                "{l7:#?}"
             );
+            assert!(
+                l7.iter().any(|d| d.rules == ["storefront-to-catalog"]
+                    && d.objects
+                        .iter()
+                        .any(|o| o.starts_with("AuthorizationPolicy catalog/allow-"))),
+                "{l7:#?}"
+            );
+            // No mesh ALLOW claims an HTTP field Istio could not apply to septa's TLS.
+            for o in export
+                .objects
+                .iter()
+                .filter(|o| o.kind() == "AuthorizationPolicy")
+            {
+                let name = o.value["metadata"]["name"].as_str().unwrap();
+                if name.starts_with("allow-") && name != "allow-nothing" {
+                    let op = &o.value["spec"]["rules"][0]["to"][0]["operation"];
+                    assert_eq!(op, &serde_json::json!({ "ports": ["8443"] }), "{name}");
+                }
+            }
             let md = report.to_markdown();
             assert!(
                 md.contains("| edge/storefront | payments/ledger | denied | denied |"),
@@ -380,10 +474,10 @@ fn the_shop_check_finds_only_coded_differences() {
 fn a_broken_translation_fails_the_check() {
     let Some(nca) = nca() else { return };
     let policy = shop();
-    // A dropped path shows in Istio's rules; a widened NetworkPolicy shows where it alone carries
+    // Dropped ALLOWs show in Istio's rules; a widened NetworkPolicy shows where it alone carries
     // the L4 decision the analyzer reads (cilium).
     for (breakage, profile) in [
-        (Breakage::DropPath, Profile::Istio),
+        (Breakage::DropAllow, Profile::Istio),
         (Breakage::WidenSelector, Profile::Cilium),
     ] {
         let opts = options(profile, Granularity::Function);

@@ -74,8 +74,10 @@ pub struct Options {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Breakage {
-    /// Drop the last path of the first mesh AuthorizationPolicy that lists two or more.
-    DropPath,
+    /// Drop the mesh AuthorizationPolicies (the ALLOWs from callers) of the first callee cell
+    /// that has any: Istio then refuses calls septa allows. (Paths are not in the cluster's
+    /// mesh rules to drop: the nodes' TLS leaves them to `septa node`, `l7-in-septa-mtls`.)
+    DropAllow,
     /// Widen the first callee-ingress NetworkPolicy into a namespace of several cells to the
     /// whole namespace, and the callers' egress towards it likewise.
     WidenSelector,

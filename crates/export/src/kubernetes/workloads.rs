@@ -67,7 +67,8 @@ pub(crate) fn service_account(cell: &Cell) -> Value {
     })
 }
 
-/// The Service of a cell: its gateway port and its mesh port.
+/// The Service of a cell: its gateway port (HTTP) and its mesh port, declared `tls` since the
+/// nodes speak their own mutual TLS there: a proxy in between must pass it through as it is.
 pub(crate) fn service(cell: &Cell) -> Value {
     json!({
         "apiVersion": "v1",
@@ -77,7 +78,7 @@ pub(crate) fn service(cell: &Cell) -> Value {
             "selector": cell_selector(cell),
             "ports": [
                 { "name": "http", "port": GATEWAY_PORT, "targetPort": GATEWAY_PORT, "protocol": "TCP" },
-                { "name": "http2-mesh", "port": MESH_PORT, "targetPort": MESH_PORT, "protocol": "TCP" },
+                { "name": "tls-mesh", "port": MESH_PORT, "targetPort": MESH_PORT, "protocol": "TCP", "appProtocol": "tls" },
             ],
         },
     })
