@@ -36,7 +36,8 @@ pub(crate) struct KubernetesArgs {
     /// One cell (a Deployment running `septa node`) per subnet or per function.
     #[arg(long, value_enum, default_value = "cell")]
     granularity: GranularityArg,
-    /// The container image with the `septa` binary.
+    /// The container image with the `septa` binary and the application directory at `/app` (its
+    /// components and every file `septa.toml` names), which the publish Job publishes.
     #[arg(long, default_value = concat!("septa:", env!("CARGO_PKG_VERSION")))]
     image: String,
     /// Compare what the objects allow, as network-config-analyzer (`nca`, or SEPTA_NCA)

@@ -476,6 +476,112 @@ fn nodes_outlive_nats_and_a_restart_serves_the_saved_revision() {
     );
 }
 
+/// A node that advertises a name (`--mesh-advertise localhost:PORT`, as an exported Deployment
+/// advertises its cell's Service) is registered under that name and reached through it: the
+/// caller's node resolves the name when it dials, and still checks the callee's certificate.
+#[test]
+fn a_node_advertising_a_name_is_reached_through_it() {
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let url = cluster.nats_url(0);
+    let revision = cluster.publish(&common::repo().join("examples/shop"));
+    cluster.start_node("edge-1", &url);
+    for name in ["pay-1", "pay-2"] {
+        cluster.start_node_advertising(name, &url, "localhost");
+    }
+    cluster.wait_peers_known(&SHOP_NODES);
+    let entries = cluster.wait_applied(&SHOP_NODES, &revision);
+    for (name, entry) in SHOP_NODES.iter().zip(&entries).skip(1) {
+        let node = cluster.node(name);
+        let advertised = format!("localhost:{}", node.mesh.port());
+        assert_eq!(entry["mesh_address"], advertised.as_str(), "{entry}");
+        assert!(
+            node.startup
+                .iter()
+                .any(|l| l.contains(&format!("advertises its mesh as {advertised}"))),
+            "{name}: {:?}",
+            node.startup
+        );
+    }
+
+    let edge = cluster.node("edge-1");
+    for _ in 0..2 {
+        assert_charged(&checkout(edge));
+    }
+    let outs = edge.wait_flows("of storefront calling checkout", 2, is_outbound_charge);
+    for out in &outs {
+        assert_eq!(out["verdict"], "allow", "{out}");
+        assert_eq!(out["status"], 200, "{out}");
+        let peer = out["peer"].as_str().unwrap();
+        assert!(peer == "pay-1" || peer == "pay-2", "{out}");
+    }
+}
+
+/// What `septa export kubernetes` deploys, run here without the cluster: the publish Job's
+/// command on an application laid out as the image holds it (`/app`, its `septa.toml` replaced by
+/// the ConfigMap's node manifest), then every cell's node as its Deployment names it, each
+/// advertising its address by name as it advertises its Service. The cells serve the revision
+/// the Job published, and a checkout crosses them.
+#[test]
+fn the_exported_cells_run_what_the_publish_job_publishes() {
+    use septa_export::kubernetes::{self, Options, Profile};
+
+    let policy = septa_policy::Policy::compile(
+        septa_manifest::load(&common::repo().join("examples/shop")).unwrap(),
+    )
+    .unwrap();
+    let options = Options {
+        profile: Profile::Istio,
+        granularity: septa_export::Granularity::Cell,
+        image: "septa:test".to_owned(),
+    };
+    let export = kubernetes::export(&policy, &options).unwrap();
+    let of_kind = |kind: &'static str| export.objects.iter().filter(move |o| o.kind() == kind);
+    let args = |pod: &Value| -> Vec<String> {
+        pod["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let job = of_kind("Job").next().unwrap();
+    assert_eq!(job.value["metadata"]["namespace"], "septa-system");
+    let pod = &job.value["spec"]["template"];
+    assert_eq!(args(pod), ["publish", "/app", "--nats", "$(SEPTA_NATS)"]);
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], "/app/septa.toml", "{mount}");
+    assert_eq!(mount["subPath"], "septa.toml", "{mount}");
+    let config = of_kind("ConfigMap")
+        .find(|o| o.value["metadata"]["namespace"] == "septa-system")
+        .unwrap();
+    assert_eq!(
+        pod["spec"]["volumes"][0]["configMap"]["name"],
+        config.value["metadata"]["name"]
+    );
+    let node_manifest = config.value["data"]["septa.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let url = cluster.nats_url(0);
+    let app = shop_copy(&cluster.scratch("app"), |_| node_manifest, &[]);
+    let revision = cluster.publish(&app);
+    let names: Vec<String> = of_kind("Deployment")
+        .map(|d| {
+            let args = args(&d.value["spec"]["template"]);
+            args[args.iter().position(|a| a == "--name").unwrap() + 1].clone()
+        })
+        .collect();
+    for name in &names {
+        cluster.start_node_advertising(name, &url, "localhost");
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    cluster.wait_peers_known(&names);
+    cluster.wait_applied(&names, &revision);
+    assert_charged(&checkout(cluster.node("edge-web")));
+}
+
 #[test]
 fn a_broken_revision_leaves_every_node_on_the_one_before() {
     let (cluster, good) = Cluster::shop(vec![NatsServer::start()]);

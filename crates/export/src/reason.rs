@@ -16,7 +16,7 @@ pub enum ReasonCode {
     /// A flow between two cells is open to every function of one towards every function of the
     /// other.
     SubnetGranularity,
-    /// Method and path conditions are enforced by an L7 proxy the analyzer does not read.
+    /// Method and path conditions need an L7 proxy the exported objects do not configure.
     L7NeedsProxy,
     /// A path pattern the target spells more widely (a `{param}` segment becomes a prefix).
     PathSemantics,
@@ -40,11 +40,14 @@ pub enum ReasonCode {
     NonTcp,
     /// A Redis or PostgreSQL server stays outside the export.
     ExternalStore,
+    /// Calls between cells are TLS from node to node, which the cluster's proxies cannot read:
+    /// their methods and paths are left to the callee's `septa node`.
+    L7InSeptaMtls,
 }
 
 impl ReasonCode {
     /// Every code, in the order the documentation lists them.
-    pub const ALL: [ReasonCode; 14] = [
+    pub const ALL: [ReasonCode; 15] = [
         Self::FunctionsShareAPod,
         Self::SubnetGranularity,
         Self::L7NeedsProxy,
@@ -59,6 +62,7 @@ impl ReasonCode {
         Self::InProcessStore,
         Self::NonTcp,
         Self::ExternalStore,
+        Self::L7InSeptaMtls,
     ];
 
     /// The code as reports print it.
@@ -78,6 +82,7 @@ impl ReasonCode {
             Self::InProcessStore => "in-process-store",
             Self::NonTcp => "non-tcp",
             Self::ExternalStore => "external-store",
+            Self::L7InSeptaMtls => "l7-in-septa-mtls",
         }
     }
 
@@ -95,14 +100,14 @@ impl ReasonCode {
                  their methods and paths; `--granularity function` removes it"
             }
             Self::L7NeedsProxy => {
-                "method and path conditions need an L7 proxy: they are in the exported \
-                 CiliumNetworkPolicy, enforced by Cilium's Envoy, which the analyzer does not \
-                 read, so it sees every method and path open on the mesh port"
+                "method and path conditions need an L7 proxy that the exported objects do not \
+                 configure: the flow is open at L4 on its port, and septa decides the methods \
+                 and paths"
             }
             Self::PathSemantics => {
                 "Istio paths are exact, prefix (`/a/*`) or suffix matches: a septa `{param}` \
-                 segment, which matches exactly one segment, is exported as a prefix that also \
-                 matches deeper paths"
+                 segment of a route, which matches exactly one segment, is exported as a prefix \
+                 that also matches deeper paths"
             }
             Self::PathNormalization => {
                 "septa refuses ambiguous request paths (encoded `/`, `\\` or `.`, dot segments, \
@@ -147,6 +152,12 @@ impl ReasonCode {
                 "a Redis or PostgreSQL endpoint's server stays outside the export: the cell that \
                  hosts the endpoint may open the server's port (6379, 5432) to any address, and \
                  septa's endpoint rules still decide every call to it"
+            }
+            Self::L7InSeptaMtls => {
+                "`septa node`s call each other over their own mutual TLS on the mesh port, which \
+                 neither Istio's sidecar nor Cilium's proxy can read (the Service declares the \
+                 port `tls`): both profiles admit the callers there at L4 (their ServiceAccounts, \
+                 or their pods), and the callee's `septa node` decides the methods and paths"
             }
         }
     }

@@ -17,6 +17,7 @@ mod egress;
 pub mod fetch;
 pub mod inbound;
 mod internal;
+pub mod peer;
 pub mod remote;
 mod remote_call;
 
@@ -35,6 +36,7 @@ use septa_runtime::{
 
 pub use dial::DialTimeouts;
 pub use door::MeshLimits;
+pub use peer::PeerAddress;
 pub use remote::{PeerDirectory, RemoteNodes};
 
 /// The header a denied mesh call's 403 carries, saying why.

@@ -161,12 +161,41 @@ impl Cluster {
         self.start_node_with(name, nats, Some(nofile))
     }
 
+    /// Like [`start_node`](Self::start_node), on a mesh port picked here, advertising it to
+    /// the other nodes as `host:PORT` (`--mesh-advertise`).
+    pub fn start_node_advertising(&mut self, name: &str, nats: &str, host: &str) -> &Node {
+        let port = std::net::TcpListener::bind(loopback(0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.start_node_on(
+            name,
+            nats,
+            None,
+            loopback(port),
+            Some(format!("{host}:{port}")),
+        )
+    }
+
     fn start_node_with(&mut self, name: &str, nats: &str, fd_limit: Option<u64>) -> &Node {
+        self.start_node_on(name, nats, fd_limit, loopback(0), None)
+    }
+
+    fn start_node_on(
+        &mut self,
+        name: &str,
+        nats: &str,
+        fd_limit: Option<u64>,
+        mesh: SocketAddr,
+        advertise: Option<String>,
+    ) -> &Node {
         let node = Node {
             child: None,
             name: name.to_owned(),
             addr: loopback(0),
-            mesh: loopback(0),
+            mesh,
+            advertise,
             tls_dir: self.tls_dir(name),
             state_dir: self.state_dir(name),
             flow_log: self.dir.path().join("flows").join(format!("{name}.jsonl")),
@@ -188,6 +217,7 @@ impl Cluster {
             name: name.to_owned(),
             addr: loopback(0),
             mesh: loopback(0),
+            advertise: None,
             tls_dir: self.tls_dir(name),
             state_dir: state.clone(),
             flow_log: state.join("flows.jsonl"),
@@ -308,6 +338,8 @@ pub struct Node {
     pub addr: SocketAddr,
     /// Where it takes calls from other nodes (port 0 until it first started).
     pub mesh: SocketAddr,
+    /// What it tells the other nodes to dial (`--mesh-advertise`), when not `mesh`.
+    pub advertise: Option<String>,
     pub tls_dir: PathBuf,
     pub state_dir: PathBuf,
     pub flow_log: PathBuf,
@@ -335,6 +367,11 @@ impl Node {
             .args(["--nats", nats, "--name", &self.name])
             .args(["--listen", &self.addr.to_string()])
             .args(["--mesh-listen", &self.mesh.to_string()])
+            .args(
+                self.advertise
+                    .iter()
+                    .flat_map(|a| ["--mesh-advertise", a.as_str()]),
+            )
             .arg("--tls-dir")
             .arg(&self.tls_dir)
             .arg("--state-dir")

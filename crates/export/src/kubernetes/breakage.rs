@@ -8,20 +8,34 @@ use super::Breakage;
 /// Breaks `objects` as `breakage` says.
 pub(crate) fn break_translation(objects: &mut [Value], breakage: Breakage) {
     match breakage {
-        Breakage::DropPath => {
-            let target = objects.iter_mut().find(|o| {
+        Breakage::DropAllow => {
+            let mesh_allow = |o: &Value| {
                 o["kind"] == "AuthorizationPolicy"
                     && o["metadata"]["name"]
                         .as_str()
-                        .is_some_and(|n| n.starts_with("allow-"))
-                    && o["spec"]["rules"][0]["to"][0]["operation"]["paths"]
-                        .as_array()
-                        .is_some_and(|p| p.len() >= 2)
-            });
-            if let Some(paths) = target
-                .and_then(|o| o["spec"]["rules"][0]["to"][0]["operation"]["paths"].as_array_mut())
-            {
-                paths.pop();
+                        .is_some_and(|n| n.starts_with("allow-") && n != "allow-nothing")
+            };
+            let Some(callee) = objects
+                .iter()
+                .filter(|o| mesh_allow(o))
+                .map(|o| {
+                    (
+                        o["metadata"]["namespace"].clone(),
+                        o["spec"]["selector"].clone(),
+                    )
+                })
+                .min_by_key(|(ns, selector)| (ns.to_string(), selector.to_string()))
+            else {
+                return;
+            };
+            for o in objects.iter_mut() {
+                if mesh_allow(o)
+                    && o["metadata"]["namespace"] == callee.0
+                    && o["spec"]["selector"] == callee.1
+                {
+                    // Kept as an object (the slice cannot shrink), but admitting nobody.
+                    o["spec"]["rules"] = json!([]);
+                }
             }
         }
         Breakage::WidenSelector => {

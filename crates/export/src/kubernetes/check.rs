@@ -4,10 +4,10 @@
 //! The comparison probes each pair of cells with the standard methods and with request paths
 //! drawn from both sides (instances of septa's patterns, the nearest paths they refuse, and
 //! instances of what the analyzer reports). A difference carries a reason code only when the
-//! target's known semantics explain it exactly: Istio's path spelling (`path-semantics`), the
-//! analyzer not reading Cilium's L7 rules (`l7-needs-proxy`), audit mode (`audit-mode`), egress
-//! by name (`egress-dns`). Anything else — a dropped path, a widened selector — has no code and
-//! fails the check.
+//! target's known semantics explain it exactly: a request septa refuses between two cells the
+//! cluster admits at L4 on the mesh port, whose TLS is the nodes' own (`l7-in-septa-mtls`),
+//! audit mode (`audit-mode`), egress by name (`egress-dns`). Anything else — a dropped ALLOW, a
+//! widened selector — has no code and fails the check.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use septa_policy::Policy;
 
 use super::names::MESH_PORT;
 use super::nca::{self, Connection, Group, Peer};
-use super::paths::{istio_matches, istio_paths, probes};
+use super::paths::{istio_matches, probes};
 use super::{Export, Options, Profile};
 use crate::reason::ReasonCode;
 use crate::report::{Difference, Direction, PairRow};
@@ -132,8 +132,12 @@ impl Nca {
 
 /// The objects the analyzer reads, per profile; it is given nothing else. Route policies are
 /// left out: they admit the gateway's pods, which the export does not run, and the analyzer
-/// does not read `requestPrincipals`.
+/// does not read `requestPrincipals`. So is the control plane's namespace but for the Namespace
+/// itself: septa's truth table is between cells, and NATS and the publish Job are none.
 fn analyzed(object: &super::Object, profile: Profile) -> bool {
+    if object.value["metadata"]["namespace"] == super::names::CONTROL_NAMESPACE {
+        return false;
+    }
     let route = object.value["metadata"]["name"]
         .as_str()
         .is_some_and(|n| n.starts_with("route-"));
@@ -179,7 +183,7 @@ pub fn check(
     }
     let connections = analyzer.connectivity(input.path())?;
     let truth = TruthTable::build(policy, options.granularity);
-    let (found, pairs) = compare(&truth, options.profile, &connections, export);
+    let (found, pairs) = compare(&truth, &connections, export);
     export.report.pairs = pairs;
     export.report.analyzer = Some(format!("network-config-analyzer ({version})"));
     let mut all = std::mem::take(&mut export.report.differences);
@@ -223,7 +227,6 @@ fn merge(differences: Vec<Difference>) -> Vec<Difference> {
 /// The differences between septa's truth and the analyzer's `connections`.
 fn compare(
     truth: &TruthTable<'_>,
-    profile: Profile,
     connections: &[Connection],
     export: &Export,
 ) -> (Vec<Difference>, Vec<PairRow>) {
@@ -266,7 +269,7 @@ fn compare(
                 continue;
             }
             let groups = by_pair.get(&(a, b)).map_or(&[][..], Vec::as_slice);
-            let (found, row) = compare_pair(truth, profile, a, b, groups, export);
+            let (found, row) = compare_pair(truth, a, b, groups, export);
             out.extend(found);
             rows.push(row);
         }
@@ -277,7 +280,6 @@ fn compare(
 /// Probes one pair of cells.
 fn compare_pair(
     truth: &TruthTable<'_>,
-    profile: Profile,
     a: CellId,
     b: CellId,
     groups: &[&Group],
@@ -346,23 +348,12 @@ fn compare_pair(
             if septa.permits() == exported {
                 continue;
             }
-            let expected = match profile {
-                Profile::Istio => access.iter().any(|x| {
-                    x.methods.admits(method)
-                        && x.paths.as_ref().is_none_or(|ps| {
-                            ps.iter()
-                                .flat_map(|p| istio_paths(p))
-                                .any(|s| istio_matches(&s, path))
-                        })
-                }),
-                Profile::Cilium => !access.is_empty(),
-            };
+            // Both profiles admit the callers at L4 on the mesh port, since it carries the
+            // nodes' own TLS: methods and paths are the callee's node's to decide.
+            let expected = !access.is_empty();
             let code = match (&septa, exported) {
                 (Truth::Audit, false) if !expected => Some(ReasonCode::AuditMode),
-                (Truth::Deny, true) if expected => Some(match profile {
-                    Profile::Istio => ReasonCode::PathSemantics,
-                    Profile::Cilium => ReasonCode::L7NeedsProxy,
-                }),
+                (Truth::Deny, true) if expected => Some(ReasonCode::L7InSeptaMtls),
                 _ => None,
             };
             let direction = if exported {
@@ -389,8 +380,7 @@ fn compare_pair(
                 detail: match (code, direction) {
                     (None, Direction::Wider) => "the export allows what septa refuses, and the target's known semantics do not explain it".to_owned(),
                     (None, Direction::Narrower) => "the export refuses what septa allows".to_owned(),
-                    (Some(ReasonCode::PathSemantics), _) => "Istio's prefix admits a path septa's pattern refuses".to_owned(),
-                    (Some(ReasonCode::L7NeedsProxy), _) => "the analyzer sees every method and path open on the mesh port".to_owned(),
+                    (Some(ReasonCode::L7InSeptaMtls), _) => "the cluster admits the callers on the mesh port; the callee's septa node refuses this request".to_owned(),
                     _ => "refused by the export, recorded in audit mode by septa".to_owned(),
                 },
                 examples: vec![format!("{method} {path}")],

@@ -1,9 +1,11 @@
-//! The `cilium` profile: a CiliumNetworkPolicy per cell with L7 HTTP rules for every flow into
-//! it (from callers on the mesh port, from the gateway on routes), and its egress: the callee
+//! The `cilium` profile: a CiliumNetworkPolicy per cell admitting its callers on the mesh port
+//! (L4: the nodes' own mutual TLS there is opaque to Cilium's proxy, so the callee's `septa node`
+//! decides methods and paths, `l7-in-septa-mtls`), the gateway on its routes with L7 HTTP rules
+//! (plain HTTP, which Cilium's Envoy reads), and its egress: the callee
 //! cells, `toFQDNs` for names (with DNS visibility for Cilium's proxy), `toCIDRSet` for networks,
 //! and `egressDeny` for the operator ceiling.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use ipnet::IpNet;
 use septa_manifest::{HostPattern, Methods};
@@ -67,21 +69,18 @@ pub(crate) fn policies(policy: &Policy, truth: &TruthTable<'_>) -> Vec<Value> {
     let mut out = Vec::new();
     for (id, cell) in cells.iter() {
         let mut ingress = Vec::new();
-        // Callers, each with the HTTP rules of every allow rule into this cell.
-        let mut callers: BTreeMap<CellId, Vec<Value>> = BTreeMap::new();
-        for (from, to, access) in truth.flows() {
-            if to != id || from == id {
-                continue;
-            }
-            let http = callers.entry(from).or_default();
-            for a in access {
-                http.extend(http_rules(&a.methods, a.paths.as_deref()));
-            }
-        }
-        for (from, mut http) in callers {
-            http.sort_by_key(ToString::to_string);
-            http.dedup();
-            ingress.push(json!({ "fromEndpoints": [endpoint(cells.get(from))], "toPorts": port_rule(MESH_PORT, http) }));
+        // Callers, on the mesh port at L4: an HTTP rule there would have Cilium's proxy parse
+        // the nodes' TLS as HTTP, and refuse every call.
+        let callers: BTreeSet<CellId> = truth
+            .flows()
+            .filter(|&(from, to, _)| to == id && from != id)
+            .map(|(from, _, _)| from)
+            .collect();
+        for from in callers {
+            ingress.push(json!({
+                "fromEndpoints": [endpoint(cells.get(from))],
+                "toPorts": [{ "ports": [{ "port": MESH_PORT.to_string(), "protocol": "TCP" }] }],
+            }));
         }
         if let Some(routes) = routes.get(&id) {
             let mut http = Vec::new();

@@ -1,6 +1,6 @@
 //! The `istio` profile: mutual TLS required in every namespace, an allow-nothing
 //! AuthorizationPolicy plus one ALLOW per allow rule and callee cell (principals from the
-//! callers' ServiceAccounts, methods and paths), one ALLOW per route from the gateway (with
+//! callers' ServiceAccounts, on the mesh port at L4), one ALLOW per route from the gateway (with
 //! `requestPrincipals` and claim conditions for JWT routes, whose issuers get a
 //! RequestAuthentication), a ServiceEntry per egress host with a REGISTRY_ONLY Sidecar per cell,
 //! and rate limits as an Envoy local rate limit.
@@ -58,15 +58,18 @@ pub(crate) fn operation(methods: &Methods, paths: Option<&[String]>, port: u16) 
     op
 }
 
-/// The callers of one allow rule into one cell, and what the rule admits.
-type RuleInto = (BTreeSet<CellId>, Methods, Option<Vec<String>>);
-
-/// One ALLOW per (allow rule, callee cell): the callers' principals, the rule's methods and
-/// paths on the mesh port.
+/// One ALLOW per (allow rule, callee cell): the callers' principals on the mesh port, without
+/// methods or paths.
+///
+/// The nodes speak their own mutual TLS on the mesh port (it is the node's certificate that
+/// tells the callee which node calls), so the sidecars see TLS there, not HTTP. An ALLOW rule
+/// with HTTP fields never matches TCP traffic in Istio: exported with the rule's methods and
+/// paths, it would refuse every call it claims to admit. At L4 it admits exactly the callers'
+/// ServiceAccounts, and the callee's `septa node` decides methods and paths (`l7-in-septa-mtls`).
 pub(crate) fn mesh_allows(truth: &TruthTable<'_>) -> Vec<Value> {
     let cells = truth.cells();
     // (callee cell, rule) -> (caller cells, methods, paths)
-    let mut by_rule: BTreeMap<(CellId, String), RuleInto> = BTreeMap::new();
+    let mut by_rule: BTreeMap<(CellId, String), BTreeSet<CellId>> = BTreeMap::new();
     for (from, to, access) in truth.flows() {
         if from == to {
             continue;
@@ -74,14 +77,13 @@ pub(crate) fn mesh_allows(truth: &TruthTable<'_>) -> Vec<Value> {
         for a in access {
             by_rule
                 .entry((to, a.rule.as_str().to_owned()))
-                .or_insert_with(|| (BTreeSet::new(), a.methods.clone(), a.paths.clone()))
-                .0
+                .or_default()
                 .insert(from);
         }
     }
     by_rule
         .into_iter()
-        .map(|((to, rule), (callers, methods, paths))| {
+        .map(|((to, rule), callers)| {
             let callee = cells.get(to);
             let principals: Vec<String> =
                 callers.iter().map(|&c| principal(cells.get(c))).collect();
@@ -95,7 +97,7 @@ pub(crate) fn mesh_allows(truth: &TruthTable<'_>) -> Vec<Value> {
                     "action": "ALLOW",
                     "rules": [{
                         "from": [{ "source": { "principals": principals } }],
-                        "to": [{ "operation": operation(&methods, paths.as_deref(), MESH_PORT) }],
+                        "to": [{ "operation": operation(&Methods::Any, None, MESH_PORT) }],
                     }],
                 }),
             )

@@ -1,11 +1,13 @@
 //! The differences the translation knows it makes, whether or not an analyzer runs: what the
-//! target cannot express (functions sharing a pod, subnet granularity, Istio's path language,
-//! path normalization, egress by name, API keys, rate limits, audit mode, stores, raw TCP), each
+//! target cannot express (functions sharing a pod, subnet granularity, L7 rules inside septa's
+//! mutual TLS, Istio's path language on routes, path normalization, egress by name, API keys, rate limits, audit mode, stores, raw TCP), each
 //! with its reason code, the septa rule and the exported object.
 
 use std::collections::BTreeSet;
 
-use septa_manifest::{AuthMethod, EgressScheme, EndpointBackend, FunctionKind, HostPattern, Mode};
+use septa_manifest::{
+    AuthMethod, EgressScheme, EndpointBackend, FunctionKind, HostPattern, Methods, Mode,
+};
 use septa_policy::Policy;
 
 use super::Profile;
@@ -46,6 +48,9 @@ pub(crate) fn differences(
     let mut out = Vec::new();
     mesh(policy, truth, profile, &mut out);
     routes(truth, profile, &mut out);
+    if profile == Profile::Istio {
+        route_paths(truth, &mut out);
+    }
     egress(policy, truth, profile, &mut out);
     stores_and_modes(policy, truth, &mut out);
     out.sort();
@@ -56,7 +61,6 @@ pub(crate) fn differences(
 fn mesh(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut Vec<Difference>) {
     let cells = truth.cells();
     let name = |f| policy.function(f).spec.identity();
-    let mut path_rules = BTreeSet::new();
     for (from, to, access) in truth.flows() {
         let (a, b) = (cells.get(from), cells.get(to));
         let rules: BTreeSet<String> = access.iter().map(|x| x.rule.to_string()).collect();
@@ -96,49 +100,80 @@ fn mesh(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut Vec
                 ),
             ));
         }
-        if profile == Profile::Istio {
+        {
+            // Every rule narrower than "any method, any path" is L4 in the cluster on the mesh
+            // port, whose TLS is the nodes' own.
             for x in access {
-                let inexact: Vec<&String> = x
-                    .paths
-                    .iter()
-                    .flatten()
-                    .filter(|p| !istio_exact(p))
-                    .collect();
-                if !inexact.is_empty() {
-                    out.push(difference(
-                        ReasonCode::PathSemantics,
-                        Direction::Wider,
-                        a.to_string(),
-                        b.to_string(),
-                        vec![x.rule.to_string()],
-                        vec![format!(
+                let mut l7 = Vec::new();
+                if let Methods::Only(list) = &x.methods {
+                    l7.push(format!("methods {}", list.join(", ")));
+                }
+                if let Some(paths) = &x.paths {
+                    l7.push(format!("paths {}", paths.join(", ")));
+                }
+                if l7.is_empty() {
+                    continue;
+                }
+                out.push(difference(
+                    ReasonCode::L7InSeptaMtls,
+                    Direction::Wider,
+                    a.to_string(),
+                    b.to_string(),
+                    vec![x.rule.to_string()],
+                    vec![match profile {
+                        Profile::Istio => format!(
                             "AuthorizationPolicy {}/allow-{}-to-{}",
                             b.segment, x.rule, b.name
-                        )],
-                        format!(
-                            "{} exported as a prefix, which also admits deeper paths",
-                            inexact
-                                .iter()
-                                .map(|p| format!("`{p}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
                         ),
-                    ));
-                }
-                if x.paths.is_some() {
-                    path_rules.insert(x.rule.to_string());
-                }
+                        Profile::Cilium => {
+                            format!("CiliumNetworkPolicy {}/{}", b.segment, b.name)
+                        }
+                    }],
+                    format!(
+                        "{} decided by the callee's `septa node`; the cluster admits the callers \
+                         on the mesh port",
+                        l7.join("; ")
+                    ),
+                ));
             }
         }
     }
-    if profile == Profile::Istio && !path_rules.is_empty() {
+}
+
+/// Routes reach their cell from the gateway in plain HTTP, where Istio reads the method and the
+/// path: a `{param}` segment is a prefix there, and Istio normalizes what septa refuses.
+fn route_paths(truth: &TruthTable<'_>, out: &mut Vec<Difference>) {
+    let mut path_rules = BTreeSet::new();
+    for (cell_id, routes) in routes_by_cell(truth) {
+        let cell = truth.cells().get(cell_id);
+        for route in routes {
+            path_rules.insert(route.id.to_string());
+            let pattern = route.pattern.as_str();
+            if istio_exact(pattern) {
+                continue;
+            }
+            out.push(difference(
+                ReasonCode::PathSemantics,
+                Direction::Wider,
+                "gateway".to_owned(),
+                cell.to_string(),
+                vec![route.id.to_string()],
+                vec![format!(
+                    "AuthorizationPolicy {}/route-{}",
+                    cell.segment, route.id
+                )],
+                format!("`{pattern}` exported as a prefix, which also admits deeper paths"),
+            ));
+        }
+    }
+    if !path_rules.is_empty() {
         out.push(difference(
             ReasonCode::PathNormalization,
             Direction::Wider,
-            "any caller".to_owned(),
+            "gateway".to_owned(),
             "any cell".to_owned(),
             path_rules.into_iter().collect(),
-            vec!["AuthorizationPolicy */allow-*".to_owned()],
+            vec!["AuthorizationPolicy */route-*".to_owned()],
             "septa answers 400 to ambiguous paths that Istio normalizes before matching".to_owned(),
         ));
     }

@@ -10,6 +10,7 @@
 mod breakage;
 pub mod check;
 mod cilium;
+mod control_plane;
 mod gateway_api;
 mod istio;
 mod known;
@@ -64,7 +65,8 @@ pub struct Options {
     pub profile: Profile,
     /// One cell per subnet or per function.
     pub granularity: Granularity,
-    /// The container image running `septa node`.
+    /// The container image running `septa node` and, in the publish Job, `septa publish` of the
+    /// application it holds at `/app`.
     pub image: String,
 }
 
@@ -72,8 +74,10 @@ pub struct Options {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Breakage {
-    /// Drop the last path of the first mesh AuthorizationPolicy that lists two or more.
-    DropPath,
+    /// Drop the mesh AuthorizationPolicies (the ALLOWs from callers) of the first callee cell
+    /// that has any: Istio then refuses calls septa allows. (Paths are not in the cluster's
+    /// mesh rules to drop: the nodes' TLS leaves them to `septa node`, `l7-in-septa-mtls`.)
+    DropAllow,
     /// Widen the first callee-ingress NetworkPolicy into a namespace of several cells to the
     /// whole namespace, and the callers' egress towards it likewise.
     WidenSelector,
@@ -278,6 +282,7 @@ fn objects(
         gateway_api::namespace(names::CONTROL_NAMESPACE),
         gateway_api::gateway(options.profile.as_str()),
     ];
+    out.extend(control_plane::objects(node_manifest, &options.image));
     let namespaces: BTreeSet<&str> = cells.iter().map(|(_, c)| c.segment.as_str()).collect();
     for ns in &namespaces {
         out.push(workloads::namespace(ns, istio));

@@ -10,6 +10,7 @@ use septa_manifest::{EgressTarget, EndpointBackend, FunctionKind, HostPattern};
 use septa_policy::Policy;
 use serde_json::{Value, json};
 
+use super::control_plane;
 use super::names::{
     CONTROL_NAMESPACE, GATEWAY_NAMESPACE, GATEWAY_PORT, MESH_PORT, NATS_PORT, cell_peer,
     cell_selector, metadata,
@@ -25,7 +26,7 @@ fn policy(namespace: &str, name: &str, spec: Value) -> Value {
     })
 }
 
-/// The policies every namespace holds: deny all, DNS, the control plane.
+/// The policies every namespace holds: deny all, DNS, the NATS server of the control plane.
 pub(crate) fn namespace_baseline(namespace: &str) -> Vec<Value> {
     vec![
         policy(
@@ -55,7 +56,10 @@ pub(crate) fn namespace_baseline(namespace: &str) -> Vec<Value> {
                 "podSelector": {},
                 "policyTypes": ["Egress"],
                 "egress": [{
-                    "to": [{ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": CONTROL_NAMESPACE } } }],
+                    "to": [{
+                        "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": CONTROL_NAMESPACE } },
+                        "podSelector": { "matchLabels": control_plane::app_label(control_plane::NATS) },
+                    }],
                     "ports": [{ "protocol": "TCP", "port": NATS_PORT }],
                 }],
             }),

@@ -13,6 +13,10 @@ use crate::truth::Cell;
 
 /// The ConfigMap every namespace holds: the node manifest and the NATS address.
 pub(crate) const CONFIG_MAP: &str = "septa";
+/// The label every cell's pods carry, which the control plane's NetworkPolicy admits to NATS.
+pub(crate) const NODE_NAME_LABEL: &str = "app.kubernetes.io/name";
+/// Its value.
+pub(crate) const NODE_NAME_VALUE: &str = "septa-node";
 
 /// The Namespace of a segment.
 pub(crate) fn namespace(segment: &str, istio: bool) -> Value {
@@ -63,7 +67,8 @@ pub(crate) fn service_account(cell: &Cell) -> Value {
     })
 }
 
-/// The Service of a cell: its gateway port and its mesh port.
+/// The Service of a cell: its gateway port (HTTP) and its mesh port, declared `tls` since the
+/// nodes speak their own mutual TLS there: a proxy in between must pass it through as it is.
 pub(crate) fn service(cell: &Cell) -> Value {
     json!({
         "apiVersion": "v1",
@@ -73,10 +78,19 @@ pub(crate) fn service(cell: &Cell) -> Value {
             "selector": cell_selector(cell),
             "ports": [
                 { "name": "http", "port": GATEWAY_PORT, "targetPort": GATEWAY_PORT, "protocol": "TCP" },
-                { "name": "http2-mesh", "port": MESH_PORT, "targetPort": MESH_PORT, "protocol": "TCP" },
+                { "name": "tls-mesh", "port": MESH_PORT, "targetPort": MESH_PORT, "protocol": "TCP", "appProtocol": "tls" },
             ],
         },
     })
+}
+
+/// The name and port the other cells' nodes dial to reach `cell`: its Service, by the cluster
+/// domain's full name, so the pod's DNS search list plays no part.
+pub(crate) fn mesh_advertise(cell: &Cell) -> String {
+    format!(
+        "{}.{}.svc.cluster.local:{MESH_PORT}",
+        cell.name, cell.segment
+    )
 }
 
 /// The PersistentVolumeClaim of a cell that runs an embedded store.
@@ -92,15 +106,20 @@ pub(crate) fn volume_claim(cell: &Cell) -> Value {
     })
 }
 
-/// The Deployment of a cell: `septa node` for its functions. One replica, since a node name is
-/// one registration in the cluster's registry; a cell with an embedded store is replaced, not
-/// rolled, since its data lives on one volume.
+/// The Deployment of a cell: `septa node` for its functions, advertising the cell's Service as
+/// its mesh address, so a call from another cell to `NAME.internal` goes through that Service.
+///
+/// All the pods of a cell run as one node (one name, one certificate, one registry entry): what
+/// other nodes read from the entry (the advertised Service, what it hosts, the trust in its
+/// certificate) is the same whichever replica wrote it last, and the Service picks the pod. One
+/// replica is written; a cell without an embedded store may be scaled. A cell with an embedded
+/// store stays at one and is replaced, not rolled, since its data lives on one volume.
 pub(crate) fn deployment(cell: &Cell, image: &str, embedded_store: bool) -> Value {
     let node = node_name(cell);
     let labels = json!({
         CELL_LABEL: cell.name.as_str(),
         SEGMENT_LABEL: cell.segment.as_str(),
-        "app.kubernetes.io/name": "septa-node",
+        NODE_NAME_LABEL: NODE_NAME_VALUE,
     });
     let data_volume = if embedded_store {
         json!({ "name": "state", "persistentVolumeClaim": { "claimName": format!("{}-data", cell.name) } })
@@ -129,6 +148,7 @@ pub(crate) fn deployment(cell: &Cell, image: &str, embedded_store: bool) -> Valu
                             "--name", node,
                             "--listen", format!("0.0.0.0:{GATEWAY_PORT}"),
                             "--mesh-listen", format!("0.0.0.0:{MESH_PORT}"),
+                            "--mesh-advertise", mesh_advertise(cell),
                             "--tls-dir", "/etc/septa/tls",
                             "--state-dir", "/var/lib/septa",
                             "--flow-log", "-",
