@@ -700,7 +700,7 @@ fn a_callee_on_another_node_stops_at_its_callers_deadline() {
          [node.pay-1]\nhosts = [\"function:slow\"]\n\
          [segment.lab]\nsubnets = { web = \"public\" }\n\
          [function.waiter]\nsource = \"caller.wasm\"\nplacement = \"lab/web\"\n\
-         limits = { timeout_ms = 1000 }\n\
+         limits = { timeout_ms = 3000 }\n\
          [function.slow]\nsource = \"sleeper.wasm\"\nplacement = \"lab/web\"\n\
          limits = { timeout_ms = 60000, max_concurrency = 1 }\n\
          [[route]]\npath = \"/waiter/...\"\nfunction = \"waiter\"\n\
@@ -719,7 +719,8 @@ fn a_callee_on_another_node_stops_at_its_callers_deadline() {
     let target = common::encode("http://slow.internal/sleep");
     let waited = edge.request("GET", &format!("/waiter/?to={target}"), &[], "");
     assert_eq!(waited.status, 504, "{waited:?}");
-    // pay-1 stopped `slow` at the caller's deadline, not at its own minute.
+    // pay-1 stopped `slow` at the caller's deadline (3 s, time enough to reach pay-1 on a
+    // loaded machine), not at its own minute.
     let stopped = pay.wait_flow("of the call to slow", |f| {
         f["kind"] == "mesh" && f["dst"] == "function:slow" && f["status"] == 504
     });
