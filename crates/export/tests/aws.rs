@@ -31,7 +31,9 @@ fn cfn_lint() -> Option<PathBuf> {
     match std::env::var_os("SEPTA_CFN_LINT").map(PathBuf::from) {
         Some(p) if p.exists() => Some(p),
         _ if std::env::var_os("SEPTA_REQUIRE_TOOLS").is_some_and(|v| v == "1") => {
-            panic!("SEPTA_CFN_LINT must name cfn-lint (.ci/run installs it); SEPTA_REQUIRE_TOOLS=1 is set")
+            panic!(
+                "SEPTA_CFN_LINT must name cfn-lint (.ci/run installs it); SEPTA_REQUIRE_TOOLS=1 is set"
+            )
         }
         _ => {
             eprintln!("note: skipped: SEPTA_CFN_LINT is not set (.ci/run installs cfn-lint)");
@@ -69,7 +71,10 @@ fn the_shop_template_matches_the_golden_files_byte_for_byte() {
     let export = aws::export(&policy, &Options::default()).unwrap();
     let files = export.files();
     // Byte-identical across runs.
-    assert_eq!(files, aws::export(&policy, &Options::default()).unwrap().files());
+    assert_eq!(
+        files,
+        aws::export(&policy, &Options::default()).unwrap().files()
+    );
     let golden = repo().join("crates/export/tests/golden/shop-aws");
     if std::env::var_os("SEPTA_REGENERATE_GOLDEN").is_some() {
         septa_export::write_atomically(&golden, &files).unwrap();
@@ -114,7 +119,10 @@ fn a_code_bucket_is_named_in_place_of_the_parameter() {
     assert!(!text.contains("acme-demo-key") && !text.contains("8676d15d94dabdd1"));
     let key = &resources(&export)["ApiKeyPartnersAcme"]["Properties"]["Value"];
     assert_eq!(key["Ref"], "ApiKeyValuePartnersAcme");
-    assert_eq!(export.template["Parameters"]["ApiKeyValuePartnersAcme"]["NoEcho"], true);
+    assert_eq!(
+        export.template["Parameters"]["ApiKeyValuePartnersAcme"]["NoEcho"],
+        true
+    );
 }
 
 #[test]
@@ -148,16 +156,25 @@ fn the_shop_check_finds_only_coded_differences() {
     assert!(catalog.export.contains(&"GET /products".to_owned()));
     assert!(!catalog.export.contains(&"POST /products".to_owned()));
     let ledger = pair("edge/storefront", "payments/ledger");
-    assert!(ledger.septa.is_empty() && ledger.export.is_empty(), "{ledger:?}");
+    assert!(
+        ledger.septa.is_empty() && ledger.export.is_empty(),
+        "{ledger:?}"
+    );
     let ledger = pair("payments/checkout", "payments/ledger");
-    assert!(ledger.export.contains(&"POST /entries".to_owned()), "{ledger:?}");
+    assert!(
+        ledger.export.contains(&"POST /entries".to_owned()),
+        "{ledger:?}"
+    );
     // The one place Lattice's path language is wider is said, with its code.
     assert!(report.differences.iter().any(|d| {
         d.code == Some(ReasonCode::LatticePathWildcard)
             && d.examples.contains(&"GET /products/x1/y2".to_owned())
     }));
     let md = report.to_markdown();
-    assert!(md.contains("| edge/storefront | payments/ledger | denied | denied |"), "{md}");
+    assert!(
+        md.contains("| edge/storefront | payments/ledger | denied | denied |"),
+        "{md}"
+    );
 
     // In the template itself: catalog's security group admits storefront's, ledger's does not
     // (it admits the pci-app group only), and ledger's subnet has no route out.
@@ -180,7 +197,10 @@ fn the_shop_check_finds_only_coded_differences() {
     assert_eq!(admitted("SgLedger"), ["GroupSgPciAppInPayments"]);
     let ledger_fn = &r["FunctionLedger"]["Properties"]["VpcConfig"]["SubnetIds"];
     assert_eq!(ledger_fn[0]["Ref"], "SubnetPaymentsVaultA");
-    assert_eq!(r["RouteTablePaymentsVaultAssociationA"]["Properties"]["SubnetId"]["Ref"], "SubnetPaymentsVaultA");
+    assert_eq!(
+        r["RouteTablePaymentsVaultAssociationA"]["Properties"]["SubnetId"]["Ref"],
+        "SubnetPaymentsVaultA"
+    );
     let routes_of = |table: &str| {
         r.values()
             .filter(|v| {
@@ -190,12 +210,18 @@ fn the_shop_check_finds_only_coded_differences() {
     };
     assert_eq!(routes_of("RouteTablePaymentsVault"), 0);
     assert_eq!(routes_of("RouteTableEdgeWeb"), 1);
-    assert_eq!(routes_of("RouteTablePaymentsApp"), 1, "checkout's egress goes through NAT");
+    assert_eq!(
+        routes_of("RouteTablePaymentsApp"),
+        1,
+        "checkout's egress goes through NAT"
+    );
     assert!(r.contains_key("NatGatewayPayments") && !r.contains_key("NatGatewayCatalog"));
     // The ledger's ACL lets nothing out, and the security group's only egress is the
     // placeholder that replaces AWS's default allow-all.
     assert!(!r.keys().any(|k| k.starts_with("AclPaymentsVaultOut")));
-    let egress = r["SgLedger"]["Properties"]["SecurityGroupEgress"].as_array().unwrap();
+    let egress = r["SgLedger"]["Properties"]["SecurityGroupEgress"]
+        .as_array()
+        .unwrap();
     assert_eq!(egress.len(), 1);
     assert_eq!(egress[0]["CidrIp"], "127.0.0.1/32");
 }
@@ -227,7 +253,10 @@ fn random_manifests_pass_cfn_lint_and_the_check() {
         let mut export = aws::export(&policy, &Options::default()).unwrap();
         aws::check::check(&policy, &mut export).unwrap();
         let uncoded: Vec<_> = export.report.uncoded().collect();
-        assert!(uncoded.is_empty(), "seed {seed}: {uncoded:#?}\nmanifest:\n{text}");
+        assert!(
+            uncoded.is_empty(),
+            "seed {seed}: {uncoded:#?}\nmanifest:\n{text}"
+        );
         let file = dir.path().join(format!("random-{seed}.yaml"));
         std::fs::write(&file, export.template_yaml()).unwrap();
         templates.push(file);
