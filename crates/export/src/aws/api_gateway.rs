@@ -77,9 +77,9 @@ pub(crate) fn resources(policy: &Policy, template: &mut Template) -> Result<(), 
     Ok(())
 }
 
-fn http_api<'p>(
+fn http_api(
     policy: &Policy,
-    routes: &[&'p CompiledRoute],
+    routes: &[&CompiledRoute],
     template: &mut Template,
     invoked_by: &mut BTreeMap<String, BTreeSet<&'static str>>,
 ) -> Result<(), ExportError> {

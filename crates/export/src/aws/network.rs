@@ -412,6 +412,9 @@ fn entry(
     json!({ "Type": "AWS::EC2::NetworkAclEntry", "Properties": properties })
 }
 
+/// One outbound ACL entry: allow or deny, the range, the ports (`None`: every protocol).
+type Outbound = (bool, String, Option<(u16, u16)>);
+
 /// The ACL's entries: Lattice and same-VPC stores first (both inside ranges the ceiling blocks),
 /// then the ceiling's denies, then the egress rules, and return traffic inbound. Anything else
 /// falls to the ACL's implicit deny.
@@ -423,7 +426,7 @@ fn acl_entries(
     origin: &str,
     template: &mut Template,
 ) -> Result<(), ExportError> {
-    let mut outbound: Vec<(bool, String, Option<(u16, u16)>)> = Vec::new();
+    let mut outbound: Vec<Outbound> = Vec::new();
     let mut inbound: Vec<(String, (u16, u16))> = Vec::new();
     if need.lattice {
         outbound.push((

@@ -190,24 +190,24 @@ impl Model {
                 .insert(id.clone(), (kind, resource["Properties"].clone()));
         }
         for (id, (kind, p)) in &model.resources {
-            match kind.as_str() {
-                "AWS::EC2::SecurityGroup" => {
-                    let ingress = p["SecurityGroupIngress"].as_array().into_iter().flatten();
-                    model.ingress.entry(id.clone()).or_default().extend(
-                        ingress.filter_map(|r| SgRule::read(r, "SourceSecurityGroupId", "CidrIp")),
-                    );
-                    let egress: Vec<SgRule> = p["SecurityGroupEgress"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|r| SgRule::read(r, "DestinationSecurityGroupId", "CidrIp"))
-                        .collect();
-                    let slot = model.egress.entry(id.clone()).or_insert(None);
-                    if !egress.is_empty() {
-                        slot.get_or_insert_with(Vec::new).extend(egress);
-                    }
-                }
-                _ => {}
+            if kind != "AWS::EC2::SecurityGroup" {
+                continue;
+            }
+            let ingress = p["SecurityGroupIngress"].as_array().into_iter().flatten();
+            model
+                .ingress
+                .entry(id.clone())
+                .or_default()
+                .extend(ingress.filter_map(|r| SgRule::read(r, "SourceSecurityGroupId", "CidrIp")));
+            let egress: Vec<SgRule> = p["SecurityGroupEgress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| SgRule::read(r, "DestinationSecurityGroupId", "CidrIp"))
+                .collect();
+            let slot = model.egress.entry(id.clone()).or_insert(None);
+            if !egress.is_empty() {
+                slot.get_or_insert_with(Vec::new).extend(egress);
             }
         }
         for (kind, p) in model.resources.values() {
