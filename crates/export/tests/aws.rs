@@ -266,3 +266,147 @@ fn random_manifests_pass_cfn_lint_and_the_check() {
         lint(&cfn_lint, &templates);
     }
 }
+
+/// Everything the shop and the random manifests leave out: private subnets with egress (NAT),
+/// egress to addresses, to names and to IPv6, a relaxed ceiling, Redis and PostgreSQL in the
+/// caller's segment and in another, a JWT route with claims and sources, a group rule, audit
+/// mode.
+const EVERY_FEATURE: &str = r#"
+septa_manifest_version = 1
+[application]
+name = "wide"
+[ceiling]
+relax = ["10.20.0.0/16"]
+[segment.edge]
+subnets = { web = "public" }
+[segment.app]
+subnets = { svc = "private", db = "isolated" }
+[segment.data]
+subnets = { store = "isolated" }
+[group.workers]
+[function.web]
+source = "f.wasm"
+placement = "edge/web"
+[function.api]
+source = "f.wasm"
+placement = "app/svc"
+groups = ["workers"]
+limits = { memory_mb = 256, timeout_ms = 30000, max_concurrency = 8 }
+[function.batch]
+source = "f.wasm"
+placement = "app/svc"
+groups = ["workers"]
+mode = "audit"
+[function.report]
+source = "f.wasm"
+placement = "app/db"
+[endpoint.db]
+placement = "app/db"
+backend = "postgres"
+url_env = "DB_URL"
+[endpoint.cache]
+placement = "data/store"
+backend = "redis"
+url_env = "CACHE_URL"
+[jwt.main]
+issuer = "https://auth.example"
+audiences = ["wide"]
+algorithms = ["ES256"]
+jwks_url = "https://auth.example/.well-known/jwks.json"
+[[route]]
+id = "home"
+path = "/..."
+methods = ["GET"]
+function = "web"
+[[route]]
+id = "orders"
+path = "/orders/{id}"
+function = "web"
+auth = { jwt = "main", scopes = ["orders:read"], claims = { tenant = ["acme"] } }
+sources = ["198.51.100.0/24"]
+rate_limit = { key = "principal", per_second = 5, burst = 10 }
+[[allow]]
+id = "web-to-api"
+from = "function:web"
+to = "function:api"
+methods = ["GET"]
+paths = ["/items/{id}", "/items/..."]
+[[allow]]
+id = "workers-to-report"
+from = "group:workers"
+to = "function:report"
+methods = ["POST"]
+paths = ["/runs"]
+[[allow]]
+id = "api-to-db"
+from = "function:api"
+to = "endpoint:db"
+paths = ["/kv/orders/..."]
+[[allow]]
+id = "web-to-cache"
+from = "function:web"
+to = "endpoint:cache"
+[[egress]]
+id = "api-out"
+from = "function:api"
+to = ["https://api.example.com", "https://93.184.216.0/24:443", "tcp://10.20.0.5:5432", "https://[2001:db8::1]:443"]
+[[egress]]
+id = "web-out"
+from = "function:web"
+to = ["https://*.example.org"]
+"#;
+
+#[test]
+fn a_manifest_using_every_feature_passes_cfn_lint_and_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.wasm"), b"").unwrap();
+    std::fs::write(dir.path().join("septa.toml"), EVERY_FEATURE).unwrap();
+    let policy = Policy::compile(septa_manifest::load(dir.path()).unwrap()).unwrap();
+    let mut export = aws::export(&policy, &Options::default()).unwrap();
+    aws::check::check(&policy, &mut export).unwrap();
+    let report = &export.report;
+    let uncoded: Vec<_> = report.uncoded().collect();
+    assert!(uncoded.is_empty(), "{uncoded:#?}");
+    let codes: std::collections::BTreeSet<ReasonCode> =
+        report.differences.iter().filter_map(|d| d.code).collect();
+    for code in [
+        ReasonCode::LatticePathWildcard,
+        ReasonCode::StoreWithoutL7,
+        ReasonCode::StoreAcrossVpcs,
+        ReasonCode::FirewallDomains,
+        ReasonCode::AclCeiling,
+        ReasonCode::Ipv4Only,
+        ReasonCode::ApiGatewayThrottling,
+        ReasonCode::RouteChecksInLambda,
+        ReasonCode::PublicSubnetEgress,
+        ReasonCode::AuditMode,
+    ] {
+        assert!(codes.contains(&code), "{code} missing: {codes:?}");
+    }
+    let pair = |from: &str, to: &str| {
+        report
+            .pairs
+            .iter()
+            .find(|p| p.from == from && p.to == to)
+            .unwrap()
+    };
+    // The store in the caller's VPC is reached on any request; the one across VPCs is not.
+    assert!(pair("app/api", "app/db").export.contains(&"DELETE /".to_owned()));
+    assert!(pair("edge/web", "data/cache").export.is_empty());
+    // The group rule admits both members; batch is in audit mode, which septa lets through.
+    assert!(pair("app/api", "app/report").export.contains(&"POST /runs".to_owned()));
+    assert!(pair("app/batch", "app/report").export.contains(&"POST /runs".to_owned()));
+    let r = resources(&export);
+    assert!(r.contains_key("NatGatewayApp") && r.contains_key("RouteTableAppSvcDefault"));
+    assert!(!r.contains_key("RouteTableAppDbDefault") && !r.contains_key("RouteTableDataStoreDefault"));
+    assert_eq!(r["StoreDb"]["Type"], "AWS::RDS::DBInstance");
+    assert_eq!(r["StoreCache"]["Type"], "AWS::ElastiCache::CacheCluster");
+    let targets = &r["EgressDomainRuleGroup"]["Properties"]["RuleGroup"]["RulesSource"]
+        ["RulesSourceList"]["Targets"];
+    assert_eq!(targets, &serde_json::json!([".example.org", "api.example.com"]));
+    if let Some(cfn_lint) = cfn_lint() {
+        let file = dir.path().join("wide.yaml");
+        std::fs::write(&file, export.template_yaml()).unwrap();
+        lint(&cfn_lint, &[file]);
+    }
+}
