@@ -349,7 +349,7 @@ to = "endpoint:cache"
 [[egress]]
 id = "api-out"
 from = "function:api"
-to = ["https://api.example.com", "https://93.184.216.0/24:443", "tcp://10.20.0.5:5432", "https://[2001:db8::1]:443"]
+to = ["https://api.example.com", "https://93.184.216.0/24:443", "tcp://10.20.0.5:5432", "https://[2606:4700::1111]:443"]
 [[egress]]
 id = "web-out"
 from = "function:web"
@@ -391,19 +391,36 @@ fn a_manifest_using_every_feature_passes_cfn_lint_and_the_check() {
             .unwrap()
     };
     // The store in the caller's VPC is reached on any request; the one across VPCs is not.
-    assert!(pair("app/api", "app/db").export.contains(&"DELETE /".to_owned()));
+    assert!(
+        pair("app/api", "app/db")
+            .export
+            .contains(&"DELETE /".to_owned())
+    );
     assert!(pair("edge/web", "data/cache").export.is_empty());
     // The group rule admits both members; batch is in audit mode, which septa lets through.
-    assert!(pair("app/api", "app/report").export.contains(&"POST /runs".to_owned()));
-    assert!(pair("app/batch", "app/report").export.contains(&"POST /runs".to_owned()));
+    assert!(
+        pair("app/api", "app/report")
+            .export
+            .contains(&"POST /runs".to_owned())
+    );
+    assert!(
+        pair("app/batch", "app/report")
+            .export
+            .contains(&"POST /runs".to_owned())
+    );
     let r = resources(&export);
     assert!(r.contains_key("NatGatewayApp") && r.contains_key("RouteTableAppSvcDefault"));
-    assert!(!r.contains_key("RouteTableAppDbDefault") && !r.contains_key("RouteTableDataStoreDefault"));
+    assert!(
+        !r.contains_key("RouteTableAppDbDefault") && !r.contains_key("RouteTableDataStoreDefault")
+    );
     assert_eq!(r["StoreDb"]["Type"], "AWS::RDS::DBInstance");
     assert_eq!(r["StoreCache"]["Type"], "AWS::ElastiCache::CacheCluster");
-    let targets = &r["EgressDomainRuleGroup"]["Properties"]["RuleGroup"]["RulesSource"]
-        ["RulesSourceList"]["Targets"];
-    assert_eq!(targets, &serde_json::json!([".example.org", "api.example.com"]));
+    let targets = &r["EgressDomainRuleGroup"]["Properties"]["RuleGroup"]["RulesSource"]["RulesSourceList"]
+        ["Targets"];
+    assert_eq!(
+        targets,
+        &serde_json::json!([".example.org", "api.example.com"])
+    );
     if let Some(cfn_lint) = cfn_lint() {
         let file = dir.path().join("wide.yaml");
         std::fs::write(&file, export.template_yaml()).unwrap();

@@ -10,6 +10,7 @@
 //! service network, and the service's auth policy must allow the caller's role, the method and
 //! the path; a store must also be routed to. Besides the requests, the network layer alone is
 //! compared: security groups that admit a caller septa never lets through are a difference too.
+//! Egress to the outside is read the same way ([`super::egress_check`]), through route tables.
 //! A difference gets a reason code only when AWS's known semantics explain exactly that request;
 //! anything else has none, and the command exits 1.
 
@@ -34,7 +35,7 @@ const METHODS: [&str; 5] = ["DELETE", "GET", "PATCH", "POST", "PUT"];
 /// An address VPC Lattice's data plane answers on.
 const LATTICE_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 171, 1);
 /// A port return traffic arrives on.
-const EPHEMERAL: u16 = 40000;
+pub(crate) const EPHEMERAL: u16 = 40000;
 /// How many example requests a difference lists.
 const EXAMPLES: usize = 4;
 
@@ -48,19 +49,19 @@ pub enum CheckError {
 
 /// Where a function or endpoint runs in the template, as read from it.
 #[derive(Clone, Debug, Default)]
-struct Placed {
+pub(crate) struct Placed {
     /// The Lambda function or store's logical id; `None`: nothing in the template.
-    resource: Option<String>,
+    pub resource: Option<String>,
     /// Its security groups.
-    groups: Vec<String>,
+    pub groups: Vec<String>,
     /// Its subnets.
-    subnets: Vec<String>,
+    pub subnets: Vec<String>,
     /// Their address ranges.
-    ranges: Vec<Ipv4Net>,
+    pub ranges: Vec<Ipv4Net>,
     /// Its execution role (functions).
-    role: Option<String>,
+    pub role: Option<String>,
     /// The port it serves (stores).
-    port: Option<u16>,
+    pub port: Option<u16>,
 }
 
 impl Placed {
@@ -508,9 +509,10 @@ pub fn check(policy: &Policy, export: &mut Export) -> Result<(), CheckError> {
             });
         }
     }
+    super::egress_check::compare(policy, &model, &reading.placed, &mut found, &mut pairs);
     let report = &mut export.report;
     report.analyzer = Some(format!(
-        "septa's independent reading of `{}` (security groups, network ACLs, route tables, VPC Lattice auth policies)",
+        "septa's independent reading of `{}` (security groups, network ACLs, route tables, VPC Lattice service networks and auth policies)",
         super::TEMPLATE_FILE
     ));
     report.differences.extend(found.into_values());

@@ -14,6 +14,7 @@
 mod api_gateway;
 mod breakage;
 pub mod check;
+mod egress_check;
 mod firewall;
 mod known;
 mod lambda;
