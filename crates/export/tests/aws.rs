@@ -427,3 +427,23 @@ fn a_manifest_using_every_feature_passes_cfn_lint_and_the_check() {
         lint(&cfn_lint, &[file]);
     }
 }
+
+#[test]
+fn names_that_make_one_logical_id_are_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.wasm"), b"").unwrap();
+    std::fs::write(
+        dir.path().join("septa.toml"),
+        "septa_manifest_version = 1\n[application]\nname = \"a\"\n[segment.edge]\nsubnets = { web = \"public\" }\n[function.a1]\nsource = \"f.wasm\"\nplacement = \"edge/web\"\n[function.a-1]\nsource = \"f.wasm\"\nplacement = \"edge/web\"\n",
+    )
+    .unwrap();
+    let policy = Policy::compile(septa_manifest::load(dir.path()).unwrap()).unwrap();
+    let error = aws::export(&policy, &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("`function:a-1`") && error.contains("`function:a1`"),
+        "{error}"
+    );
+    assert!(error.contains("logical id `RoleA1`"), "{error}");
+}

@@ -11,7 +11,7 @@ use septa_policy::Policy;
 use super::by_name;
 use super::lattice::lattice_exact;
 use super::names::{function_sg_id, lambda_id, pascal};
-use super::network::{Plan, acl_id};
+use super::network::{Plan, acl_id, peering_id};
 use crate::reason::ReasonCode;
 use crate::report::{Difference, Direction};
 use crate::truth::TruthTable;
@@ -265,7 +265,10 @@ fn stores_and_modes(policy: &Policy, out: &mut Vec<Difference>) {
                             format!("{}/{}", c.placement.segment, c.name),
                             at.clone(),
                             Vec::new(),
-                            vec![format!("AWS::EC2::VPCPeeringConnection")],
+                            vec![format!(
+                                "AWS::EC2::VPCPeeringConnection {}",
+                                peering_id(&c.placement.segment, &spec.placement.segment)
+                            )],
                             "the VPCs are peered for security group references but not routed"
                                 .to_owned(),
                         ));

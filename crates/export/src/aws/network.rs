@@ -110,6 +110,12 @@ pub(crate) fn route_table_id(segment: &Name, subnet: &Name) -> String {
     )
 }
 
+/// The logical id of the peering between two segments' VPCs, in either order.
+pub(crate) fn peering_id(a: &Name, b: &Name) -> String {
+    let (x, y) = if a < b { (a, b) } else { (b, a) };
+    format!("Peering{}{}", pascal(x.as_str()), pascal(y.as_str()))
+}
+
 /// The logical id of a septa subnet's network ACL.
 pub(crate) fn acl_id(segment: &Name, subnet: &Name) -> String {
     format!("Acl{}{}", pascal(segment.as_str()), pascal(subnet.as_str()))
@@ -307,7 +313,7 @@ pub(crate) fn resources(
     }
     for (a, b) in &plan.peered {
         template.resource(
-            &format!("Peering{}{}", pascal(a.as_str()), pascal(b.as_str())),
+            &peering_id(a, b),
             "AWS::EC2::VPCPeeringConnection",
             json!({
                 "PeerVpcId": reference(&vpc_id(b)),
