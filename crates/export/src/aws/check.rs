@@ -403,8 +403,12 @@ pub fn check(policy: &Policy, export: &mut Export) -> Result<(), CheckError> {
                 Vec::new()
             };
             let network_for = |port: Option<u16>| reading.network(caller, callee, port);
+            // A callee no Lattice service forwards to is still probed on the Lattice port: its
+            // security groups must not admit anyone either.
             let network_open = if store.is_some() {
                 network_for(None)
+            } else if services.is_empty() {
+                network_for(Some(super::names::LATTICE_PORT))
             } else {
                 services.iter().any(|(_, port)| network_for(Some(*port)))
             };

@@ -53,8 +53,8 @@ pub struct Options {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Breakage {
-    /// Widen the first security-group ingress rule that admits a caller's group to the whole
-    /// VPC.
+    /// Widen the first security-group ingress rule that admits a caller's group to
+    /// `10.0.0.0/8`, which every segment's VPC is carved from.
     WidenIngress,
     /// Drop the path condition of the first Lattice auth policy statement that has one.
     DropPathCondition,
