@@ -14,10 +14,8 @@ use serde_json::{Value, json};
 use super::names::{
     ZONES, function_name, get_att, lambda_id, lattice_service_id, reference, role_id, subnet_id,
 };
-use super::network::Plan;
 use super::security_groups::groups_of;
 use super::{ExportError, Options, Template, located};
-use crate::truth::TruthTable;
 
 /// Memory septa itself needs on top of the function's own, in MB.
 pub(crate) const SEPTA_MEMORY_MB: u32 = 128;
@@ -30,8 +28,6 @@ const MAX_FUNCTION_NAME: usize = 64;
 /// Every execution role and Lambda function.
 pub(crate) fn resources(
     policy: &Policy,
-    _truth: &TruthTable<'_>,
-    _plan: &Plan,
     options: &Options,
     template: &mut Template,
 ) -> Result<(), ExportError> {

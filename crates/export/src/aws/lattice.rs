@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use super::names::{get_att, lambda_id, lattice_service_id, pascal, reference, role_id, vpc_id};
 use super::network::Plan;
 use super::{ExportError, Template};
-use crate::truth::TruthTable;
 
 /// The service network's logical id.
 pub(crate) const SERVICE_NETWORK: &str = "LatticeServiceNetwork";
@@ -92,7 +91,6 @@ fn calls(policy: &Policy) -> Calls<'_> {
 /// Every Lattice resource.
 pub(crate) fn resources(
     policy: &Policy,
-    _truth: &TruthTable<'_>,
     plan: &Plan,
     template: &mut Template,
 ) -> Result<(), ExportError> {

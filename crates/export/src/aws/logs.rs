@@ -2,7 +2,6 @@
 //! to CloudWatch Logs. (Each Lambda function's own flow records go to its log stream, as
 //! `septa lambda` writes them to standard output.)
 
-use septa_policy::Policy;
 use serde_json::json;
 
 use super::lattice::SERVICE_NETWORK;
@@ -14,11 +13,7 @@ use super::{ExportError, Template};
 const RETENTION_DAYS: u32 = 30;
 
 /// The log groups, the flow logs' role, the flow logs and the access log subscription.
-pub(crate) fn resources(
-    _policy: &Policy,
-    plan: &Plan,
-    template: &mut Template,
-) -> Result<(), ExportError> {
+pub(crate) fn resources(plan: &Plan, template: &mut Template) -> Result<(), ExportError> {
     template.resource(
         "FlowLogGroup",
         "AWS::Logs::LogGroup",

@@ -15,9 +15,8 @@ use serde_json::{Value, json};
 use super::names::{
     LATTICE_CIDR, LATTICE_PORT, function_sg_id, get_att, group_sg_id, reference, vpc_id,
 };
-use super::network::{Plan, store_port};
+use super::network::store_port;
 use super::{ExportError, Template, by_name};
-use crate::truth::TruthTable;
 
 /// The CIDR a placeholder egress rule names: nothing leaves to it.
 pub(crate) const PLACEHOLDER_CIDR: &str = "127.0.0.1/32";
@@ -59,12 +58,7 @@ fn source_group(policy: &Policy, rule: &Name, caller: septa_policy::FunctionId) 
 }
 
 /// Every security group and rule.
-pub(crate) fn resources(
-    policy: &Policy,
-    _truth: &TruthTable<'_>,
-    _plan: &Plan,
-    template: &mut Template,
-) -> Result<(), ExportError> {
+pub(crate) fn resources(policy: &Policy, template: &mut Template) -> Result<(), ExportError> {
     let application = &policy.manifest().application;
     // Inline egress per group: (protocol, cidr, from, to, description).
     let mut egress: BTreeMap<String, BTreeSet<(String, u16, u16, String)>> = BTreeMap::new();

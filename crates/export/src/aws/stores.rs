@@ -9,7 +9,6 @@ use septa_policy::Policy;
 use serde_json::{Value, json};
 
 use super::names::{ZONES, function_sg_id, get_att, pascal, reference, subnet_id, tags};
-use super::network::Plan;
 use super::{ExportError, Template};
 
 /// The logical id of an endpoint's server.
@@ -18,11 +17,7 @@ pub(crate) fn store_id(endpoint: &septa_manifest::Name) -> String {
 }
 
 /// Every store.
-pub(crate) fn resources(
-    policy: &Policy,
-    _plan: &Plan,
-    template: &mut Template,
-) -> Result<(), ExportError> {
+pub(crate) fn resources(policy: &Policy, template: &mut Template) -> Result<(), ExportError> {
     let application = &policy.manifest().application;
     for f in policy.functions() {
         let spec = &f.spec;
