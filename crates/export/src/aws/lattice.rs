@@ -230,3 +230,19 @@ fn statement(
     }
     statement
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{lattice_exact, lattice_paths};
+
+    #[test]
+    fn septa_patterns_in_lattice_spelling() {
+        assert_eq!(lattice_paths("/products"), ["/products"]);
+        assert_eq!(lattice_paths("/kv/carts/..."), ["/kv/carts", "/kv/carts/*"]);
+        assert_eq!(lattice_paths("/..."), ["/*"]);
+        assert_eq!(lattice_paths("/products/{id}"), ["/products/*"]);
+        assert_eq!(lattice_paths("/a/{id}/b/..."), ["/a/*/b", "/a/*/b/*"]);
+        assert!(lattice_exact("/kv/carts/..."));
+        assert!(!lattice_exact("/products/{id}"));
+    }
+}
