@@ -447,3 +447,26 @@ fn names_that_make_one_logical_id_are_refused_naming_both() {
     );
     assert!(error.contains("logical id `RoleA1`"), "{error}");
 }
+
+#[test]
+fn a_subnet_needing_more_acl_entries_than_aws_allows_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.wasm"), b"").unwrap();
+    let targets: Vec<String> = (1..=21)
+        // 21 networks, one of them (10.10.10.0/24) inside the ceiling, so a deny precedes it.
+        .map(|i| format!("\"https://{i}.{i}.{i}.0/24:443\""))
+        .collect();
+    std::fs::write(
+        dir.path().join("septa.toml"),
+        format!("septa_manifest_version = 1\n[application]\nname = \"a\"\n[segment.app]\nsubnets = {{ svc = \"private\" }}\n[function.f]\nsource = \"f.wasm\"\nplacement = \"app/svc\"\n[[egress]]\nid = \"many\"\nfrom = \"function:f\"\nto = [{}]\n", targets.join(", ")),
+    )
+    .unwrap();
+    let policy = Policy::compile(septa_manifest::load(dir.path()).unwrap()).unwrap();
+    let error = aws::export(&policy, &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("subnet `app/svc` needs 22 outbound network ACL entries"),
+        "{error}"
+    );
+}

@@ -3,13 +3,14 @@
 //! `private` ones route out through a NAT gateway only when a function there has egress;
 //! `isolated` ones have no route out at all. The ACLs are stateless: each opens what the
 //! subnet's functions need (Lattice, stores, their egress rules) and the return traffic, and puts
-//! the operator ceiling as deny entries before any egress allow. VPCs whose security groups
+//! the operator ceiling as deny entries before the egress allows they overlap, within AWS's 20
+//! entries per direction. VPCs whose security groups
 //! reference each other are peered (with no routes), since AWS accepts such references only
 //! between peered VPCs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use septa_manifest::{EndpointBackend, FunctionKind, HostPattern, Name, SubnetKind};
 use septa_policy::Policy;
 use serde_json::{Value, json};
@@ -121,6 +122,9 @@ pub(crate) fn acl_id(segment: &Name, subnet: &Name) -> String {
     format!("Acl{}{}", pascal(segment.as_str()), pascal(subnet.as_str()))
 }
 
+/// The network ACL entries AWS allows per direction unless the quota is raised.
+const MAX_ACL_ENTRIES: usize = 20;
+
 /// What a subnet's functions need to reach.
 #[derive(Default)]
 struct Needs {
@@ -187,16 +191,17 @@ pub(crate) fn resources(
     template: &mut Template,
 ) -> Result<(), ExportError> {
     let needs = needs(policy);
-    let blocked: Vec<String> = policy
-        .ceiling()
-        .blocked_ranges()
-        .filter_map(|(net, _)| match net {
-            IpNet::V4(v4) => Some(v4.trunc().to_string()),
-            IpNet::V6(_) => None,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    // The ceiling's IPv4 ranges, merged where they nest or touch: ACL entries are few.
+    let blocked: Vec<Ipv4Net> = Ipv4Net::aggregate(
+        &policy
+            .ceiling()
+            .blocked_ranges()
+            .filter_map(|(net, _)| match net {
+                IpNet::V4(v4) => Some(v4.trunc()),
+                IpNet::V6(_) => None,
+            })
+            .collect(),
+    );
     for (segment, &index) in &plan.segments {
         let origin = format!("segment `{segment}`");
         let vpc = vpc_id(segment);
@@ -428,7 +433,7 @@ fn acl_entries(
     acl: &str,
     need: &Needs,
     vpc: &str,
-    blocked: &[String],
+    blocked: &[Ipv4Net],
     origin: &str,
     template: &mut Template,
 ) -> Result<(), ExportError> {
@@ -450,8 +455,19 @@ fn acl_entries(
     }
     let internal = outbound.len();
     if !need.egress.is_empty() {
-        for cidr in blocked {
-            outbound.push((false, cidr.clone(), None));
+        // A deny matters only ahead of an allow it overlaps; the rest meets the implicit deny.
+        let allowed: Vec<Ipv4Net> = need
+            .egress
+            .iter()
+            .filter_map(|(cidr, _, _)| cidr.parse().ok())
+            .collect();
+        for net in blocked {
+            if allowed
+                .iter()
+                .any(|a| a.contains(&net.network()) || net.contains(&a.network()))
+            {
+                outbound.push((false, net.to_string(), None));
+            }
         }
         for (cidr, from, to) in &need.egress {
             outbound.push((true, cidr.clone(), Some((*from, *to))));
@@ -463,6 +479,13 @@ fn acl_entries(
     outbound.dedup();
     inbound.sort();
     inbound.dedup();
+    for (direction, count) in [("outbound", outbound.len()), ("inbound", inbound.len())] {
+        if count > MAX_ACL_ENTRIES {
+            return Err(ExportError::AddressPlan(format!(
+                "{origin} needs {count} {direction} network ACL entries, more than the {MAX_ACL_ENTRIES} AWS allows by default: merge its egress rules' addresses"
+            )));
+        }
+    }
     for (i, (allow, cidr, ports)) in outbound.iter().enumerate() {
         let number = 100 + 10 * i as u32;
         template.resource_value(
