@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::names::{
     LATTICE_CIDR, LATTICE_PORT, function_sg_id, get_att, group_sg_id, reference, vpc_id,
 };
-use super::network::store_port;
+use super::network::{peering_id, store_port};
 use super::{ExportError, Template, by_name};
 
 /// The CIDR a placeholder egress rule names: nothing leaves to it.
@@ -160,8 +160,14 @@ pub(crate) fn resources(policy: &Policy, template: &mut Template) -> Result<(), 
         });
         template.resource(id, "AWS::EC2::SecurityGroup", properties, what)?;
     }
+    // A rule naming another VPC's group is accepted only once the VPCs are peered.
+    let peering = |a: &String, b: &String| -> Option<String> {
+        let (x, y) = (&owners.get(a)?.0, &owners.get(b)?.0);
+        (x != y).then(|| peering_id(x, y))
+    };
     for (to, from, port) in &ingress {
-        template.resource(
+        rule(
+            template,
             &format!("{to}From{}", from.trim_start_matches("Sg")),
             "AWS::EC2::SecurityGroupIngress",
             json!({
@@ -172,11 +178,13 @@ pub(crate) fn resources(policy: &Policy, template: &mut Template) -> Result<(), 
                 "SourceSecurityGroupId": get_att(from, "GroupId"),
                 "ToPort": port,
             }),
+            peering(to, from),
             &format!("{to} ingress"),
         )?;
     }
     for (from, to, port) in &to_groups {
-        template.resource(
+        rule(
+            template,
             &format!("{from}To{}", to.trim_start_matches("Sg")),
             "AWS::EC2::SecurityGroupEgress",
             json!({
@@ -187,8 +195,26 @@ pub(crate) fn resources(policy: &Policy, template: &mut Template) -> Result<(), 
                 "IpProtocol": "tcp",
                 "ToPort": port,
             }),
+            peering(from, to),
             &format!("{from} egress"),
         )?;
     }
     Ok(())
+}
+
+/// One separate security group rule, after the peering it needs when it names another VPC's
+/// group.
+fn rule(
+    template: &mut Template,
+    id: &str,
+    kind: &str,
+    properties: Value,
+    peering: Option<String>,
+    origin: &str,
+) -> Result<(), ExportError> {
+    let mut resource = json!({ "Type": kind, "Properties": properties });
+    if let Some(peering) = peering {
+        resource["DependsOn"] = json!(peering);
+    }
+    template.resource_value(id, resource, origin)
 }
