@@ -269,8 +269,8 @@ fn random_manifests_pass_cfn_lint_and_the_check() {
 
 /// Everything the shop and the random manifests leave out: private subnets with egress (NAT),
 /// egress to addresses, to names and to IPv6, a relaxed ceiling, Redis and PostgreSQL in the
-/// caller's segment and in another, a JWT route with claims and sources, a group rule, audit
-/// mode.
+/// caller's segment and in another, a JWT route with claims and sources, an API-key route with a
+/// wildcard, a group rule, audit mode.
 const EVERY_FEATURE: &str = r#"
 septa_manifest_version = 1
 [application]
@@ -325,6 +325,14 @@ function = "web"
 auth = { jwt = "main", scopes = ["orders:read"], claims = { tenant = ["acme"] } }
 sources = ["198.51.100.0/24"]
 rate_limit = { key = "principal", per_second = 5, burst = 10 }
+[api_keys.partners]
+keys = [{ consumer = "acme", sha256 = "8676d15d94dabdd1283e6c407e2bb08a7b5c13b4e3667d4795c17172e080a3d4" }]
+[[route]]
+id = "partner"
+path = "/partner/..."
+methods = ["GET"]
+function = "web"
+auth = { api_key = "partners" }
 [[allow]]
 id = "web-to-api"
 from = "function:web"

@@ -276,30 +276,38 @@ fn rest_api(
             .or_default()
             .insert(REST_API);
         let segments = segments_of(route.pattern.as_str());
-        for method in methods_of(&route.methods) {
-            let id = format!(
-                "RestMethod{}{}",
-                pascal(route.id.as_str()),
-                pascal(&method.to_ascii_lowercase())
-            );
-            template.resource(
-                &id,
-                "AWS::ApiGateway::Method",
-                json!({
-                    "ApiKeyRequired": true,
-                    "AuthorizationType": "NONE",
-                    "HttpMethod": method,
-                    "Integration": {
-                        "IntegrationHttpMethod": "POST",
-                        "Type": "AWS_PROXY",
-                        "Uri": { "Fn::Sub": format!("arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{{function}.Arn}}/invocations") },
-                    },
-                    "ResourceId": resource_ref(&segments),
-                    "RestApiId": reference(REST_API),
-                }),
-                &format!("route `{}`", route.id),
-            )?;
-            methods.push(id);
+        // `/a/...` is `/a` itself and `/a/{proxy+}` below it.
+        let mut places = vec![(segments.clone(), "")];
+        if segments.last().is_some_and(|s| s == "{proxy+}") {
+            places.push((segments[..segments.len() - 1].to_vec(), ""));
+            places[0].1 = "Below";
+        }
+        for (resource, suffix) in &places {
+            for method in methods_of(&route.methods) {
+                let id = format!(
+                    "RestMethod{}{}{suffix}",
+                    pascal(route.id.as_str()),
+                    pascal(&method.to_ascii_lowercase())
+                );
+                template.resource(
+                    &id,
+                    "AWS::ApiGateway::Method",
+                    json!({
+                        "ApiKeyRequired": true,
+                        "AuthorizationType": "NONE",
+                        "HttpMethod": method,
+                        "Integration": {
+                            "IntegrationHttpMethod": "POST",
+                            "Type": "AWS_PROXY",
+                            "Uri": { "Fn::Sub": format!("arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{{function}.Arn}}/invocations") },
+                        },
+                        "ResourceId": resource_ref(resource),
+                        "RestApiId": reference(REST_API),
+                    }),
+                    &format!("route `{}`", route.id),
+                )?;
+                methods.push(id);
+            }
         }
     }
     template.resource_value(
