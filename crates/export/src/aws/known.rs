@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
-use septa_manifest::{AuthMethod, EndpointBackend, FunctionKind, HostPattern, SubnetKind};
+use septa_manifest::{AuthMethod, EndpointBackend, FunctionKind, HostPattern, Mode, SubnetKind};
 use septa_policy::Policy;
 
 use super::by_name;
@@ -96,6 +96,18 @@ fn mesh(policy: &Policy, truth: &TruthTable<'_>, out: &mut Vec<Difference>) {
 }
 
 fn routes(policy: &Policy, out: &mut Vec<Difference>) {
+    if policy.gateway().rate_limit.is_some() {
+        out.push(difference(
+            ReasonCode::ApiGatewayThrottling,
+            Direction::Wider,
+            "gateway".to_owned(),
+            "every route".to_owned(),
+            Vec::new(),
+            vec!["AWS::ApiGatewayV2::Stage HttpApiStage".to_owned()],
+            "the per-client limit is the stage's default throttling, for all clients together"
+                .to_owned(),
+        ));
+    }
     for route in policy.routes() {
         let spec = &policy.function(route.function).spec;
         let to = format!("{}/{}", spec.placement.segment, spec.name);
@@ -128,6 +140,17 @@ fn routes(policy: &Policy, out: &mut Vec<Difference>) {
                 }],
                 "the rate limit is API Gateway's throttling, approximate and not per septa key"
                     .to_owned(),
+            ));
+        }
+        if route.mode == Mode::Audit && route.auth.is_some() {
+            out.push(difference(
+                ReasonCode::AuditMode,
+                Direction::Narrower,
+                "gateway".to_owned(),
+                to.clone(),
+                vec![route.id.to_string()],
+                vec![object.clone()],
+                "API Gateway refuses a missing or invalid credential that septa's audit mode lets through".to_owned(),
             ));
         }
         let claims = route.auth.as_ref().is_some_and(|a| !a.claims.is_empty());
