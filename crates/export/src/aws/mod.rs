@@ -90,6 +90,9 @@ pub enum ExportError {
     /// More segments or subnets than the address plan holds.
     #[error("{0}")]
     AddressPlan(String),
+    /// More network ACL entries or security group rules than AWS allows by default.
+    #[error("{0}")]
+    Quota(String),
 }
 
 /// The template under construction: parameters, resources and outputs by logical id, each

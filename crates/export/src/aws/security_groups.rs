@@ -133,6 +133,7 @@ pub(crate) fn resources(policy: &Policy, template: &mut Template) -> Result<(), 
                 format!("egress rule {}", edge.rule),
             ));
     }
+    check_quota(&egress, &ingress, &to_groups, &owners)?;
     for (id, rules) in &egress {
         let Some((segment, what)) = owners.get(id) else {
             continue;
@@ -217,4 +218,29 @@ fn rule(
         resource["DependsOn"] = json!(peering);
     }
     template.resource_value(id, resource, origin)
+}
+
+/// The rules AWS allows per security group and direction unless the quota is raised.
+const MAX_GROUP_RULES: usize = 60;
+
+/// Refuses a group that would hold more rules in one direction than AWS allows.
+fn check_quota(
+    egress: &BTreeMap<String, BTreeSet<(String, u16, u16, String)>>,
+    ingress: &BTreeSet<(String, String, u16)>,
+    to_groups: &BTreeSet<(String, String, u16)>,
+    owners: &BTreeMap<String, (Name, String)>,
+) -> Result<(), ExportError> {
+    for (id, (_, what)) in owners {
+        let inbound = ingress.iter().filter(|(to, _, _)| to == id).count();
+        let outbound = egress.get(id).map_or(0, BTreeSet::len)
+            + to_groups.iter().filter(|(from, _, _)| from == id).count();
+        for (direction, count) in [("inbound", inbound), ("outbound", outbound)] {
+            if count > MAX_GROUP_RULES {
+                return Err(ExportError::Quota(format!(
+                    "the security group of {what} needs {count} {direction} rules, more than the {MAX_GROUP_RULES} AWS allows by default: select its callers or targets by group"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
