@@ -481,7 +481,7 @@ fn acl_entries(
     inbound.dedup();
     for (direction, count) in [("outbound", outbound.len()), ("inbound", inbound.len())] {
         if count > MAX_ACL_ENTRIES {
-            return Err(ExportError::AddressPlan(format!(
+            return Err(ExportError::Quota(format!(
                 "{origin} needs {count} {direction} network ACL entries, more than the {MAX_ACL_ENTRIES} AWS allows by default: merge its egress rules' addresses"
             )));
         }
