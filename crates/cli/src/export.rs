@@ -1,15 +1,16 @@
-//! `septa export kubernetes`: the application's policy as Kubernetes objects in OUT, written
-//! whole or not at all, with `export-report.md` and `.json`; with `--check`, what the objects
-//! allow as network-config-analyzer computes it, compared with septa's truth table. Exits 1
-//! when a difference has no reason code.
+//! `septa export kubernetes` and `septa export aws`: the application's policy as Kubernetes
+//! objects or as one CloudFormation template in OUT, written whole or not at all, with
+//! `export-report.md` and `.json`; with `--check`, what the export allows (as
+//! network-config-analyzer computes it, or as septa's own reading of the written template)
+//! compared with septa's truth table. Exits 1 when a difference has no reason code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use septa_export::Granularity;
 use septa_export::kubernetes::{self, Nca, Options, Profile};
+use septa_export::{Granularity, Report, aws};
 
 use crate::check::load_policy;
 
@@ -20,6 +21,29 @@ pub(crate) enum ExportCommand {
     /// API routes, one file per namespace and kind, and a report of every difference from
     /// septa's own truth table.
     Kubernetes(KubernetesArgs),
+    /// One CloudFormation template: a VPC per segment, security groups, Lambda functions
+    /// running `septa lambda`, VPC Lattice, API Gateway, stores, and a report of every
+    /// difference from septa's own truth table.
+    Aws(AwsArgs),
+}
+
+/// Options of `septa export aws`.
+#[derive(Args)]
+pub(crate) struct AwsArgs {
+    /// The application directory (holding `septa.toml`) or the manifest file.
+    dir: PathBuf,
+    /// The output directory; replaced whole.
+    #[arg(long)]
+    out: PathBuf,
+    /// The S3 bucket holding the Lambda zips; without it the template takes a `CodeBucket`
+    /// parameter.
+    #[arg(long, value_name = "NAME")]
+    code_bucket: Option<String>,
+    /// Read the written template back and compare what its security groups, network ACLs, route
+    /// tables and Lattice auth policies allow with septa's truth table; exit 1 on a difference
+    /// without a reason code.
+    #[arg(long)]
+    check: bool,
 }
 
 /// Options of `septa export kubernetes`.
@@ -61,6 +85,7 @@ enum GranularityArg {
 pub(crate) fn run(command: ExportCommand) -> anyhow::Result<ExitCode> {
     match command {
         ExportCommand::Kubernetes(args) => run_kubernetes(&args),
+        ExportCommand::Aws(args) => run_aws(&args),
     }
 }
 
@@ -90,13 +115,44 @@ fn run_kubernetes(args: &KubernetesArgs) -> anyhow::Result<ExitCode> {
     }
     septa_export::write_atomically(&args.out, &export.files())
         .with_context(|| format!("cannot write the export to `{}`", args.out.display()))?;
-    let report = &export.report;
     println!(
         "exported {} objects in {} files to {}",
         export.objects.len(),
-        report.files.len(),
+        export.report.files.len(),
         display(&args.out)
     );
+    Ok(summarize(&export.report))
+}
+
+fn run_aws(args: &AwsArgs) -> anyhow::Result<ExitCode> {
+    let policy = match load_policy(&args.dir) {
+        Ok(policy) => policy,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let options = aws::Options {
+        code_bucket: args.code_bucket.clone(),
+    };
+    let mut export = aws::export(&policy, &options)?;
+    if args.check {
+        aws::check::check(&policy, &mut export)?;
+    }
+    septa_export::write_atomically(&args.out, &export.files())
+        .with_context(|| format!("cannot write the export to `{}`", args.out.display()))?;
+    let resources = export.template["Resources"]
+        .as_object()
+        .map_or(0, serde_json::Map::len);
+    println!(
+        "exported {resources} resources to {}",
+        display(&args.out.join(aws::TEMPLATE_FILE))
+    );
+    Ok(summarize(&export.report))
+}
+
+/// Prints the differences and every one without a code; exit 1 when there is one.
+fn summarize(report: &Report) -> ExitCode {
     let uncoded: Vec<_> = report.uncoded().collect();
     println!(
         "{} differences from septa's truth table ({} wider), {} without a reason code{}",
@@ -119,11 +175,11 @@ fn run_kubernetes(args: &KubernetesArgs) -> anyhow::Result<ExitCode> {
             d.examples.join(", ")
         );
     }
-    Ok(if uncoded.is_empty() {
+    if uncoded.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 fn display(path: &Path) -> String {

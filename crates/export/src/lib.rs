@@ -5,8 +5,9 @@
 //! target shares live here: septa's own [`TruthTable`] of who may reach whom at the export's
 //! [`Granularity`], the documented [`ReasonCode`]s a difference may carry, the [`Report`] with
 //! its Markdown and JSON forms, a deterministic YAML writer ([`yaml`]) and the atomic writing of
-//! an output directory ([`write_atomically`]). Each target is a module: [`kubernetes`].
+//! an output directory ([`write_atomically`]). Each target is a module: [`kubernetes`] and [`aws`].
 
+pub mod aws;
 pub mod kubernetes;
 mod reason;
 mod report;

@@ -43,11 +43,31 @@ pub enum ReasonCode {
     /// Calls between cells are TLS from node to node, which the cluster's proxies cannot read:
     /// their methods and paths are left to the callee's `septa node`.
     L7InSeptaMtls,
+    /// A path pattern Lattice spells with `*`, which spans segments.
+    LatticePathWildcard,
+    /// A Redis or PostgreSQL server is open at its port to the callers its security group admits.
+    StoreWithoutL7,
+    /// An embedded store has no AWS resource.
+    EmbeddedStoreOnLambda,
+    /// A store in another segment's VPC is not routed to.
+    StoreAcrossVpcs,
+    /// Egress by DNS name: security groups open addresses; the names are a Network Firewall rule group.
+    FirewallDomains,
+    /// The ceiling's relaxations are not exported.
+    AclCeiling,
+    /// The VPCs are IPv4 only.
+    Ipv4Only,
+    /// Rate limits become API Gateway throttling.
+    ApiGatewayThrottling,
+    /// Claims and source ranges are checked behind API Gateway.
+    RouteChecksInLambda,
+    /// A Lambda function in a public subnet has no public address.
+    PublicSubnetEgress,
 }
 
 impl ReasonCode {
     /// Every code, in the order the documentation lists them.
-    pub const ALL: [ReasonCode; 15] = [
+    pub const ALL: [ReasonCode; 25] = [
         Self::FunctionsShareAPod,
         Self::SubnetGranularity,
         Self::L7NeedsProxy,
@@ -63,6 +83,16 @@ impl ReasonCode {
         Self::NonTcp,
         Self::ExternalStore,
         Self::L7InSeptaMtls,
+        Self::LatticePathWildcard,
+        Self::StoreWithoutL7,
+        Self::EmbeddedStoreOnLambda,
+        Self::StoreAcrossVpcs,
+        Self::FirewallDomains,
+        Self::AclCeiling,
+        Self::Ipv4Only,
+        Self::ApiGatewayThrottling,
+        Self::RouteChecksInLambda,
+        Self::PublicSubnetEgress,
     ];
 
     /// The code as reports print it.
@@ -83,6 +113,16 @@ impl ReasonCode {
             Self::NonTcp => "non-tcp",
             Self::ExternalStore => "external-store",
             Self::L7InSeptaMtls => "l7-in-septa-mtls",
+            Self::LatticePathWildcard => "lattice-path-wildcard",
+            Self::StoreWithoutL7 => "store-without-l7",
+            Self::EmbeddedStoreOnLambda => "embedded-store-on-lambda",
+            Self::StoreAcrossVpcs => "store-across-vpcs",
+            Self::FirewallDomains => "firewall-domains",
+            Self::AclCeiling => "acl-ceiling",
+            Self::Ipv4Only => "ipv4-only",
+            Self::ApiGatewayThrottling => "api-gateway-throttling",
+            Self::RouteChecksInLambda => "route-checks-in-lambda",
+            Self::PublicSubnetEgress => "public-subnet-egress",
         }
     }
 
@@ -158,6 +198,36 @@ impl ReasonCode {
                  neither Istio's sidecar nor Cilium's proxy can read (the Service declares the \
                  port `tls`): both profiles admit the callers there at L4 (their ServiceAccounts, \
                  or their pods), and the callee's `septa node` decides the methods and paths"
+            }
+            Self::LatticePathWildcard => {
+                "VPC Lattice auth policies match paths with IAM's `StringLike`, where `*` spans any characters, `/` included: a septa `{param}` segment, which matches exactly one segment, is exported as `*`, which also matches deeper paths (a literal `*` or `?` in a septa path is a wildcard there too)"
+            }
+            Self::StoreWithoutL7 => {
+                "a Redis or PostgreSQL endpoint is an ElastiCache or RDS server: its security group admits the callers septa lets call it on the server's port, for any request; the endpoint's methods and paths are checked by the caller's `septa lambda`"
+            }
+            Self::EmbeddedStoreOnLambda => {
+                "an embedded store would live and die with one Lambda execution environment, so the export creates nothing for it and a call to it answers 503 on Lambda; move it to `backend = \"redis\"` or `\"postgres\"`"
+            }
+            Self::StoreAcrossVpcs => {
+                "a Redis or PostgreSQL endpoint in another segment's VPC: the VPCs are peered so that security groups may name each other, but no route crosses them (isolated subnets keep no route out), so the server is not reached"
+            }
+            Self::FirewallDomains => {
+                "security groups and network ACLs open addresses, not names: egress to a DNS name opens its ports to every address outside the ceiling, and the names are an AWS Network Firewall domain allow-list (rule group and policy) that the template does not place in the subnets' routes"
+            }
+            Self::AclCeiling => {
+                "the operator ceiling is network ACL deny entries on its IPv4 ranges ahead of the subnet's egress allows; septa checks it on the address it dials after its own DNS lookup and honours the ceiling's relaxations, which the ACLs do not"
+            }
+            Self::Ipv4Only => {
+                "the VPCs have no IPv6 addresses or routes, so egress to an IPv6 target has no way out"
+            }
+            Self::ApiGatewayThrottling => {
+                "rate limits become HTTP API route throttling (all clients together) or a usage plan's throttle (per API key, the strictest of the set's routes): septa's per-IP, per-principal, per-header and per-claim keys are not carried over, so the limit is approximate"
+            }
+            Self::RouteChecksInLambda => {
+                "a route's claim matches and source ranges are not API Gateway features: API Gateway passes the request, and `septa lambda` checks them (and the credential again) before the function runs"
+            }
+            Self::PublicSubnetEgress => {
+                "a Lambda function in a public subnet gets no public address, so its egress through the internet gateway goes nowhere; place functions with egress in a private subnet, which gets a NAT gateway"
             }
         }
     }
