@@ -1,11 +1,15 @@
 // Validates the Istio, Gateway API and Cilium objects of a `septa export kubernetes` against the
-// schemas of @kubernetes-models (npm), and checks that no field of a spec is unknown to septa's
-// list of the fields each kind has (those validators accept unknown fields).
+// schemas of @kubernetes-models (npm), and checks that no field is unknown at any depth (those
+// validators accept unknown fields): every key of every object must be a property of the type
+// the package's TypeScript declaration (`.d.ts`) gives that place, read with the TypeScript
+// compiler's checker; a place typed as a map (an index signature) takes any key.
 //
 // usage: node scripts/validate-k8s-models.mjs OBJECTS.json
 //   OBJECTS.json: a JSON array of objects. SEPTA_K8S_MODELS: the node_modules folder holding
-//   @kubernetes-models/{istio,gateway-api,cilium}. Prints one line per problem; exits 1 on any.
+//   @kubernetes-models/{istio,gateway-api,cilium} and typescript. Prints one line per problem;
+//   exits 1 on any.
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -30,6 +34,69 @@ const KINDS = {
 const TOP = ["apiVersion", "kind", "metadata", "spec"];
 const METADATA = ["name", "namespace", "labels", "annotations"];
 
+const ts = createRequire(join(modules, "noop.js"))("typescript");
+
+// One program over every kind's declaration, so the checker resolves their imports.
+const declarations = Object.values(KINDS).map(([pkg, file]) =>
+  join(modules, "@kubernetes-models", pkg, file.replace(/\.js$/, ".d.ts")));
+const program = ts.createProgram(declarations, { noEmit: true, skipLibCheck: true });
+const checker = program.getTypeChecker();
+
+// The declared type `I<Kind>` of a kind's declaration file.
+function kindType(pkg, file, kind) {
+  const source = program.getSourceFile(join(modules, "@kubernetes-models", pkg,
+                                            file.replace(/\.js$/, ".d.ts")));
+  const symbol = checker.getSymbolAtLocation(source);
+  const exported = checker.getExportsOfModule(symbol).find((e) => e.name === `I${kind}`);
+  return exported && checker.getDeclaredTypeOfSymbol(exported);
+}
+
+// The object members of `type` (a union's members, undefined and null left out).
+function members(type) {
+  const parts = type.isUnion() ? type.types : [type];
+  return parts.filter((t) => !(t.flags & (ts.TypeFlags.Undefined | ts.TypeFlags.Null)));
+}
+
+// The element type of an array type, or of the array in an intersection (`Array<T> & …`).
+function arrayElement(type) {
+  if (checker.isArrayType(type)) return checker.getTypeArguments(type)[0];
+  if (type.isIntersection()) return type.types.map(arrayElement).find(Boolean);
+  return undefined;
+}
+
+// Every key of `value` at `path` that the declared `type` does not have, recursively.
+function unknownFields(value, type, path, out) {
+  if (value === null || typeof value !== "object") return;
+  const parts = members(type);
+  if (Array.isArray(value)) {
+    const elements = parts.map(arrayElement).filter(Boolean);
+    for (const element of elements.slice(0, 1)) {
+      value.forEach((v, i) => unknownFields(v, element, `${path}[${i}]`, out));
+    }
+    return;
+  }
+  const objects = parts.filter((t) => (t.flags & (ts.TypeFlags.Object | ts.TypeFlags.Intersection))
+    && !arrayElement(t));
+  if (objects.length === 0) return; // `any`, `unknown` or a scalar: nothing to compare
+  if (objects.some((t) => checker.getIndexInfosOfType(t).length > 0)) return; // a map
+  // `{}` with no property at all is a free-form value (a protobuf Struct such as an
+  // EnvoyFilter's patch): whatever it holds is the proxy's to read.
+  if (objects.every((t) => checker.getPropertiesOfType(t).length === 0)) return;
+  // A union's members may be intersections (a schema's `anyOf`): a key of any member is known.
+  for (const [key, v] of Object.entries(value)) {
+    const owner = objects.find((t) => t.getProperty(key));
+    if (!owner) {
+      out.push(`${path}${path ? "." : ""}${key}`);
+      continue;
+    }
+    const property = owner.getProperty(key);
+    const declaration = property.valueDeclaration ?? property.declarations?.[0];
+    if (!declaration) continue;
+    unknownFields(v, checker.getTypeOfSymbolAtLocation(property, declaration),
+                  `${path}${path ? "." : ""}${key}`, out);
+  }
+}
+
 const objects = JSON.parse(readFileSync(process.argv[2], "utf8"));
 let problems = 0;
 const problem = (o, text) => {
@@ -53,6 +120,14 @@ for (const o of objects) {
   for (const k of Object.keys(o)) if (!TOP.includes(k)) problem(o, `unknown field \`${k}\``);
   for (const k of Object.keys(o.metadata ?? {})) if (!METADATA.includes(k)) problem(o, `unknown field \`metadata.${k}\``);
   for (const k of Object.keys(o.spec ?? {})) if (!specFields.includes(k)) problem(o, `unknown field \`spec.${k}\``);
+  const declared = kindType(pkg, file, o.kind);
+  if (!declared) {
+    problem(o, `no declared type I${o.kind} in ${pkg}/${file.replace(/\.js$/, ".d.ts")}`);
+  } else {
+    const unknown = [];
+    unknownFields(o, declared, "", unknown);
+    for (const field of unknown) problem(o, `unknown field \`${field}\``);
+  }
   checked++;
 }
 console.log(`${checked} objects checked, ${problems} problems`);

@@ -168,6 +168,52 @@ fn validate(export: &Export, what: &str) {
     );
 }
 
+/// The @kubernetes-models validators take unknown fields; septa's check finds one at any depth,
+/// as the packages' TypeScript declarations type each place, and leaves free-form values alone.
+#[test]
+fn an_unknown_field_is_found_at_any_depth() {
+    let Some(models) = tool("SEPTA_K8S_MODELS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let objects = serde_json::json!([
+        { "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+          "metadata": { "name": "deep", "namespace": "edge" },
+          "spec": { "action": "ALLOW", "rules": [{
+              "from": [{ "source": { "principals": ["a"], "principalz": ["b"] } }],
+              "to": [{ "operation": { "methods": ["GET"], "pathz": ["/a"] } }] }] } },
+        { "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+          "metadata": { "name": "deep", "namespace": "edge" },
+          "spec": { "endpointSelector": { "matchLabels": { "any": "label" } },
+                    "egress": [{ "toPorts": [{ "ports": [{ "port": "443", "protocl": "TCP" }] }] }] } },
+        { "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+          "metadata": { "name": "free-form", "namespace": "edge" },
+          "spec": { "configPatches": [{ "applyTo": "HTTP_FILTER",
+                    "patch": { "operation": "INSERT_BEFORE", "value": { "anything": { "goes": 1 } } } }] } }
+    ]);
+    let file = dir.path().join("objects.json");
+    std::fs::write(&file, objects.to_string()).unwrap();
+    let out = Command::new("node")
+        .arg(repo().join("scripts/validate-k8s-models.mjs"))
+        .arg(&file)
+        .env("SEPTA_K8S_MODELS", &models)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    for field in [
+        "spec.rules[0].from[0].source.principalz",
+        "spec.rules[0].to[0].operation.pathz",
+        "spec.egress[0].toPorts[0].ports[0].protocl",
+    ] {
+        assert!(
+            text.contains(&format!("unknown field `{field}`")),
+            "{field}: {text}"
+        );
+    }
+    assert!(text.contains("3 objects checked, 3 problems"), "{text}");
+}
+
 #[test]
 fn every_shop_object_validates() {
     let policy = shop();
