@@ -57,6 +57,8 @@ struct Inner {
     flows: FlowLog,
     timeouts: DialTimeouts,
     endpoints: Option<Arc<dyn EndpointService>>,
+    /// Where calls to functions this process does not run go when no node runs them.
+    external: Option<Arc<dyn ExternalFunctions>>,
     /// On a node of a cluster: which node this is, and how it reaches the others.
     node: Option<LocalNode>,
 }
@@ -79,6 +81,25 @@ impl LocalNode {
             .placement()
             .is_none_or(|p| p.hosts(&self.name, function))
     }
+}
+
+/// A response from a function that runs outside septa's nodes, or why the call could not be
+/// sent there (what the flow record says; the guest hears 503).
+pub type ExternalFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, String>> + Send>>;
+
+/// What carries a mesh call, once the policy allowed it, to a function this process does not
+/// run and no node of a cluster runs: under `septa lambda`, the callee's own Lambda function
+/// behind its VPC Lattice service, which decides the call again.
+pub trait ExternalFunctions: Send + Sync + 'static {
+    /// Sends `request` (its path normalized, the guest's `septa-*` headers removed) from
+    /// `caller` to `callee`.
+    fn call(
+        &self,
+        caller: FunctionId,
+        callee: FunctionId,
+        request: http::Request<WasiBody>,
+    ) -> ExternalFuture;
 }
 
 /// A response to an endpoint call, boxed the way guests read responses.
@@ -107,6 +128,7 @@ impl Mesh {
                 flows,
                 timeouts,
                 endpoints: None,
+                external: None,
                 node: None,
             }),
         }
@@ -116,6 +138,12 @@ impl Mesh {
     /// call to an endpoint is answered 503.
     pub fn with_endpoints(self, endpoints: Arc<dyn EndpointService>) -> Self {
         self.rebuilt(|inner| inner.endpoints = Some(endpoints))
+    }
+
+    /// The same mesh, sending allowed calls to functions its host does not run to `external`.
+    /// Without it (and off a cluster), such a call fails as a callee that cannot run.
+    pub fn with_external_functions(self, external: Arc<dyn ExternalFunctions>) -> Self {
+        self.rebuilt(|inner| inner.external = Some(external))
     }
 
     /// The same mesh on node `node` of a cluster: calls to functions this node does not host go
@@ -131,6 +159,7 @@ impl Mesh {
             flows: self.inner.flows.clone(),
             timeouts: self.inner.timeouts,
             endpoints: self.inner.endpoints.clone(),
+            external: self.inner.external.clone(),
             node: self.inner.node.clone(),
         };
         change(&mut inner);

@@ -6,15 +6,18 @@
 //! for invocations and serves each as a node serves a request: the event (API Gateway or VPC
 //! Lattice, see [`events`]) decided again by the policy (see [`decide`]), the function run in a
 //! fresh instance with its limits by the earlier of its timeout and Lambda's deadline, its
-//! egress through the same mesh, rules and operator ceiling as on a node, and one flow record
+//! egress through the same mesh, rules and operator ceiling as on a node, its allowed calls to
+//! other functions signed for their VPC Lattice services (see [`lattice`]), and one flow record
 //! per flow, traced by the request id.
 
 mod decide;
 mod events;
 mod facts;
 mod invoke;
+mod lattice;
 mod reply;
 mod runtime_api;
+mod sigv4;
 mod stage;
 
 use std::path::{Path, PathBuf};
@@ -267,7 +270,11 @@ fn load(
         flows.clone(),
         DialTimeouts::default(),
     )
-    .with_endpoints(endpoints.clone());
+    .with_endpoints(endpoints.clone())
+    .with_external_functions(Arc::new(lattice::Lattice::new(
+        policy.clone(),
+        DialTimeouts::default(),
+    )?));
     host.set_outbound(Arc::new(mesh.clone()));
     // The routes' credentials are verified here as the gateway verifies them; keys fetched from
     // a `jwks_url` go through the same egress path, and the first fetch is waited for as at a

@@ -2,8 +2,9 @@
 //! handler `FUNCTION` (what the runtime maps a Lattice caller's role session back to), runtime
 //! `provided.al2023`, in its subnets and security groups, memory and timeout from its limits plus
 //! septa's own share, reserved concurrency from `max_concurrency`, code from the code bucket,
-//! and an execution role of its own whose identity policy lets it invoke the Lattice services
-//! it may call.
+//! an execution role of its own whose identity policy lets it invoke the Lattice services it may
+//! call, and per callee a `SEPTA_LATTICE_CALLEE` variable naming that service's DNS name, where
+//! `septa lambda` sends the calls.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +13,8 @@ use septa_policy::Policy;
 use serde_json::{Value, json};
 
 use super::names::{
-    ZONES, function_name, get_att, lambda_id, lattice_service_id, reference, role_id, subnet_id,
+    ZONES, function_name, get_att, lambda_id, lattice_endpoint_variable, lattice_service_id,
+    reference, role_id, subnet_id,
 };
 use super::security_groups::groups_of;
 use super::{ExportError, Options, Template, located};
@@ -54,8 +56,9 @@ pub(crate) fn resources(
             "Type": "String",
         }),
     );
-    // The Lattice services each function may call.
-    let mut calls: BTreeMap<septa_policy::FunctionId, BTreeSet<String>> = BTreeMap::new();
+    // The functions each function may call over Lattice.
+    let mut calls: BTreeMap<septa_policy::FunctionId, BTreeSet<&septa_manifest::Name>> =
+        BTreeMap::new();
     for edge in policy.mesh_edges() {
         if matches!(
             policy.function(edge.to).spec.kind,
@@ -65,7 +68,7 @@ pub(crate) fn resources(
             calls
                 .entry(edge.from)
                 .or_default()
-                .insert(lattice_service_id(&policy.function(edge.to).spec.name));
+                .insert(&policy.function(edge.to).spec.name);
         }
     }
     for f in policy.functions() {
@@ -99,10 +102,20 @@ pub(crate) fn resources(
                 { "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole" },
             ],
         });
-        if let Some(services) = calls.get(&f.id) {
-            let resources: Vec<Value> = services
+        // `septa lambda` sends each allowed call to its callee's service endpoint.
+        let mut variables = serde_json::Map::new();
+        variables.insert("SEPTA_FUNCTION".into(), json!(spec.name.as_str()));
+        if let Some(callees) = calls.get(&f.id) {
+            let resources: Vec<Value> = callees
                 .iter()
-                .map(|s| json!({ "Fn::Sub": format!("${{{s}.Arn}}/*") }))
+                .map(|callee| {
+                    let service = lattice_service_id(callee);
+                    variables.insert(
+                        lattice_endpoint_variable(callee.as_str()),
+                        get_att(&service, "DnsEntry.DomainName"),
+                    );
+                    json!({ "Fn::Sub": format!("${{{service}.Arn}}/*") })
+                })
                 .collect();
             role_properties["Policies"] = json!([{
                 "PolicyDocument": {
@@ -138,7 +151,7 @@ pub(crate) fn resources(
             json!({
                 "Architectures": [reference("Architecture")],
                 "Code": { "S3Bucket": bucket, "S3Key": format!("{application}/{}.zip", spec.name) },
-                "Environment": { "Variables": { "SEPTA_FUNCTION": spec.name.as_str() } },
+                "Environment": { "Variables": variables },
                 "FunctionName": name,
                 "Handler": spec.name.as_str(),
                 "MemorySize": (limits.memory_mb.saturating_add(SEPTA_MEMORY_MB)).clamp(128, 10240),

@@ -37,6 +37,7 @@ use crate::truth::{Granularity, TruthTable};
 use crate::yaml;
 
 pub use check::CheckError;
+pub use names::lattice_endpoint_variable;
 
 /// The template's file name in the output directory.
 pub const TEMPLATE_FILE: &str = "template.yaml";

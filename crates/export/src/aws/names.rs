@@ -92,6 +92,16 @@ pub(crate) fn lattice_service_id(function: &Name) -> String {
     format!("LatticeService{}", pascal(function.as_str()))
 }
 
+/// The environment variable of a caller's Lambda function naming callee `function`'s Lattice
+/// service endpoint (its DNS name): `SEPTA_LATTICE_` and the name in upper snake case. Names are
+/// lowercase letters, digits and `-`, so two functions never share a variable.
+pub fn lattice_endpoint_variable(function: &str) -> String {
+    format!(
+        "SEPTA_LATTICE_{}",
+        function.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 /// `10.I.0.0/16`, segment `index`'s VPC.
 pub(crate) fn vpc_cidr(index: usize) -> String {
     format!("10.{index}.0.0/16")
