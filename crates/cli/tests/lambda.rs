@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "lambda/lattice.rs"]
+mod lattice;
 #[path = "lambda/runtime_api.rs"]
 mod runtime_api;
 
@@ -21,7 +23,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
+use common::pki::make_pki;
 use common::{build_components, case, encode};
+use lattice::FakeLattice;
 use runtime_api::RuntimeApi;
 
 /// A deadline that never comes first.
@@ -49,6 +53,11 @@ impl Lambda {
     }
 
     fn start_in(dir: &Path, function: &str) -> Self {
+        Self::start_with(dir, function, &[])
+    }
+
+    /// Starts `septa lambda` for `function` of `dir` with `env` (a `None` value unset).
+    fn start_with(dir: &Path, function: &str, env: &[(&str, Option<String>)]) -> Self {
         build_components();
         let state = tempfile::tempdir().unwrap();
         let flow_log = state.path().join("flows.jsonl");
@@ -63,6 +72,12 @@ impl Lambda {
             .arg("--cache-dir")
             .arg(&cache)
             .env_remove("LAMBDA_TASK_ROOT");
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
         Self::spawn(command, state, flow_log)
     }
 
@@ -791,4 +806,143 @@ fn a_route_credential_is_verified_as_the_gateway_verifies_it() {
         ],
         "{flows:#?}"
     );
+}
+
+/// What `septa export aws` and Lambda give function `caller`: `echo`'s Lattice endpoint (the
+/// fake's address), the role session's credentials and region, and the test's authority.
+fn lattice_env(lattice: &FakeLattice, ca: &Path) -> Vec<(&'static str, Option<String>)> {
+    vec![
+        ("SEPTA_LATTICE_ECHO", Some(lattice.addr.to_string())),
+        ("AWS_ACCESS_KEY_ID", Some(lattice::ACCESS_KEY_ID.to_owned())),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            Some(lattice::SECRET_ACCESS_KEY.to_owned()),
+        ),
+        ("AWS_SESSION_TOKEN", Some(lattice::SESSION_TOKEN.to_owned())),
+        ("AWS_REGION", Some(lattice::REGION.to_owned())),
+        ("SEPTA_LAMBDA_EXTRA_CA", Some(ca.display().to_string())),
+    ]
+}
+
+/// The query making the relay call `http://echo.internal{path}` with `method`, as `extra` says.
+fn call_echo(method: &str, path: &str, extra: &str) -> String {
+    let url = encode(&format!("http://echo.internal{path}"));
+    format!("to={url}&method={method}{extra}")
+}
+
+#[test]
+fn an_allowed_call_to_another_function_goes_to_its_lattice_service_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "lattice");
+    let lattice = FakeLattice::start(&pki);
+    let mut caller = Lambda::start_with(
+        &case("lambda"),
+        "caller",
+        &lattice_env(&lattice, &pki.ca),
+    );
+    // The rule admits POST on `/echo/...`; the guest's own `septa-caller` is not sent on.
+    let forged = format!("&header={}", encode("septa-caller:function:admin"));
+    let allowed = caller.invoke(&http_api_v2(
+        "GET",
+        "/caller/",
+        &call_echo("POST", "/echo/hi?b=2&a=1", &forged),
+        None,
+    ));
+    let relayed = body_json(allowed.response());
+    assert_eq!(relayed["status"], 200, "{relayed}");
+    let echoed = lattice::echoed(&relayed);
+    assert_eq!(echoed["lattice"], "signed", "{echoed}");
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["target"], "/echo/hi?b=2&a=1");
+    let arrived = lattice.arrived();
+    assert_eq!(arrived.len(), 1, "{arrived:#?}");
+    let request = &arrived[0];
+    assert_eq!(request.refused, None, "{request:#?}");
+    let authorization = request.header("authorization").unwrap();
+    assert!(
+        authorization.contains(&format!(
+            "Credential={}/",
+            lattice::ACCESS_KEY_ID
+        )) && authorization.contains(&format!("/{}/vpc-lattice-svcs/aws4_request", lattice::REGION))
+            && authorization.contains(
+                "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,"
+            ),
+        "{authorization}"
+    );
+    assert_eq!(
+        request.header("x-amz-security-token"),
+        Some(lattice::SESSION_TOKEN)
+    );
+    assert_eq!(
+        request.header("x-amz-content-sha256"),
+        Some("UNSIGNED-PAYLOAD")
+    );
+    assert_eq!(
+        request.header("host"),
+        Some(lattice.addr.to_string().as_str())
+    );
+    assert!(
+        request.headers.iter().all(|(name, _)| !name.starts_with("septa-")),
+        "{request:#?}"
+    );
+
+    // A method the rule does not admit: refused here, never sent.
+    let denied = caller.invoke(&http_api_v2(
+        "GET",
+        "/caller/",
+        &call_echo("GET", "/echo/hi", ""),
+        None,
+    ));
+    let relayed = body_json(denied.response());
+    assert_eq!(relayed["status"], 403, "{relayed}");
+    assert_eq!(relayed["denied"], true);
+    assert_eq!(lattice.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(lattice.arrived().len(), 1);
+
+    let flows = caller.flows();
+    let mesh: Vec<&Value> = flows.iter().filter(|f| f["kind"] == "mesh").collect();
+    assert_eq!(mesh.len(), 2, "{flows:#?}");
+    assert_eq!(mesh[0]["src"], "function:caller");
+    assert_eq!(mesh[0]["dst"], "function:echo");
+    assert_eq!(mesh[0]["verdict"], "allow");
+    assert_eq!(mesh[0]["rule"], "caller-to-echo");
+    assert_eq!(mesh[0]["status"], 200);
+    assert_eq!(mesh[0]["trace"], TRACE);
+    assert_eq!(mesh[1]["verdict"], "deny");
+}
+
+#[test]
+fn without_an_endpoint_or_credentials_an_allowed_call_answers_503_saying_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "lattice");
+    let lattice = FakeLattice::start(&pki);
+    let unset = |name: &'static str| {
+        let mut env = lattice_env(&lattice, &pki.ca);
+        env.retain(|(n, _)| *n != name);
+        env.push((name, None));
+        env
+    };
+    for (missing, said) in [
+        ("SEPTA_LATTICE_ECHO", "`SEPTA_LATTICE_ECHO` is not set"),
+        ("AWS_SECRET_ACCESS_KEY", "`AWS_SECRET_ACCESS_KEY` not set"),
+    ] {
+        let mut caller = Lambda::start_with(&case("lambda"), "caller", &unset(missing));
+        let answer = caller.invoke(&http_api_v2(
+            "GET",
+            "/caller/",
+            &call_echo("POST", "/echo/hi", ""),
+            None,
+        ));
+        let relayed = body_json(answer.response());
+        assert_eq!(relayed["status"], 503, "{relayed}");
+        let flows = caller.flows();
+        let mesh = flows.iter().find(|f| f["kind"] == "mesh").unwrap();
+        assert_eq!(mesh["verdict"], "allow", "{mesh}");
+        assert_eq!(mesh["status"], 503, "{mesh}");
+        assert!(
+            mesh["error"].as_str().unwrap().contains(said),
+            "{missing}: {mesh}"
+        );
+    }
+    assert_eq!(lattice.connections.load(Ordering::SeqCst), 0);
 }
