@@ -835,11 +835,7 @@ fn an_allowed_call_to_another_function_goes_to_its_lattice_service_signed() {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path(), "lattice");
     let lattice = FakeLattice::start(&pki);
-    let mut caller = Lambda::start_with(
-        &case("lambda"),
-        "caller",
-        &lattice_env(&lattice, &pki.ca),
-    );
+    let mut caller = Lambda::start_with(&case("lambda"), "caller", &lattice_env(&lattice, &pki.ca));
     // The rule admits POST on `/echo/...`; the guest's own `septa-caller` is not sent on.
     let forged = format!("&header={}", encode("septa-caller:function:admin"));
     let allowed = caller.invoke(&http_api_v2(
@@ -860,10 +856,11 @@ fn an_allowed_call_to_another_function_goes_to_its_lattice_service_signed() {
     assert_eq!(request.refused, None, "{request:#?}");
     let authorization = request.header("authorization").unwrap();
     assert!(
-        authorization.contains(&format!(
-            "Credential={}/",
-            lattice::ACCESS_KEY_ID
-        )) && authorization.contains(&format!("/{}/vpc-lattice-svcs/aws4_request", lattice::REGION))
+        authorization.contains(&format!("Credential={}/", lattice::ACCESS_KEY_ID))
+            && authorization.contains(&format!(
+                "/{}/vpc-lattice-svcs/aws4_request",
+                lattice::REGION
+            ))
             && authorization.contains(
                 "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,"
             ),
@@ -882,7 +879,10 @@ fn an_allowed_call_to_another_function_goes_to_its_lattice_service_signed() {
         Some(lattice.addr.to_string().as_str())
     );
     assert!(
-        request.headers.iter().all(|(name, _)| !name.starts_with("septa-")),
+        request
+            .headers
+            .iter()
+            .all(|(name, _)| !name.starts_with("septa-")),
         "{request:#?}"
     );
 

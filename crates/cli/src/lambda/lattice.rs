@@ -13,9 +13,9 @@ use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue, Response, Uri};
 use http_body_util::BodyExt;
-use rustls::{ClientConfig, RootCertStore};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::{ClientConfig, RootCertStore};
 use septa_mesh::dial::{self, DialTimeouts};
 use septa_mesh::{ExternalFunctions, ExternalFuture};
 use septa_policy::{FunctionId, Policy};
@@ -93,9 +93,7 @@ impl Lattice {
             .build()
             .map_err(|e| format!("`{variable}` is `{authority}`: {e}"))?;
         sign(&mut parts, &authority, &credentials, &region)?;
-        let addrs = dial::resolve(host, port)
-            .await
-            .map_err(|e| e.to_string())?;
+        let addrs = dial::resolve(host, port).await.map_err(|e| e.to_string())?;
         let addr = addrs
             .first()
             .copied()
@@ -207,7 +205,10 @@ fn sign(
     ] {
         headers.remove(name);
     }
-    for (name, value) in signed.iter().chain([&("authorization", authorization.as_str())]) {
+    for (name, value) in signed
+        .iter()
+        .chain([&("authorization", authorization.as_str())])
+    {
         let value = HeaderValue::from_str(value)
             .map_err(|_| format!("cannot send `{name}`: not a header value"))?;
         let name = HeaderName::from_bytes(name.as_bytes())

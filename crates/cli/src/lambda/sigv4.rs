@@ -88,9 +88,7 @@ pub(super) fn authorization(
 
 /// `time` as SigV4 spells it: `YYYYMMDDTHHMMSSZ`, in UTC.
 pub(super) fn amz_date(time: SystemTime) -> String {
-    let seconds = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, of_day) = (seconds / 86_400, seconds % 86_400);
     let (year, month, day) = civil_from_days(days);
     format!(

@@ -93,4 +93,3 @@ pub struct Pki {
     pub leaf: PathBuf,
     pub leaf_key: PathBuf,
 }
-
