@@ -5,7 +5,9 @@
 //! then dispatched in process to a fresh instance of the callee with `septa-caller` set by the
 //! host. Anything else is egress: decided by [`Policy::decide_egress`] before any DNS lookup,
 //! then the address actually dialled is checked against the operator ceiling and pinned. A mesh
-//! call to a private endpoint is decided the same way and answered by the [`EndpointService`].
+//! call to a private endpoint is decided the same way and answered by the [`EndpointService`];
+//! an allowed call to a function that runs outside septa's nodes (under `septa lambda`, behind
+//! VPC Lattice) is handed to [`ExternalFunctions`].
 //! Every decision is one flow record.
 //!
 //! [`fetch`] is the same path for septa's own fetches (an issuer's JWKS), whose source is the

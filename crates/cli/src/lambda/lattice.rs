@@ -217,3 +217,18 @@ fn sign(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_authority;
+
+    #[test]
+    fn an_endpoint_is_a_host_with_an_optional_port() {
+        let lattice = "svc-0123.7d67968.vpc-lattice-svcs.eu-west-3.on.aws";
+        assert_eq!(split_authority(lattice), Some((lattice, 443)));
+        assert_eq!(split_authority("127.0.0.1:8443"), Some(("127.0.0.1", 8443)));
+        assert_eq!(split_authority("host:port"), None);
+        assert_eq!(split_authority("https://host"), None);
+        assert_eq!(split_authority(":443"), None);
+    }
+}

@@ -212,8 +212,21 @@ mod tests {
 
     use super::{Credentials, Request, Scope, amz_date, authorization, sha256_hex};
 
-    /// The AWS SigV4 test suite's credentials, scope and time.
+    /// The AWS SigV4 test suite's credentials, scope and time, on `GET path?query`.
     fn suite(path: &str, query: Option<&str>) -> String {
+        let headers = [
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ];
+        suite_request("GET", path, query, &headers)
+    }
+
+    fn suite_request(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> String {
         let credentials = Credentials {
             access_key_id: "AKIDEXAMPLE".to_owned(),
             secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
@@ -225,13 +238,10 @@ mod tests {
         };
         let empty = sha256_hex(b"");
         let request = Request {
-            method: "GET",
+            method,
             path,
             query,
-            headers: &[
-                ("Host", "example.amazonaws.com"),
-                ("X-Amz-Date", "20150830T123600Z"),
-            ],
+            headers,
             payload_hash: &empty,
         };
         authorization(&credentials, &scope, &request, "20150830T123600Z")
@@ -263,6 +273,21 @@ mod tests {
         assert_eq!(
             suite("/", Some("Param1=value2&Param1=Value1")),
             expected("eedbc4e291e521cf13422ffca22be7d2eb8146eecf653089df300a15b2382bd1")
+        );
+    }
+
+    #[test]
+    fn a_session_token_is_signed_as_published() {
+        // post-sts-token/post-sts-header-before.
+        let token = "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==";
+        let headers = [
+            ("host", "example.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+            ("x-amz-security-token", token),
+        ];
+        assert_eq!(
+            suite_request("POST", "/", None, &headers),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, Signature=85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead"
         );
     }
 
