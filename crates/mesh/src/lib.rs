@@ -94,14 +94,9 @@ pub type ExternalFuture =
 /// run and no node of a cluster runs: under `septa lambda`, the callee's own Lambda function
 /// behind its VPC Lattice service, which decides the call again.
 pub trait ExternalFunctions: Send + Sync + 'static {
-    /// Sends `request` (its path normalized, the guest's `septa-*` headers removed) from
-    /// `caller` to `callee`.
-    fn call(
-        &self,
-        caller: FunctionId,
-        callee: FunctionId,
-        request: http::Request<WasiBody>,
-    ) -> ExternalFuture;
+    /// Sends `request` (its path normalized, the guest's `septa-*` headers removed) to
+    /// `callee`, as the function this process runs.
+    fn call(&self, callee: FunctionId, request: http::Request<WasiBody>) -> ExternalFuture;
 }
 
 /// A response to an endpoint call, boxed the way guests read responses.

@@ -111,12 +111,7 @@ impl Lattice {
 }
 
 impl ExternalFunctions for Lattice {
-    fn call(
-        &self,
-        _caller: FunctionId,
-        callee: FunctionId,
-        request: http::Request<WasiBody>,
-    ) -> ExternalFuture {
+    fn call(&self, callee: FunctionId, request: http::Request<WasiBody>) -> ExternalFuture {
         let lattice = Self {
             policy: self.policy.clone(),
             tls: self.tls.clone(),
