@@ -19,3 +19,8 @@ pub use reason::{ReasonCode, markdown_table as reason_table};
 pub use report::{Difference, Direction, PairRow, Report, TruthRow};
 pub use truth::{Access, Cell, CellId, Cells, Granularity, Truth, TruthTable};
 pub use write::{WriteError, write_atomically};
+
+/// `FILE:LINE:COL` of `location` in `policy`'s manifest, for errors that name where.
+pub(crate) fn located(policy: &septa_policy::Policy, location: septa_manifest::Location) -> String {
+    format!("{}:{location}", policy.manifest().file.display())
+}

@@ -49,6 +49,30 @@ pub struct Difference {
     pub examples: Vec<String>,
 }
 
+impl Difference {
+    /// A difference the translation knows it makes, with its reason code and no examples.
+    pub(crate) fn known(
+        code: ReasonCode,
+        direction: Direction,
+        from: String,
+        to: String,
+        rules: Vec<String>,
+        objects: Vec<String>,
+        detail: String,
+    ) -> Self {
+        Self {
+            code: Some(code),
+            direction,
+            from,
+            to,
+            rules,
+            objects,
+            detail,
+            examples: Vec::new(),
+        }
+    }
+}
+
 /// One row of septa's truth table at the export's granularity.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct TruthRow {

@@ -16,27 +16,6 @@ use crate::reason::ReasonCode;
 use crate::report::{Difference, Direction};
 use crate::truth::TruthTable;
 
-pub(crate) fn difference(
-    code: ReasonCode,
-    direction: Direction,
-    from: String,
-    to: String,
-    rules: Vec<String>,
-    objects: Vec<String>,
-    detail: String,
-) -> Difference {
-    Difference {
-        code: Some(code),
-        direction,
-        from,
-        to,
-        rules,
-        objects,
-        detail,
-        examples: Vec::new(),
-    }
-}
-
 /// Every difference the translation of `policy` knows it makes.
 pub(crate) fn differences(policy: &Policy, truth: &TruthTable<'_>, plan: &Plan) -> Vec<Difference> {
     let mut out = Vec::new();
@@ -72,7 +51,7 @@ fn mesh(policy: &Policy, truth: &TruthTable<'_>, out: &mut Vec<Difference>) {
             if inexact.is_empty() {
                 continue;
             }
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::LatticePathWildcard,
                 Direction::Wider,
                 a.to_string(),
@@ -97,7 +76,7 @@ fn mesh(policy: &Policy, truth: &TruthTable<'_>, out: &mut Vec<Difference>) {
 
 fn routes(policy: &Policy, out: &mut Vec<Difference>) {
     if policy.gateway().rate_limit.is_some() {
-        out.push(difference(
+        out.push(Difference::known(
             ReasonCode::ApiGatewayThrottling,
             Direction::Wider,
             "gateway".to_owned(),
@@ -127,7 +106,7 @@ fn routes(policy: &Policy, out: &mut Vec<Difference>) {
             )
         };
         if route.rate_limit.is_some() {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::ApiGatewayThrottling,
                 Direction::Wider,
                 "gateway".to_owned(),
@@ -143,7 +122,7 @@ fn routes(policy: &Policy, out: &mut Vec<Difference>) {
             ));
         }
         if route.mode == Mode::Audit && route.auth.is_some() {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::AuditMode,
                 Direction::Narrower,
                 "gateway".to_owned(),
@@ -155,7 +134,7 @@ fn routes(policy: &Policy, out: &mut Vec<Difference>) {
         }
         let claims = route.auth.as_ref().is_some_and(|a| !a.claims.is_empty());
         if claims || !route.sources.is_empty() {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::RouteChecksInLambda,
                 Direction::Wider,
                 "gateway".to_owned(),
@@ -190,7 +169,7 @@ fn egress(policy: &Policy, plan: &Plan, out: &mut Vec<Difference>) {
         if by_name(&target.host) {
             let mut objects = objects.clone();
             objects.push("AWS::NetworkFirewall::RuleGroup EgressDomainRuleGroup".to_owned());
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::FirewallDomains,
                 Direction::Wider,
                 from.clone(),
@@ -202,7 +181,7 @@ fn egress(policy: &Policy, plan: &Plan, out: &mut Vec<Difference>) {
             ));
         }
         if matches!(target.host, HostPattern::Cidr(IpNet::V6(_))) {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::Ipv4Only,
                 Direction::Narrower,
                 from.clone(),
@@ -213,7 +192,7 @@ fn egress(policy: &Policy, plan: &Plan, out: &mut Vec<Difference>) {
             ));
         }
         if relaxed && !matches!(target.host, HostPattern::Cidr(IpNet::V6(_))) {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::AclCeiling,
                 Direction::Narrower,
                 from.clone(),
@@ -228,7 +207,7 @@ fn egress(policy: &Policy, plan: &Plan, out: &mut Vec<Difference>) {
             .subnet(&spec.placement.segment, &spec.placement.subnet)
             .is_some_and(|s| s.kind == SubnetKind::Public)
         {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::PublicSubnetEgress,
                 Direction::Narrower,
                 from,
@@ -255,7 +234,7 @@ fn stores_and_modes(policy: &Policy, out: &mut Vec<Difference>) {
         let spec = &f.spec;
         let at = format!("{}/{}", spec.placement.segment, spec.name);
         match &spec.kind {
-            FunctionKind::Endpoint(EndpointBackend::Embedded) => out.push(difference(
+            FunctionKind::Endpoint(EndpointBackend::Embedded) => out.push(Difference::known(
                 ReasonCode::EmbeddedStoreOnLambda,
                 Direction::Narrower,
                 "its callers".to_owned(),
@@ -266,7 +245,7 @@ fn stores_and_modes(policy: &Policy, out: &mut Vec<Difference>) {
                     .to_owned(),
             )),
             FunctionKind::Endpoint(_) => {
-                out.push(difference(
+                out.push(Difference::known(
                     ReasonCode::StoreWithoutL7,
                     Direction::Wider,
                     "its callers".to_owned(),
@@ -282,7 +261,7 @@ fn stores_and_modes(policy: &Policy, out: &mut Vec<Difference>) {
                 for &caller in callers_of.get(&f.id).into_iter().flatten() {
                     let c = &policy.function(caller).spec;
                     if c.placement.segment != spec.placement.segment {
-                        out.push(difference(
+                        out.push(Difference::known(
                             ReasonCode::StoreAcrossVpcs,
                             Direction::Narrower,
                             format!("{}/{}", c.placement.segment, c.name),
@@ -301,7 +280,7 @@ fn stores_and_modes(policy: &Policy, out: &mut Vec<Difference>) {
             FunctionKind::Component(_) => {}
         }
         if f.audit {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::AuditMode,
                 Direction::Narrower,
                 spec.identity(),

@@ -17,7 +17,8 @@ use super::names::{
     reference, role_id, subnet_id,
 };
 use super::security_groups::groups_of;
-use super::{ExportError, Options, Template, located};
+use super::{ExportError, Options, Template};
+use crate::located;
 
 /// Memory septa itself needs on top of the function's own, in MB.
 pub(crate) const SEPTA_MEMORY_MB: u32 = 128;

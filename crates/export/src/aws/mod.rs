@@ -209,11 +209,6 @@ impl Export {
     }
 }
 
-/// `FILE:LINE:COL` of `location` in `policy`'s manifest.
-pub(crate) fn located(policy: &Policy, location: septa_manifest::Location) -> String {
-    format!("{}:{location}", policy.manifest().file.display())
-}
-
 /// Exports `policy` as `options` say.
 pub fn export(policy: &Policy, options: &Options) -> Result<Export, ExportError> {
     export_with(policy, options, None)

@@ -190,7 +190,7 @@ pub(crate) fn request_authentications(truth: &TruthTable<'_>) -> Result<Vec<Valu
                 JwksSource::File(path) => {
                     let text = std::fs::read_to_string(path).map_err(|e| ExportError::Jwks {
                         issuer: issuer.name.to_string(),
-                        location: super::located(truth.policy(), issuer.location),
+                        location: crate::located(truth.policy(), issuer.location),
                         path: path.display().to_string(),
                         error: e.to_string(),
                     })?;

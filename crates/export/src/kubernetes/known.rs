@@ -18,27 +18,6 @@ use crate::reason::ReasonCode;
 use crate::report::{Difference, Direction};
 use crate::truth::TruthTable;
 
-fn difference(
-    code: ReasonCode,
-    direction: Direction,
-    from: String,
-    to: String,
-    rules: Vec<String>,
-    objects: Vec<String>,
-    detail: String,
-) -> Difference {
-    Difference {
-        code: Some(code),
-        direction,
-        from,
-        to,
-        rules,
-        objects,
-        detail,
-        examples: Vec::new(),
-    }
-}
-
 /// Every difference the translation of `policy` at `truth`'s granularity knows it makes.
 pub(crate) fn differences(
     policy: &Policy,
@@ -65,7 +44,7 @@ fn mesh(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut Vec
         let (a, b) = (cells.get(from), cells.get(to));
         let rules: BTreeSet<String> = access.iter().map(|x| x.rule.to_string()).collect();
         if from == to {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::FunctionsShareAPod,
                 Direction::Wider,
                 a.to_string(),
@@ -87,7 +66,7 @@ fn mesh(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut Vec
                 .iter()
                 .map(|&(f, g)| format!("{} -> {}", name(f), name(g)))
                 .collect();
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::SubnetGranularity,
                 Direction::Wider,
                 a.to_string(),
@@ -114,7 +93,7 @@ fn mesh(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut Vec
                 if l7.is_empty() {
                     continue;
                 }
-                out.push(difference(
+                out.push(Difference::known(
                     ReasonCode::L7InSeptaMtls,
                     Direction::Wider,
                     a.to_string(),
@@ -152,7 +131,7 @@ fn route_paths(truth: &TruthTable<'_>, out: &mut Vec<Difference>) {
             if istio_exact(pattern) {
                 continue;
             }
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::PathSemantics,
                 Direction::Wider,
                 "gateway".to_owned(),
@@ -167,7 +146,7 @@ fn route_paths(truth: &TruthTable<'_>, out: &mut Vec<Difference>) {
         }
     }
     if !path_rules.is_empty() {
-        out.push(difference(
+        out.push(Difference::known(
             ReasonCode::PathNormalization,
             Direction::Wider,
             "gateway".to_owned(),
@@ -188,7 +167,7 @@ fn routes(truth: &TruthTable<'_>, profile: Profile, out: &mut Vec<Difference>) {
                 route.auth.as_ref().map(|a| &a.method),
                 Some(AuthMethod::ApiKey(_))
             ) {
-                out.push(difference(
+                out.push(Difference::known(
                     ReasonCode::ApiKeys,
                     Direction::Wider,
                     "gateway".to_owned(),
@@ -206,7 +185,7 @@ fn routes(truth: &TruthTable<'_>, profile: Profile, out: &mut Vec<Difference>) {
                         cell.segment, cell.name
                     ));
                 }
-                out.push(difference(
+                out.push(Difference::known(
                     ReasonCode::ApproximateRateLimit,
                     Direction::Wider,
                     "gateway".to_owned(),
@@ -243,7 +222,7 @@ fn egress(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut V
             target.host,
             HostPattern::Name(_) | HostPattern::Subdomain(_)
         ) {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::EgressDns,
                 Direction::Wider,
                 cell.to_string(),
@@ -253,7 +232,7 @@ fn egress(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut V
                 "NetworkPolicy opens the ports to every address outside the ceiling".to_owned(),
             ));
             if relaxed {
-                out.push(difference(
+                out.push(Difference::known(
                     ReasonCode::CeilingAfterDns,
                     Direction::Narrower,
                     cell.to_string(),
@@ -265,7 +244,7 @@ fn egress(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut V
             }
         }
         if matches!(target.scheme, EgressScheme::Tcp | EgressScheme::Any) {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::NonTcp,
                 Direction::Wider,
                 cell.to_string(),
@@ -277,7 +256,7 @@ fn egress(policy: &Policy, truth: &TruthTable<'_>, profile: Profile, out: &mut V
         }
     }
     let namespaces: BTreeSet<String> = cells.iter().map(|(_, c)| c.segment.to_string()).collect();
-    out.push(difference(
+    out.push(Difference::known(
         ReasonCode::DnsResolution,
         Direction::Wider,
         "every cell".to_owned(),
@@ -297,7 +276,7 @@ fn stores_and_modes(policy: &Policy, truth: &TruthTable<'_>, out: &mut Vec<Diffe
         let cell = cells.get(cells.of(f.id));
         let deployment = format!("Deployment {}/{}", cell.segment, cell.name);
         match &f.spec.kind {
-            FunctionKind::Endpoint(EndpointBackend::Embedded) => out.push(difference(
+            FunctionKind::Endpoint(EndpointBackend::Embedded) => out.push(Difference::known(
                 ReasonCode::InProcessStore,
                 Direction::Wider,
                 cell.to_string(),
@@ -310,7 +289,7 @@ fn stores_and_modes(policy: &Policy, truth: &TruthTable<'_>, out: &mut Vec<Diffe
                 "the store's data is on the cell's volume; calls from its own cell stay in the pod"
                     .to_owned(),
             )),
-            FunctionKind::Endpoint(_) => out.push(difference(
+            FunctionKind::Endpoint(_) => out.push(Difference::known(
                 ReasonCode::ExternalStore,
                 Direction::Wider,
                 cell.to_string(),
@@ -325,7 +304,7 @@ fn stores_and_modes(policy: &Policy, truth: &TruthTable<'_>, out: &mut Vec<Diffe
             FunctionKind::Component(_) => {}
         }
         if f.spec.mode == Mode::Audit {
-            out.push(difference(
+            out.push(Difference::known(
                 ReasonCode::AuditMode,
                 Direction::Narrower,
                 f.spec.identity(),

@@ -27,6 +27,7 @@ use std::fmt;
 use septa_policy::{CompiledRoute, Policy};
 use serde_json::Value;
 
+use crate::located;
 use crate::report::{Report, TruthRow};
 use crate::truth::{CellId, Granularity, TruthTable};
 use crate::yaml;
@@ -213,11 +214,6 @@ pub(crate) fn routes_by_cell<'p>(
         routes.sort_by(|a, b| a.id.cmp(&b.id));
     }
     out
-}
-
-/// `FILE:LINE:COL` of `location` in `policy`'s manifest.
-pub(crate) fn located(policy: &Policy, location: septa_manifest::Location) -> String {
-    format!("{}:{location}", policy.manifest().file.display())
 }
 
 /// Exports `policy` as `options` say.
