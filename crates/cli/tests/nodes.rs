@@ -720,9 +720,14 @@ fn a_callee_on_another_node_stops_at_its_callers_deadline() {
     let waited = edge.request("GET", &format!("/waiter/?to={target}"), &[], "");
     assert_eq!(waited.status, 504, "{waited:?}");
     // pay-1 stopped `slow` at the caller's deadline (3 s, time enough to reach pay-1 on a
-    // loaded machine), not at its own minute.
+    // loaded machine), not at its own minute. Which end notices first is a race of a few
+    // milliseconds: pay-1's own copy of the deadline (504), or edge-1 hanging up the stream.
+    let ended = |f: &Value| {
+        let error = f["error"].as_str().unwrap_or_default();
+        error.contains("deadline passed") || error.contains("caller stopped waiting")
+    };
     let stopped = pay.wait_flow("of the call to slow", |f| {
-        f["kind"] == "mesh" && f["dst"] == "function:slow" && f["status"] == 504
+        f["kind"] == "mesh" && f["dst"] == "function:slow" && ended(f)
     });
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -731,15 +736,23 @@ fn a_callee_on_another_node_stops_at_its_callers_deadline() {
     );
     assert_eq!(stopped["peer"], "edge-1", "{stopped}");
     assert!(
-        stopped["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("deadline passed"),
+        stopped["latency_us"].as_u64().unwrap() < 10_000_000,
         "{stopped}"
     );
-    // Its only slot is free again.
-    let free = pay.request("GET", "/slow/sleep?ms=1", &[], "");
-    assert_eq!(free.status, 200, "{free:?}");
+    // Its only slot is free again: at once, or within the few milliseconds by which pay-1's copy
+    // of the deadline trails edge-1's hanging up (never the minute `slow` asked for).
+    let freed_by = Instant::now() + Duration::from_secs(3);
+    loop {
+        let free = pay.request("GET", "/slow/sleep?ms=1", &[], "");
+        if free.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < freed_by,
+            "slow's slot is still held: {free:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Anyone who reaches a node's mesh port can open connections and never start a handshake. A
