@@ -26,7 +26,7 @@ use septa_gateway::auth::refresh::{FirstFetch, KeyRefresh};
 use septa_gateway::{CurrentGateway, Gateway};
 use septa_mesh::{DialTimeouts, LocalNode, Mesh};
 use septa_monitor::{
-    AlertRules, Alerts, Control, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport,
+    AlertRules, Alerts, Control, GuestCpu, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport,
     ReloadAttempt, ReloadOutcome, ReloadTrigger,
 };
 use septa_policy::Policy;
@@ -301,6 +301,7 @@ impl Platform {
         let current = Arc::new(CurrentGateway::new(first.gateway.clone()));
         if let Some(metrics) = &metrics {
             watch_generation(metrics, &first);
+            watch_guest_cpu(metrics);
         }
         parts.alerts.update(AlertRules::from_policy(&first.policy));
         Self {
@@ -573,6 +574,22 @@ fn watch_generation(metrics: &Metrics, generation: &Generation) {
         bulkheads
             .in_use()
             .map(|(function, in_use)| (function.to_owned(), in_use as u64))
+            .collect()
+    }));
+}
+
+/// Points the CPU counters at the runtime's accounts, which outlive every generation.
+fn watch_guest_cpu(metrics: &Metrics) {
+    metrics.watch_guest_cpu(Box::new(|| {
+        septa_runtime::cpu_usage()
+            .into_iter()
+            .map(|u| GuestCpu {
+                segment: u.segment,
+                function: u.function,
+                cpu: u.cpu,
+                waited: u.waited,
+                preemptions: u.preemptions,
+            })
             .collect()
     }));
 }

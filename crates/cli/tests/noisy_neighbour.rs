@@ -1,16 +1,38 @@
-//! Fault isolation: a segment whose guests loop on every core cannot take the others down. Its
-//! bulkhead refuses what is over its cap at once (503), its guests yield to the scheduler every
-//! epoch tick and are stopped at their deadline, and the quiet segment keeps answering.
+//! Fault isolation under CPU pressure: a segment whose guests loop on every worker neither takes
+//! the others down nor slows them much. Its bulkhead refuses what is over its cap at once (503),
+//! its guests are stopped at their deadline, the worker's scheduler gives each segment its share
+//! of the CPU, and a request of the quiet segment runs at the next yield point instead of after
+//! the loopers.
+//!
+//! How it is measured, and why so. The quiet segment's client is light (a request, then a pause
+//! of [`PACE`]): a quiet segment is one that does not want a whole worker. Its latency is
+//! measured in [`ROUNDS`] rounds, each first alone and then while the noisy segment loops, so
+//! that both sides see the same background load of the machine, and the p99 of each side is
+//! taken over all its rounds ([`ROUNDS`] × [`PER_ROUND`] requests). septa runs one worker: the
+//! scheduler shares each worker by itself, and on a two-core machine shared with other work a
+//! second worker kept busy by looping guests would measure how the kernel shares the cores
+//! between processes rather than how septa shares a worker (an unrelated busy process raises
+//! this test's quiet p99 three to five times, septa or not). `scripts/bench-scheduler` reports
+//! two workers too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Connection, Septa, repo};
+use common::{Connection, Septa, prometheus, repo};
+
+const TOKEN: &str = "test-admin-token-0123456789abcdef";
+const ROUNDS: usize = 5;
+const PER_ROUND: usize = 300;
+/// The quiet client's pause between two requests.
+const PACE: Duration = Duration::from_millis(1);
+/// Clients that keep the noisy segment's guests looping, twice its cap.
+const NOISY_CLIENTS: usize = 4;
 
 fn start() -> (Septa, tempfile::TempDir) {
     common::build_components();
@@ -28,7 +50,7 @@ subnets = {{ web = "public" }}
 [function.looper]
 source = "{looper}"
 placement = "noisy/web"
-limits = {{ timeout_ms = 500, max_concurrency = 64 }}
+limits = {{ timeout_ms = 200, max_concurrency = 64 }}
 [function.echo]
 source = "{echo}"
 placement = "quiet/web"
@@ -43,83 +65,188 @@ function = "echo"
         echo = components.join("echo.wasm").display(),
     );
     std::fs::write(dir.path().join("septa.toml"), manifest).unwrap();
-    (Septa::start(dir.path()), dir)
+    let septa = Septa::start_with_env(
+        dir.path(),
+        &["--workers", "1", "--admin", "127.0.0.1:0"],
+        &[("SEPTA_ADMIN_TOKEN", TOKEN)],
+    );
+    (septa, dir)
 }
 
-/// Latencies of `n` requests in a row to the quiet segment; every one must be a 200.
-fn quiet_latencies(septa: &Septa, n: usize) -> Vec<Duration> {
-    let mut connection = Connection::open(septa.addr);
-    let mut out = Vec::with_capacity(n);
+/// Latencies of `n` requests to the quiet segment, a [`PACE`] apart; every one must be a 200.
+fn quiet_latencies(connection: &mut Connection, n: usize, out: &mut Vec<Duration>) {
     for i in 0..n {
+        std::thread::sleep(PACE);
         let sent = Instant::now();
         let status = connection.get(&format!("/quiet/{i}"), &[]);
         out.push(sent.elapsed());
         assert_eq!(status, 200, "the quiet segment failed request {i}");
     }
-    out.sort();
-    out
 }
 
-fn p99(sorted: &[Duration]) -> Duration {
+fn p99(latencies: &[Duration]) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
     sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
 }
 
-#[test]
-fn looping_guests_in_one_segment_neither_fail_nor_stall_another() {
-    let (septa, _dir) = start();
-    // Warm up, then measure the quiet segment alone.
-    quiet_latencies(&septa, 50);
-    let alone = quiet_latencies(&septa, 300);
+/// Clients that keep the noisy segment's loopers running while switched on.
+struct Noise {
+    on: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+    refused: Arc<AtomicU64>,
+    stopped: Arc<AtomicU64>,
+    clients: Vec<JoinHandle<()>>,
+}
 
-    // Four clients keep the noisy segment's guests looping, far past its cap of two.
-    let stop = Arc::new(AtomicBool::new(false));
-    let refused = Arc::new(AtomicU64::new(0));
-    let stopped = Arc::new(AtomicU64::new(0));
-    let noise: Vec<_> = (0..4)
-        .map(|_| {
-            let (addr, stop, refused, stopped) =
-                (septa.addr, stop.clone(), refused.clone(), stopped.clone());
-            std::thread::spawn(move || {
-                let mut connection = Connection::open(addr);
-                while !stop.load(Ordering::Relaxed) {
-                    match connection.get("/noisy/spin", &[]) {
-                        503 => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_millis(5));
+impl Noise {
+    fn start(septa: &Septa) -> Self {
+        let on = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        let stopped = Arc::new(AtomicU64::new(0));
+        let clients = (0..NOISY_CLIENTS)
+            .map(|_| {
+                let addr = septa.addr;
+                let (on, done, in_flight) = (on.clone(), done.clone(), in_flight.clone());
+                let (refused, stopped) = (refused.clone(), stopped.clone());
+                std::thread::spawn(move || {
+                    let mut connection = Connection::open(addr);
+                    while !done.load(Ordering::Relaxed) {
+                        if !on.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
                         }
-                        504 => {
-                            stopped.fetch_add(1, Ordering::Relaxed);
+                        in_flight.fetch_add(1, Ordering::SeqCst);
+                        let status = connection.get("/noisy/spin", &[]);
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        match status {
+                            503 => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            504 => {
+                                stopped.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => panic!("the noisy segment answered {other}"),
                         }
-                        other => panic!("the noisy segment answered {other}"),
                     }
-                }
+                })
             })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let noisy = quiet_latencies(&septa, 300);
-    stop.store(true, Ordering::Relaxed);
-    for t in noise {
-        t.join().unwrap();
+            .collect();
+        Self {
+            on,
+            done,
+            in_flight,
+            refused,
+            stopped,
+            clients,
+        }
     }
+
+    /// Starts the loopers and waits until they run.
+    fn switch_on(&self) {
+        self.on.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Stops sending and waits until every looper was stopped at its deadline.
+    fn switch_off(&self) {
+        self.on.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "the loopers were never stopped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn finish(self) -> (u64, u64) {
+        self.done.store(true, Ordering::SeqCst);
+        for client in self.clients {
+            client.join().unwrap();
+        }
+        (
+            self.refused.load(Ordering::Relaxed),
+            self.stopped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// `(segment, function)` → value of every sample of `name`.
+fn per_segment(septa: &Septa, name: &str) -> std::collections::BTreeMap<String, f64> {
+    let page = septa.admin_get("/metrics", Some(TOKEN));
+    assert_eq!(page.status, 200, "{page:?}");
+    prometheus::parse(&page.body)
+        .into_iter()
+        .filter(|s| s.name == name)
+        .map(|s| (s.label("segment").unwrap().to_owned(), s.value))
+        .collect()
+}
+
+#[test]
+fn a_looping_segment_gets_its_share_and_leaves_the_quiet_one_its_latency() {
+    let (septa, _dir) = start();
+    let mut quiet = Connection::open(septa.addr);
+    quiet_latencies(&mut quiet, 100, &mut Vec::new());
+    let noise = Noise::start(&septa);
+
+    let (mut alone, mut noisy) = (Vec::new(), Vec::new());
+    let (mut noisy_cpu, mut quiet_cpu, mut noisy_time) = (0.0, 0.0, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        quiet_latencies(&mut quiet, PER_ROUND, &mut alone);
+        noise.switch_on();
+        let before = per_segment(&septa, "septa_cpu_seconds_total");
+        let started = Instant::now();
+        quiet_latencies(&mut quiet, PER_ROUND, &mut noisy);
+        noisy_time += started.elapsed();
+        let after = per_segment(&septa, "septa_cpu_seconds_total");
+        noisy_cpu += after["noisy"] - before.get("noisy").copied().unwrap_or(0.0);
+        quiet_cpu += after["quiet"] - before["quiet"];
+        noise.switch_off();
+    }
+    let (refused, stopped) = noise.finish();
+    let preemptions = per_segment(&septa, "septa_preemptions_total");
+    let waited = per_segment(&septa, "septa_cpu_wait_seconds_total");
     let flows = septa.stop();
 
-    let ratio = p99(&noisy).as_secs_f64() / p99(&alone).as_secs_f64();
+    {
+        let q = |v: &[Duration]| { let mut v = v.to_vec(); v.sort(); let n = v.len(); format!("p50 {:?} p90 {:?} p99 {:?} p99.5 {:?} top {:?}", v[n/2], v[n*9/10], v[n*99/100], v[n*995/1000], &v[n-8..]) };
+        eprintln!("DIST alone {}\nDIST noisy {}", q(&alone), q(&noisy));
+        let lat: Vec<u64> = flows.iter().filter(|f| f["dst"].as_str().is_some_and(|d| d.contains("echo")) && f["status"] == 200).map(|f| f["latency_us"].as_u64().unwrap()).collect();
+        let lat = &lat[100..];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (i, l) in lat.iter().enumerate() { if (i / PER_ROUND) % 2 == 0 { a.push(*l) } else { b.push(*l) } }
+        for (name, v) in [("alone", &mut a), ("noisy", &mut b)] { v.sort(); let n = v.len(); eprintln!("SERVER {name} n {n} p50 {} p90 {} p99 {} top {:?}", v[n/2], v[n*9/10], v[n*99/100], &v[n-8..]); }
+    }
+    let (alone_p99, noisy_p99) = (p99(&alone), p99(&noisy));
+    let ratio = noisy_p99.as_secs_f64() / alone_p99.as_secs_f64();
+    let busy = noisy_time.as_secs_f64();
     eprintln!(
-        "quiet p99 alone {:?}, while the noisy segment loops {:?}: ratio {ratio:.1}; noisy: {} stopped at the deadline, {} refused by the bulkhead",
-        p99(&alone),
-        p99(&noisy),
-        stopped.load(Ordering::Relaxed),
-        refused.load(Ordering::Relaxed),
+        "quiet p99 alone {alone_p99:?}, while the noisy segment loops {noisy_p99:?} (ratio {ratio:.2}, {} requests each); \
+         while both ran for {busy:.2} s: noisy guests {noisy_cpu:.3} s of CPU, quiet {quiet_cpu:.3} s; \
+         noisy: {stopped} stopped at the deadline, {refused} refused, {} preemptions, waited {:.3} s",
+        alone.len(),
+        preemptions["noisy"],
+        waited["noisy"],
     );
     assert!(
-        stopped.load(Ordering::Relaxed) >= 2,
-        "the noisy guests never ran"
+        ratio <= 2.0,
+        "the quiet segment's p99 went from {alone_p99:?} alone to {noisy_p99:?} beside the loopers"
+    );
+    // Its share: the quiet segment wanted far less than half of the worker, so the loopers get
+    // the rest, most of the worker, and at least as much as the quiet segment.
+    assert!(
+        noisy_cpu >= quiet_cpu && noisy_cpu >= 0.4 * busy,
+        "the loopers were starved: {noisy_cpu:.3} s of CPU in {busy:.2} s (quiet: {quiet_cpu:.3} s)"
     );
     assert!(
-        refused.load(Ordering::Relaxed) >= 1,
-        "the bulkhead never refused"
+        preemptions["noisy"] > 0.0,
+        "the loopers never made way"
     );
+    assert!(stopped >= 2, "the noisy guests never ran to their deadline");
+    assert!(refused >= 1, "the bulkhead never refused");
     let refusal = flows
         .iter()
         .find(|f| f["status"] == 503)

@@ -5,7 +5,8 @@
 //! that hands them over a bounded channel to a writer thread, which appends them as JSON lines.
 //! A [`FlowGuard`] ties a record to a flow's lifetime so that an early return cannot skip it.
 //! [`FlowObserver`]s (metrics, recent flows, live streams) see every record on the writer
-//! thread, after it is written. [`read_records`] reads a flow log back.
+//! thread, after it is written. [`read_records`] reads a flow log back. A [`LogThrottle`] keeps a
+//! warning that can repeat per request from flooding septa's own log.
 //!
 //! A record holds the policy's [`septa_policy::Decision`] as the policy worded it: a guard takes
 //! the decision itself ([`FlowGuard::set_decision`]), so no enforcer translates or rewords one,
@@ -16,6 +17,7 @@ mod log;
 mod observe;
 mod read;
 mod record;
+mod throttle;
 mod time;
 mod writer;
 
@@ -26,4 +28,5 @@ pub use read::{FlowReadError, read_records, read_records_from};
 pub use record::{FlowKind, FlowRecord};
 /// What the policy decided, as flow records spell it.
 pub use septa_policy::Verdict;
+pub use throttle::LogThrottle;
 pub use time::{format_rfc3339_millis, parse_rfc3339_millis};

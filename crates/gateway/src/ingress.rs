@@ -4,16 +4,18 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::mem::Discriminant;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use septa_flows::{FlowGuard, FlowKind, FlowLog};
+use septa_flows::{FlowGuard, FlowKind, FlowLog, LogThrottle};
 use septa_manifest::JwtIssuer;
 use septa_policy::path::split_path_query;
 use septa_policy::{
@@ -21,7 +23,7 @@ use septa_policy::{
 };
 use septa_runtime::{
     Chain, Forward, Forwarded, ForwardedFrom, ForwardedIngress, Host, HyperOutgoingBody,
-    RecordedBody,
+    InvokeError, RecordedBody,
 };
 
 use crate::auth::jwt::JwtVerifier;
@@ -31,6 +33,12 @@ use crate::client::ClientAddresses;
 use crate::facts::{ForwardedFacts, RequestFacts};
 use crate::limits::{LimitHeaders, RateLimits};
 use crate::respond::{Headers, json_error, refusal_headers, status_of};
+
+/// Lines of each kind of failed request (a full bulkhead, a timeout, a trap...) written to the
+/// log per [`FAILURE_WARNING_WINDOW`]; the others are counted in the next line's `suppressed`.
+/// Every one of them is in the flow log.
+const FAILURE_WARNINGS: u32 = 5;
+const FAILURE_WARNING_WINDOW: Duration = Duration::from_secs(10);
 
 /// The identity the host sets on requests that came through the gateway.
 pub const GATEWAY_IDENTITY: &str = "gateway";
@@ -436,7 +444,12 @@ impl Gateway {
                 response
             }
             Err(e) => {
-                tracing::warn!(error = %e, "function failed");
+                // Refusals and failures come at the rate requests do: a few lines of each kind.
+                static FAILED: LogThrottle<Discriminant<InvokeError>> =
+                    LogThrottle::new(FAILURE_WARNINGS, FAILURE_WARNING_WINDOW);
+                if let Some(suppressed) = FAILED.admit(std::mem::discriminant(&e)) {
+                    tracing::warn!(error = %e, suppressed, "function failed");
+                }
                 if e.status() == StatusCode::REQUEST_TIMEOUT {
                     // The rest of a body that did not arrive in time is not worth waiting for.
                     headers.push((CONNECTION, HeaderValue::from_static("close")));

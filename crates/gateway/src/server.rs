@@ -145,6 +145,8 @@ pub fn serve(
                         return;
                     }
                 };
+                // The guests this worker runs share it fairly between their segments.
+                septa_runtime::schedule_this_thread();
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(socket) {
                         Ok(l) => l,

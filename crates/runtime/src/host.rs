@@ -21,6 +21,7 @@ use septa_flows::FlowGuard;
 use crate::body::{CountedBody, DeadlineBody, RecordedBody};
 use crate::bulkhead::Bulkheads;
 use crate::cache::{CacheOutcome, ComponentCache};
+use crate::scheduler::Scheduler;
 use crate::state::State;
 use crate::{Caller, Chain, Outbound};
 
@@ -84,6 +85,14 @@ pub enum InvokeError {
         /// Its `timeout_ms`.
         timeout_ms: u128,
     },
+    /// The guest used more CPU time than its budget and was stopped.
+    #[error("function `{function}` exceeded its CPU budget of {cpu_ms} ms")]
+    CpuBudget {
+        /// The function.
+        function: String,
+        /// Its `cpu_ms`.
+        cpu_ms: u128,
+    },
     /// The guest tried to grow its memory past its limit and failed.
     #[error("function `{function}` exceeded its memory limit of {limit_mb} MiB")]
     MemoryLimit {
@@ -129,7 +138,7 @@ impl InvokeError {
             Self::Overloaded { .. } | Self::SegmentOverloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout { .. } | Self::CpuBudget { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -142,6 +151,7 @@ pub struct Host {
     /// By function id; `None` for endpoints, which the mesh answers without an instance.
     functions: Vec<Option<LoadedFunction>>,
     bulkheads: Arc<Bulkheads>,
+    scheduler: Scheduler,
     outbound: OnceLock<Arc<dyn Outbound>>,
 }
 
@@ -220,6 +230,7 @@ impl Host {
                 engine: engine.clone(),
                 functions,
                 bulkheads: Arc::new(Bulkheads::new(policy)),
+                scheduler: Scheduler::new(policy),
                 outbound: OnceLock::new(),
             },
             report,
@@ -293,18 +304,17 @@ impl Host {
         let deadline = Instant::now() + function.timeout;
         store.set_epoch_deadline(1);
         // Yield at every tick so a busy guest cannot starve the other requests on this thread,
-        // and stop it once its time is up. The yield is tokio's `yield_now`, which puts the guest
-        // back only after the worker has polled its sockets: a connection with a request ready
-        // runs before the looping guests do, however many there are, and the worker does not
-        // have to poll its sockets after every task to get that (`septa_gateway::serve`).
+        // and stop it once its time is up. The scheduler decides what the yield is: back to the
+        // worker's tokio runtime, which polls its sockets before the guest goes on, and a wait
+        // in line while guests of segments that had less than their share run.
+        let guest = self.scheduler.admit(id);
+        let clock = guest.clock();
+        let cpu = guest.clock();
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
+                Ok(clock.yield_point())
             }
         });
 
@@ -320,14 +330,14 @@ impl Host {
             .new_response_outparam(sender)
             .map_err(host_error)?;
         let pre = function.pre.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(guest.run(async move {
             let _slot = permit;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
                 .await
-        });
+        }));
 
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
@@ -339,6 +349,12 @@ impl Host {
                 // The guest dropped its response outparam: it trapped, ran out of time or memory,
                 // or returned without answering. The task's result says which.
                 let outcome = task.await;
+                if cpu.over_budget() {
+                    return Err(InvokeError::CpuBudget {
+                        function: function.name.clone(),
+                        cpu_ms: cpu.budget().as_millis(),
+                    });
+                }
                 Err(self.classify(function, outcome, memory_exceeded.load(Ordering::Relaxed)))
             }
         }

@@ -12,6 +12,7 @@ mod engine;
 mod error_response;
 mod host;
 mod identity;
+mod scheduler;
 mod state;
 
 use std::future::Future;
@@ -21,13 +22,14 @@ use std::pin::Pin;
 pub use body::{CountedBody, DeadlineBody, RecordedBody};
 pub use bulkhead::{Admitted, Bulkheads};
 pub use cache::{CacheOutcome, ComponentCache};
-pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
+pub use engine::{CONTENDED_TICK, EPOCH_TICK, EpochTicker, build_engine};
 pub use error_response::{json_error, json_response};
 pub use host::{Host, InvokeError, LoadError, LoadReport};
 pub use identity::{
     CALLER_HEADER, CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, header_text, principal_headers,
     strip_identity_headers,
 };
+pub use scheduler::{CpuUsage, cpu_usage, schedule_this_thread};
 use septa_policy::{FunctionId, Principal};
 pub use wasmtime::Engine;
 pub use wasmtime_wasi::sockets::SocketAddrUse;
