@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use septa_policy::host::{Host, canonical_ip, parse_host, parse_ip_literal};
+use septa_policy::hostname::{HostLiteral, canonical_ip, parse_host, parse_ip_literal};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(host) = std::str::from_utf8(data) else {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let literal = parse_ip_literal(host);
     let classified = parse_host(host);
     if let Some(ip) = literal {
-        assert_eq!(classified, Ok(Host::Ip(ip)), "{host:?}");
+        assert_eq!(classified, Ok(HostLiteral::Ip(ip)), "{host:?}");
         let _ = canonical_ip(ip);
     }
 

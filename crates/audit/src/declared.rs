@@ -1,5 +1,5 @@
 //! The declarations the audit reads that are not rules: the application's name, the file and
-//! positions findings point into, segments, labels and invariants.
+//! positions findings point into, segments, labels, invariants and where nodes are declared.
 //!
 //! The rules themselves — routes, allow and egress rules, issuers — come from the compiled
 //! policy and never from here, so that what the audit proves about them is what the engine
@@ -50,4 +50,14 @@ pub(crate) fn labels<'p>(
 /// Every `[[invariant]]`, in file order.
 pub(crate) fn invariants(policy: &Policy) -> &[Invariant] {
     &manifest(policy).invariants
+}
+
+/// Where `[node.NAME]` is declared.
+pub(crate) fn node_location(policy: &Policy, name: &str) -> Option<Location> {
+    let cluster = manifest(policy).cluster.as_ref()?;
+    cluster
+        .nodes
+        .values()
+        .find(|n| n.name.as_str() == name)
+        .map(|n| n.location)
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::declared;
 use crate::graph::{Edge, Graph};
-use crate::{nested_routes, rules, shadowed};
+use crate::{cluster, nested_routes, rules, shadowed};
 
 /// How much a finding matters; `--fail-on` compares against it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -148,6 +148,7 @@ pub fn audit(policy: &Policy, graph: &Graph<'_>) -> Vec<Finding> {
     shadowed::shadowed_rules(policy, &mut findings);
     rules::wide_cross_segment_rules(policy, &mut findings);
     blast_radius(policy, graph, &mut findings);
+    cluster::findings::placement(policy, &mut findings);
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

@@ -1,14 +1,15 @@
-//! The self-contained HTML report: a drawing of the segments and the allowed flows, then the
-//! findings. No scripts, no external resources: it can be mailed to an assessor as one file.
+//! The self-contained HTML report: a drawing of the segments and the allowed flows, the
+//! placement on nodes when there is one, then the findings. No scripts, no external resources: it can be mailed to an assessor as one file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use septa_policy::Policy;
 
+use crate::cluster::{Cluster, HopsText};
 use crate::declared;
 use crate::findings::Finding;
-use crate::graph::{EdgeKind, Graph, Node};
+use crate::graph::{Edge, EdgeKind, Graph, Node};
 
 const BOX_WIDTH: usize = 220;
 const GAP: usize = 40;
@@ -41,9 +42,21 @@ pub fn render(policy: &Policy, graph: &Graph<'_>, findings: &[Finding]) -> Strin
         width,
         height,
     } = layout(policy, graph);
-    let svg_edges = edges_svg(graph, &position);
+    let cluster = Cluster::of(policy);
+    let svg_edges = edges_svg(graph, cluster, &position);
     let rows = finding_rows(findings);
-    let flows = flow_rows(graph);
+    let flows = flow_rows(graph, cluster);
+    let placement = cluster
+        .map(|c| placement_section(policy, c))
+        .unwrap_or_default();
+    let (nodes_th, crossing_note) = if cluster.is_some() {
+        (
+            "<th>between nodes (over mTLS)</th>",
+            " Dash-dotted edges go between nodes over mutual TLS, and the receiving node decides them again.",
+        )
+    } else {
+        ("", "")
+    };
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>septa audit: {app}</title>
@@ -54,22 +67,23 @@ body{{font:14px system-ui,sans-serif;margin:24px;color:#1d2330}}
 .subnet{{fill:#6b7280;font-size:11px}} .destination rect{{fill:#fff7ed;stroke:#c2410c}}
 .gateway rect{{fill:#1d4ed8}} .edge{{fill:none;stroke-width:1.6}}
 .route{{stroke:#1d4ed8}} .allow{{stroke:#15803d}} .egress{{stroke:#c2410c}} .auditedge{{stroke:#d08a00;stroke-dasharray:5 4}}
+.crossnode{{stroke-dasharray:10 3 2 3}}
 table{{border-collapse:collapse;margin:12px 0}} td,th{{border:1px solid #d1d5db;padding:4px 8px;text-align:left;vertical-align:top}}
 tr.critical td:first-child{{background:#7f1d1d;color:#fff}} tr.high td:first-child{{background:#dc2626;color:#fff}}
 tr.medium td:first-child{{background:#f59e0b}} tr.low td:first-child{{background:#fde68a}}
 </style></head><body>
 <h1>septa audit: application <code>{app}</code></h1>
 <p>Generated from <code>{file}</code>. Every edge is an allowed flow and names the route or rule that opens it
-(hover an edge for its conditions); everything without an edge is denied.</p>
+(hover an edge for its conditions); everything without an edge is denied.{crossing_note}</p>
 <svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="segments and allowed flows">
 <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#374151"/></marker></defs>
 <g class="gateway"><rect x="{gtx}" y="22" width="90" height="36" rx="18"/><text x="{gx}" y="45" fill="#fff" text-anchor="middle">internet</text></g>
 {svg_boxes}{svg_edges}
 </svg>
-<h2>Findings</h2>
+{placement}<h2>Findings</h2>
 <table><tr><th>severity</th><th>kind</th><th>finding</th><th>rules</th><th>where</th></tr>{rows}</table>
 <h2>Allowed flows</h2>
-<table><tr><th>from</th><th>to</th><th>kind</th><th>rule</th><th>conditions</th></tr>{flows}</table>
+<table><tr><th>from</th><th>to</th><th>kind</th><th>rule</th><th>conditions</th>{nodes_th}</tr>{flows}</table>
 </body></html>
 "##,
         app = escape(declared::application(policy)),
@@ -176,8 +190,42 @@ fn segment_svg(
     }
 }
 
-/// Every allowed flow as a curve between its two boxes, titled with its rule.
-fn edges_svg(graph: &Graph<'_>, position: &Positions) -> String {
+/// The placement: the trust domain, and what each node runs.
+fn placement_section(policy: &Policy, cluster: Cluster<'_>) -> String {
+    let mut rows = String::new();
+    for node in cluster.nodes() {
+        let hosted: Vec<&str> = cluster
+            .hosted_by(node)
+            .into_iter()
+            .map(|f| policy.function(f).identity.as_str())
+            .collect();
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            escape(node),
+            escape(&cluster.spiffe_id(node)),
+            escape(&hosted.join(", "))
+        );
+    }
+    format!(
+        "<h2 id=\"placement\">Placement</h2>\n<p>Trust domain <code>{}</code>. Each node runs what it hosts and calls the others over mutual TLS for the rest.</p>\n<table><tr><th>node</th><th>certificate</th><th>runs</th></tr>{rows}</table>\n",
+        escape(cluster.trust_domain())
+    )
+}
+
+/// Between which nodes the flow `edge` goes, in words; empty when it stays on one node.
+fn hops_text(graph: &Graph<'_>, cluster: Cluster<'_>, edge: &Edge) -> String {
+    let hops = cluster.flow_hops(&graph.nodes[edge.from], &graph.nodes[edge.to]);
+    if hops.is_empty() {
+        String::new()
+    } else {
+        HopsText(&hops).to_string()
+    }
+}
+
+/// Every allowed flow as a curve between its two boxes, titled with its rule; dash-dotted when
+/// it goes between nodes.
+fn edges_svg(graph: &Graph<'_>, cluster: Option<Cluster<'_>>, position: &Positions) -> String {
     let mut svg_edges = String::new();
     for edge in graph.edges() {
         let (Some(&(cx1, cy1, h1)), Some(&(cx2, cy2, h2))) =
@@ -202,14 +250,23 @@ fn edges_svg(graph: &Graph<'_>, position: &Positions) -> String {
             EdgeKind::Egress => "egress",
             EdgeKind::Audit => "auditedge",
         };
+        let hops = cluster
+            .map(|c| hops_text(graph, c, edge))
+            .unwrap_or_default();
+        let (crossing, over) = if hops.is_empty() {
+            ("", String::new())
+        } else {
+            (" crossnode", format!("; over mTLS: {hops}"))
+        };
         let _ = write!(
             svg_edges,
-            r#"<path class="edge {class}" d="M{x1},{y1} Q{bend_x},{bend_y} {x2},{y2}" marker-end="url(#arrow)"><title>{} → {}: {} `{}` ({})</title></path>"#,
+            r#"<path class="edge {class}{crossing}" d="M{x1},{y1} Q{bend_x},{bend_y} {x2},{y2}" marker-end="url(#arrow)"><title>{} → {}: {} `{}` ({}){}</title></path>"#,
             escape(graph.name(edge.from)),
             escape(graph.name(edge.to)),
             class,
             escape(&edge.rule),
-            escape(&edge.conditions)
+            escape(&edge.conditions),
+            escape(&over)
         );
     }
     svg_edges
@@ -233,13 +290,16 @@ fn finding_rows(findings: &[Finding]) -> String {
     rows
 }
 
-/// One table row per allowed flow.
-fn flow_rows(graph: &Graph<'_>) -> String {
+/// One table row per allowed flow; with a cluster, with the calls it makes between nodes.
+fn flow_rows(graph: &Graph<'_>, cluster: Option<Cluster<'_>>) -> String {
     let mut flows = String::new();
     for edge in graph.edges() {
+        let nodes = cluster.map_or_else(String::new, |c| {
+            format!("<td>{}</td>", escape(&hops_text(graph, c, edge)))
+        });
         let _ = write!(
             flows,
-            "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td>{nodes}</tr>",
             escape(graph.name(edge.from)),
             escape(graph.name(edge.to)),
             edge.kind,

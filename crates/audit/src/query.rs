@@ -1,12 +1,13 @@
 //! `septa query`: can this reach that, and through which rules; or why not.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use septa_manifest::Selector;
 use septa_policy::path::normalize_path;
 use septa_policy::{IngressRequest, NoFacts, Policy, Verdict};
 
-use crate::graph::Graph;
+use crate::cluster::{Cluster, HopsText};
+use crate::graph::{Edge, Graph};
 
 /// The answer to one query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,16 +29,48 @@ pub fn query(
     path: Option<&str>,
     direct: bool,
 ) -> Answer {
+    find_path(policy, graph, from, to, method, path, direct).0
+}
+
+/// [`query`], and when the application spans several nodes, where its two sides run and which
+/// hops of the answer go between nodes over mutual TLS, one line each (none without a cluster).
+pub fn query_on_nodes(
+    policy: &Policy,
+    graph: &Graph<'_>,
+    from: &Selector,
+    to: &Selector,
+    method: Option<&str>,
+    path: Option<&str>,
+    direct: bool,
+) -> (Answer, Vec<String>) {
+    let (answer, hops) = find_path(policy, graph, from, to, method, path, direct);
+    let lines = Cluster::of(policy).map_or_else(Vec::new, |cluster| {
+        on_nodes(graph, cluster, (from, to), &hops)
+    });
+    (answer, lines)
+}
+
+/// The answer, and the hops of the path it found (none when unreachable).
+fn find_path(
+    policy: &Policy,
+    graph: &Graph<'_>,
+    from: &Selector,
+    to: &Selector,
+    method: Option<&str>,
+    path: Option<&str>,
+    direct: bool,
+) -> (Answer, Vec<Edge>) {
+    let unreachable = |why| (Answer::Unreachable(why), Vec::new());
     // Ask about the path enforcement would see, or say why there is none.
     let normalized = match path.map(normalize_path).transpose() {
         Ok(p) => p,
-        Err(e) => return Answer::Unreachable(format!("invalid path: {e}")),
+        Err(e) => return unreachable(format!("invalid path: {e}")),
     };
     let path = normalized.as_ref().map(|p| p.as_str());
     let sources = graph.select(from);
     let targets: Vec<usize> = graph.select(to);
     if sources.is_empty() || targets.is_empty() {
-        return Answer::Unreachable(format!("`{from}` or `{to}` selects nothing"));
+        return unreachable(format!("`{from}` or `{to}` selects nothing"));
     }
     for &target in &targets {
         // The last hop must admit the method and path, decided exactly as enforcement would.
@@ -71,11 +104,11 @@ pub fn query(
                 {
                     how.push_str(&format!(" (not directly: {direct})"));
                 }
-                return Answer::Reachable(how);
+                return (Answer::Reachable(how), hops);
             }
         }
     }
-    Answer::Unreachable(why_not(
+    unreachable(why_not(
         policy, graph, &sources, &targets, method, path, direct,
     ))
 }
@@ -152,4 +185,46 @@ fn why_not(
         from.join(", "),
         to.join(", ")
     )
+}
+
+/// Where the two sides of a query run, and each hop of `path` that goes between nodes; or that
+/// the path stays on the nodes that run its source.
+fn on_nodes(
+    graph: &Graph<'_>,
+    cluster: Cluster<'_>,
+    (from, to): (&Selector, &Selector),
+    path: &[Edge],
+) -> Vec<String> {
+    let runs_on = |selector: &Selector| {
+        let places = graph.select(selector);
+        let nodes: BTreeSet<&str> = places
+            .iter()
+            .flat_map(|&p| cluster.runs_on(&graph.nodes[p]))
+            .collect();
+        let nodes = nodes.into_iter().collect::<Vec<_>>().join(", ");
+        match (selector, places.len()) {
+            (Selector::Gateway, _) => format!("`gateway` runs on every node ({nodes})"),
+            (_, 1) => format!("`{}` runs on {nodes}", graph.name(places[0])),
+            (_, n) => format!("`{selector}` ({n} places) runs on {nodes}"),
+        }
+    };
+    let mut lines = vec![format!("{}; {}", runs_on(from), runs_on(to))];
+    let mut crossed = false;
+    for edge in path {
+        let hops = cluster.flow_hops(&graph.nodes[edge.from], &graph.nodes[edge.to]);
+        if hops.is_empty() {
+            continue;
+        }
+        crossed = true;
+        lines.push(format!(
+            "{} → {} goes between nodes over mTLS: {}; the receiving node decides it again",
+            graph.name(edge.from),
+            graph.name(edge.to),
+            HopsText(&hops)
+        ));
+    }
+    if !path.is_empty() && !crossed {
+        lines.push("no hop goes between nodes: each node that runs a hop's source runs its destination too".to_owned());
+    }
+    lines
 }

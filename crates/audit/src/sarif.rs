@@ -105,6 +105,27 @@ const KINDS: &[Kind] = &[
         help: "Everything a compromised function reaches transitively through allowed flows. Not a problem in itself: review it when the list is longer than the function's job needs.",
         severity: Severity::Info,
     },
+    Kind {
+        id: "single-node-destination",
+        name: "SingleNodeDestination",
+        short: "Flows reach a place from other nodes, and one node alone runs it",
+        help: "Routes or allow rules lead to this function or endpoint from nodes that do not run it, over mutual TLS, and only one node runs it: while that node is down, those flows fail with 503. Add a second node to its hosts (`[node.NAME] hosts`); an embedded endpoint keeps its data on one node, so move it to Redis or PostgreSQL first.",
+        severity: Severity::Low,
+    },
+    Kind {
+        id: "cross-node-flow",
+        name: "CrossNodeFlow",
+        short: "A route or allow rule opens flows between nodes, over mutual TLS",
+        help: "A node that runs the flow's source and not its destination calls a node that does over mutual TLS, and the receiving node decides the flow again. Not a problem in itself: review which flows leave a machine, and keep what calls each other on the same nodes when a hop matters.",
+        severity: Severity::Info,
+    },
+    Kind {
+        id: "node-placement",
+        name: "NodePlacement",
+        short: "What a node runs, and so what its certificate speaks for",
+        help: "A node runs the functions and endpoints its `[node.NAME] hosts` selects, and other nodes take its certificate's word for calls from those functions. Not a problem in itself: review it as the blast radius of a compromised node.",
+        severity: Severity::Info,
+    },
 ];
 
 /// The SARIF level of a severity; info findings are not problems (`none`, kind

@@ -1,6 +1,7 @@
 //! The dashboard's model of the compiled policy (`GET /model` on the admin listener): every
 //! place of the example shop where the manifest puts it, each flow on its edge with its rules,
-//! each node's rules and blast radius, and what a policy too big to draw keeps.
+//! each node's rules and blast radius, what a policy too big to draw keeps, and the shop's
+//! placement on its three nodes (or none, without `[node.*]` tables).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,6 +19,16 @@ fn shop_policy() -> Policy {
 
 fn shop() -> Value {
     dashboard_model(&shop_policy(), "abc123", 7)
+}
+
+/// The example shop's manifest with its `[cluster]` and `[node.*]` tables cut off: one process.
+fn shop_in_one_process() -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop");
+    let text = std::fs::read_to_string(dir.join("septa.toml")).unwrap();
+    let (single, cluster) = text.split_once("\n[cluster]").unwrap();
+    assert!(cluster.contains("[node.pay-1]"), "{cluster}");
+    let manifest = septa_manifest::parse(&dir.join("septa.toml"), single).unwrap();
+    dashboard_model(&Policy::compile(manifest).unwrap(), "abc123", 7)
 }
 
 fn node<'m>(model: &'m Value, id: &str) -> &'m Value {
@@ -220,4 +231,84 @@ placement = "b/app"
     assert_eq!(open["kind"], "audit");
     assert_eq!(open["rules"][0]["methods"], Value::Null);
     assert!(model["routes"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn the_cluster_says_what_each_node_runs_and_each_place_where_it_runs() {
+    let model = shop();
+    assert_eq!(
+        model["cluster"],
+        json!({
+            "trust_domain": "shop.example",
+            "nodes": [
+                { "name": "edge-1",
+                  "hosts": ["function:catalog", "function:relay", "function:storefront"] },
+                { "name": "pay-1",
+                  "hosts": ["endpoint:carts", "function:checkout", "function:ledger"] },
+                { "name": "pay-2", "hosts": ["function:checkout", "function:ledger"] },
+            ],
+        })
+    );
+    for (id, nodes) in [
+        ("gateway", json!(["edge-1", "pay-1", "pay-2"])),
+        ("function:storefront", json!(["edge-1"])),
+        ("function:checkout", json!(["pay-1", "pay-2"])),
+        ("function:ledger", json!(["pay-1", "pay-2"])),
+        ("endpoint:carts", json!(["pay-1"])),
+    ] {
+        assert_eq!(node(&model, id)["nodes"], nodes, "{id}");
+    }
+    // A destination outside runs on no node of ours.
+    assert!(
+        node(&model, "https://api.payments.example:443")
+            .get("nodes")
+            .is_none()
+    );
+}
+
+#[test]
+fn an_edge_lists_the_calls_it_makes_between_nodes() {
+    let model = shop();
+    let crosses = |from: &str, to: &str| edge(&model, from, to).unwrap()["crosses_nodes"].clone();
+    // Storefront runs on edge-1 only; checkout on both payment nodes, either of which may answer.
+    assert_eq!(
+        crosses("function:storefront", "function:checkout"),
+        json!([{ "from": "edge-1", "to": ["pay-1", "pay-2"] }])
+    );
+    assert_eq!(
+        crosses("function:storefront", "endpoint:carts"),
+        json!([{ "from": "edge-1", "to": ["pay-1"] }])
+    );
+    // Every node runs a gateway: the payment nodes forward the storefront's routes to edge-1.
+    assert_eq!(
+        crosses("gateway", "function:storefront"),
+        json!([{ "from": "pay-1", "to": ["edge-1"] }, { "from": "pay-2", "to": ["edge-1"] }])
+    );
+    // Every node that runs the source runs the destination too: nothing goes between nodes.
+    assert_eq!(
+        crosses("function:storefront", "function:catalog"),
+        json!([])
+    );
+    assert_eq!(crosses("function:checkout", "function:ledger"), json!([]));
+    // Egress leaves from the node that runs the function.
+    assert_eq!(
+        crosses("function:checkout", "https://api.payments.example:443"),
+        json!([])
+    );
+}
+
+#[test]
+fn without_node_tables_there_is_no_cluster_and_nothing_crosses() {
+    let model = shop_in_one_process();
+    assert_eq!(model["cluster"], Value::Null);
+    for n in model["nodes"].as_array().unwrap() {
+        if n["kind"] != "egress" {
+            assert_eq!(n["nodes"], json!([]), "{n}");
+        }
+    }
+    let edges = model["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), shop()["edges"].as_array().unwrap().len());
+    for e in edges {
+        assert_eq!(e["crosses_nodes"], json!([]), "{e}");
+    }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use septa_audit::{Answer, Graph, Observed, Severity};
+use septa_audit::{Answer, Cluster, Graph, HopsText, Observed, Severity};
 use septa_manifest::Selector;
 
 use crate::check::load_policy;
@@ -64,7 +64,12 @@ pub(crate) fn run_audit(
             serde_json::to_string_pretty(&septa_audit::render_sarif(&policy, &findings))?
         ),
         Format::Table => {
-            for f in &findings {
+            if let Some(cluster) = Cluster::of(&policy) {
+                print_placement(&policy, cluster);
+            }
+            // The placement section above says what these findings say.
+            let placement = ["node-placement", "cross-node-flow"];
+            for f in findings.iter().filter(|f| !placement.contains(&f.kind)) {
                 let at = f
                     .location
                     .as_deref()
@@ -78,8 +83,16 @@ pub(crate) fn run_audit(
                 );
             }
             let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+            let above = findings
+                .iter()
+                .filter(|f| placement.contains(&f.kind))
+                .count();
+            let above = match above {
+                0 => String::new(),
+                n => format!(" ({n} of them the placement above)"),
+            };
             println!(
-                "{} findings: {} critical, {} high, {} medium, {} low, {} info",
+                "{} findings: {} critical, {} high, {} medium, {} low, {} info{above}",
                 findings.len(),
                 count(Severity::Critical),
                 count(Severity::High),
@@ -121,16 +134,61 @@ pub(crate) fn run_query(
     if graph.select(&to).is_empty() {
         bail!("--to `{to}` selects nothing in this application");
     }
-    match septa_audit::query(&policy, &graph, &from, &to, method, path, direct) {
+    let (answer, on_nodes) =
+        septa_audit::query_on_nodes(&policy, &graph, &from, &to, method, path, direct);
+    let code = match answer {
         Answer::Reachable(how) => {
             println!("reachable: {how}");
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Answer::Unreachable(why) => {
             println!("not reachable: {why}");
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
+    };
+    for line in on_nodes {
+        println!("  {line}");
     }
+    Ok(code)
+}
+
+/// The placement section of the table: the trust domain, what each node runs, and each route
+/// and allow rule whose flows go between nodes.
+fn print_placement(policy: &septa_policy::Policy, cluster: Cluster<'_>) {
+    println!("placement: trust domain `{}`", cluster.trust_domain());
+    let width = cluster.nodes().map(str::len).max().unwrap_or(0);
+    for node in cluster.nodes() {
+        let hosted: Vec<&str> = cluster
+            .hosted_by(node)
+            .into_iter()
+            .map(|f| policy.function(f).identity.as_str())
+            .collect();
+        let hosted = if hosted.is_empty() {
+            "nothing".to_owned()
+        } else {
+            hosted.join(", ")
+        };
+        println!("  node {node:<width$}  runs {hosted}");
+    }
+    let crossings = cluster.crossings();
+    if crossings.is_empty() {
+        println!("flows between nodes: none; every flow stays on the node that starts it");
+    } else {
+        println!("flows between nodes (the receiving node decides each again):");
+    }
+    let rows: Vec<(String, String, String)> = crossings
+        .iter()
+        .map(|c| {
+            let hops = HopsText(&c.hops).to_string();
+            (c.opener.to_string(), format!("{} → {}", c.from, c.to), hops)
+        })
+        .collect();
+    let opener_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let flow_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    for (opener, flow, hops) in &rows {
+        println!("  {opener:<opener_width$}  {flow:<flow_width$}  over mTLS: {hops}");
+    }
+    println!();
 }
 
 pub(crate) fn run_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {

@@ -60,9 +60,12 @@ pub(crate) fn compile(manifest: Manifest) -> Result<Policy, Diagnostics> {
     })
 }
 
-pub(crate) fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(dir: &Path, instances: u32) -> anyhow::Result<ExitCode> {
     match load_checked_policy(dir) {
         Ok(policy) => {
+            if let Some(warning) = crate::pool::overcommit_warning(&policy, instances) {
+                eprintln!("{}: warning: {warning}", policy.manifest().file.display());
+            }
             let m = policy.manifest();
             println!(
                 "{}: ok: application `{}`: {} segments, {} functions, {} endpoints, {} routes, {} allow rules, {} egress rules, {} invariants hold",

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use septa_endpoints::{Backend, Store, StoreOptions};
 use septa_manifest::{Connection, EndpointBackend, FunctionKind};
 use septa_mesh::{EndpointFuture, EndpointService};
 use septa_policy::{FunctionId, Policy};
 use septa_runtime::{Bulkheads, WasiBody};
+
+use crate::endpoint_values::read_first;
 
 /// Every endpoint's store, by function id.
 pub(crate) struct Endpoints {
@@ -64,8 +66,11 @@ impl Endpoints {
                     url: connection_url(name, c)?,
                 },
             };
+            let limits = &info.spec.limits;
             let options = StoreOptions {
-                timeout: Duration::from_millis(u64::from(info.spec.limits.timeout_ms)),
+                timeout: Duration::from_millis(u64::from(limits.timeout_ms)),
+                max_keys: limits.max_keys,
+                max_bytes: limits.max_bytes,
                 ..StoreOptions::default()
             };
             let open_now = previous
@@ -133,14 +138,26 @@ impl EndpointService for Endpoints {
         let Some(store) = self.stores.get(&endpoint).cloned() else {
             return Box::pin(async { unavailable("no store is open for this endpoint") });
         };
-        let admitted = match self.bulkheads.enter(endpoint) {
-            Ok(admitted) => admitted,
-            Err(e) => {
-                let message = e.to_string();
-                return Box::pin(async move { unavailable(&message) });
-            }
-        };
+        let bulkheads = self.bulkheads.clone();
         Box::pin(async move {
+            // A value is read before the call takes a slot, so a caller that never finishes
+            // writing one holds no slot while it dawdles (see `endpoint_values`).
+            let request = if request.method() == Method::PUT {
+                let options = store.options();
+                let request = read_first(request, options.max_value_bytes, options.timeout).await;
+                request.map(|body| body.boxed_unsync())
+            } else {
+                request
+            };
+            let admitted = match bulkheads.enter(endpoint) {
+                Ok(admitted) => admitted,
+                Err(e) => {
+                    // The caller hears that the endpoint is busy; which cap, and its size, are
+                    // for the log.
+                    tracing::warn!(error = %e, "endpoint call refused");
+                    return unavailable("the endpoint is at its concurrency limit");
+                }
+            };
             let response = septa_endpoints::handle(&store, request).await;
             drop(admitted);
             response.map(|body| body.map_err(|never| match never {}).boxed_unsync())

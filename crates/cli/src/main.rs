@@ -6,11 +6,14 @@ mod audit;
 mod ca;
 mod check;
 mod cluster;
+mod endpoint_values;
 mod endpoints;
+mod flow_log;
 mod flows;
 mod jwks;
 mod node;
 mod platform;
+mod pool;
 mod probe;
 mod up;
 
@@ -57,15 +60,20 @@ enum Command {
     /// The nodes of a cluster, as its NATS registry has them.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
-    /// Validate DIR/septa.toml and its policy, reporting every problem with its position.
+    /// Validate DIR/septa.toml and its policy, reporting every problem with its position, and
+    /// warn when its concurrency limits promise more instances than the pool holds.
     Check {
         /// The application directory (holding `septa.toml`) or the manifest file.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// The instance slots `septa up --instances` will run it with.
+        #[arg(long, default_value_t = pool::DEFAULT_INSTANCES)]
+        instances: u32,
     },
     /// Audit the policy: invariants, paths to labelled functions, open routes, wide egress,
     /// audit mode, dead and shadowed rules, cross-segment rules wider than needed and blast
-    /// radius, each naming the rule to change.
+    /// radius, each naming the rule to change; with `[node.*]` tables, what each node runs, the
+    /// flows between nodes and what only one node runs.
     Audit {
         /// The application directory (holding `septa.toml`) or the manifest file.
         #[arg(default_value = ".")]
@@ -101,8 +109,9 @@ enum Command {
         #[arg(long)]
         flows: PathBuf,
     },
-    /// Can FROM reach TO? Prints the path with every hop's rule, or why not. Exits 0 when
-    /// reachable, 1 when not.
+    /// Can FROM reach TO? Prints the path with every hop's rule, or why not; with `[node.*]`
+    /// tables, also where each side runs and which hops go between nodes over mutual TLS.
+    /// Exits 0 when reachable, 1 when not.
     Query {
         /// The application directory (holding `septa.toml`) or the manifest file.
         #[arg(default_value = ".")]
@@ -147,7 +156,7 @@ fn main() -> ExitCode {
         Command::Flows(command) => flows::run(command),
         Command::Probe(args) => probe::run(args),
         Command::Ca(command) => ca::run(command),
-        Command::Check { dir } => check::run(&dir),
+        Command::Check { dir, instances } => check::run(&dir, instances),
         Command::Publish { dir, nats } => cluster::publish(&dir, &nats),
         Command::Cluster(command) => cluster::run(command),
         Command::Node(args) => node::run(args),

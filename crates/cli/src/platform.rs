@@ -30,7 +30,7 @@ use septa_monitor::{
     ReloadAttempt, ReloadOutcome, ReloadTrigger,
 };
 use septa_policy::Policy;
-use septa_runtime::{ComponentCache, Engine, Host, LoadReport};
+use septa_runtime::{ComponentCache, Engine, Host, LoadReport, PoolSize};
 
 use crate::endpoints::Endpoints;
 
@@ -45,6 +45,8 @@ pub(crate) struct Parts {
     /// The manifest file.
     pub(crate) manifest_file: PathBuf,
     pub(crate) engine: Engine,
+    /// The engine's instance pool, which every component must fit.
+    pub(crate) pool: PoolSize,
     pub(crate) cache: ComponentCache,
     pub(crate) flows: FlowLog,
     /// Where embedded endpoints keep their files.
@@ -129,8 +131,9 @@ impl Generation {
                 .as_ref()
                 .is_none_or(|n| placed.placement().is_none_or(|p| p.hosts(&n.name, id)))
         };
-        let (host, load_report) = Host::load_hosted(&parts.engine, &policy, &parts.cache, &hosted)
-            .map_err(|e| BuildError::Load(e.into()))?;
+        let (host, load_report) =
+            Host::load_hosted(&parts.engine, &parts.pool, &policy, &parts.cache, &hosted)
+                .map_err(|e| BuildError::Load(e.into()))?;
         let host = Arc::new(host);
         let endpoints = Endpoints::open(
             &policy,

@@ -3,14 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use septa_flows::{FlowLog, FlowLogOptions};
 use septa_gateway::auth::refresh::FirstFetch;
 use septa_monitor::{Control, ReloadTrigger};
 use septa_runtime::{ComponentCache, EpochTicker, build_engine};
@@ -40,6 +39,8 @@ pub(crate) struct UpArgs {
     /// Write no flow log (metrics and the admin's flows still see every flow).
     #[arg(long, conflicts_with = "flow_log")]
     no_flow_log: bool,
+    #[command(flatten)]
+    flow_log_bounds: crate::flow_log::FlowLogBounds,
     /// Run each function's declared build command before starting.
     #[arg(long)]
     build: bool,
@@ -52,8 +53,9 @@ pub(crate) struct UpArgs {
     /// Where embedded endpoints keep their files (`NAME.redb`). Default: DIR/.septa/data.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Instance slots in the pooling allocator, across all functions.
-    #[arg(long, default_value_t = 1000)]
+    /// Instances that may exist at once, across all functions: the pooling allocator's slots,
+    /// each sized for the largest component.
+    #[arg(long, default_value_t = crate::pool::DEFAULT_INSTANCES)]
     instances: u32,
     /// Time a client has to send a request's headers, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
@@ -101,7 +103,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             crate::admin::Monitoring::new(token_file, &state_dir, &alerts)
         })
         .transpose()?;
-    let engine = build_engine(args.instances)
+    let pool = crate::pool::sized_for(&manifest, args.instances);
+    let engine = build_engine(pool)
         .map_err(|e| anyhow::anyhow!("cannot configure the wasmtime engine: {e:#}"))?;
     let _ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch ticker")?;
     let cache_dir = args
@@ -111,24 +114,17 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let cache = ComponentCache::new(&cache_dir)
         .with_context(|| format!("cannot use cache directory `{}`", cache_dir.display()))?;
 
-    let options = FlowLogOptions {
-        observers: monitoring
-            .as_ref()
-            .map(crate::admin::Monitoring::observers)
-            .unwrap_or_default()
-            .with(alerts.clone()),
-        ..FlowLogOptions::default()
-    };
-    let flows = match args.flow_log.as_deref() {
-        _ if args.no_flow_log => FlowLog::observers_only(options)?,
-        Some(p) if p == Path::new("-") => FlowLog::stdout_with(options)?,
-        Some(p) => FlowLog::open_with(p, options)
-            .with_context(|| format!("cannot open flow log `{}`", p.display()))?,
-        None => {
-            let p = state_dir.join("flows.jsonl");
-            FlowLog::open_with(&p, options)
-                .with_context(|| format!("cannot open flow log `{}`", p.display()))?
-        }
+    let observers = monitoring
+        .as_ref()
+        .map(crate::admin::Monitoring::observers)
+        .unwrap_or_default()
+        .with(alerts.clone());
+    let bounds = &args.flow_log_bounds;
+    let flows = if args.no_flow_log {
+        bounds.observers_only(observers)?
+    } else {
+        let default = state_dir.join("flows.jsonl");
+        bounds.open(args.flow_log.as_deref(), &default, observers)?
     };
     let data_dir = args
         .data_dir
@@ -137,6 +133,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let parts = Parts {
         manifest_file,
         engine,
+        pool,
         cache,
         flows: flows.clone(),
         data_dir,
@@ -160,6 +157,13 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         metrics.load_policy(&first.policy, first.hash.clone());
     }
     print_start(&first);
+    println!(
+        "septa: up to {} function instances at once, each with room for {}",
+        pool.instances, pool.per_instance
+    );
+    if let Some(warning) = crate::pool::overcommit_warning(&first.policy, args.instances) {
+        eprintln!("septa: warning: {warning}");
+    }
     let platform = Arc::new(Platform::new(parts, first, metrics));
 
     let workers = args

@@ -150,6 +150,9 @@ fn one_run_with_a_rule_per_kind_and_a_result_per_finding() {
         "rule-shadowed",
         "cross-segment-wider-than-needed",
         "blast-radius",
+        "single-node-destination",
+        "cross-node-flow",
+        "node-placement",
     ] {
         let rule = rules.iter().find(|r| r["id"] == kind).unwrap_or_else(|| {
             panic!("no reporting descriptor for `{kind}` in {ids:?}");

@@ -1,7 +1,8 @@
 //! The dashboard, end to end: headless Chromium logs in to the admin listener of `septa up` on
-//! a copy of the example shop, finds every segment, subnet, function and endpoint drawn, sees a
+//! a copy of the example shop, finds every segment, subnet, function and endpoint drawn, the
+//! shop's nodes listed with what each runs and the flows between nodes drawn apart, sees a
 //! request through the gateway light its edges and a denial appear with its reason, opens a
-//! node's rules and blast radius, sees a refused reload, and takes a screenshot. Without a
+//! node's rules, blast radius and nodes, sees a refused reload, and takes a screenshot. Without a
 //! browser: the login and the session cookie that guard it, and a gateway that serves none of
 //! it.
 //!
@@ -122,6 +123,8 @@ fn the_dashboard_draws_the_shop_and_lights_its_flows_in_a_browser() {
     assert!(nodes.contains(&"gateway".to_owned()), "{nodes:?}");
     assert!(nodes.contains(&"endpoint:carts".to_owned()), "{nodes:?}");
 
+    the_nodes_and_the_flows_between_them_are_shown(&mut page);
+
     // A real request through the gateway lights the route's edge and the mesh call's.
     let ingress = edge_data("gateway -> function:storefront", "count");
     let mesh = edge_data("function:storefront -> function:catalog", "count");
@@ -178,6 +181,7 @@ fn the_dashboard_draws_the_shop_and_lights_its_flows_in_a_browser() {
         "checkout-to-processor",
         "function:ledger",
         "https://api.payments.example:443",
+        "nodespay-1, pay-2",
     ] {
         assert!(
             details.as_str().unwrap().contains(expected),
@@ -223,6 +227,99 @@ fn the_dashboard_draws_the_shop_and_lights_its_flows_in_a_browser() {
         "dashboard: browser test took {:?}; screenshot at {}",
         started.elapsed(),
         file.display()
+    );
+}
+
+/// The shop's `[cluster]`: a "Nodes" section with what each node runs, the flows between nodes
+/// drawn dash-dotted and said so in the legend, an edge's details naming the nodes it goes
+/// between, a node's places marked when it is clicked, and a flow line naming the node that
+/// recorded it and its peer. `septa up` writes no such record, so one is handed to the page as
+/// the stream would (a node's record, with `node` and `peer`).
+fn the_nodes_and_the_flows_between_them_are_shown(page: &mut chromium::Page<'_>) {
+    let listed = page
+        .eval("document.getElementById('cluster').hidden ? null : [...document.querySelectorAll('#cluster-nodes li')].map(l => l.textContent)")
+        .unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([
+            "edge-1 function:catalog, function:relay, function:storefront",
+            "pay-1 endpoint:carts, function:checkout, function:ledger",
+            "pay-2 function:checkout, function:ledger",
+        ])
+    );
+    assert_eq!(
+        page.eval("document.getElementById('trust-domain').textContent")
+            .unwrap(),
+        "trust domain shop.example"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('legend-crosses').hidden")
+            .unwrap(),
+        false
+    );
+    let crossing = page
+        .eval("[...document.querySelectorAll('#graph .edge.crosses-nodes')].map(e => e.dataset.edge).sort()")
+        .unwrap();
+    assert_eq!(
+        crossing,
+        serde_json::json!([
+            "function:storefront -> endpoint:carts",
+            "function:storefront -> function:checkout",
+            "gateway -> function:relay",
+            "gateway -> function:storefront",
+        ])
+    );
+    // Drawn apart: dash-dotted, where a flow on one node is a solid line.
+    let mut dashes = |key: &str| {
+        page.eval(&format!(
+            "getComputedStyle([...document.querySelectorAll('#graph .edge')].find(e => e.dataset.edge === {key:?}).querySelector('path')).strokeDasharray"
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        dashes("function:storefront -> function:checkout"),
+        "10px, 3px, 2px, 3px"
+    );
+    assert_eq!(dashes("function:storefront -> function:catalog"), "none");
+
+    page.eval("[...document.querySelectorAll('#graph .edge')].find(e => e.dataset.edge === 'function:storefront -> function:checkout').dispatchEvent(new MouseEvent('click', { bubbles: true }))")
+        .unwrap();
+    let said = page.wait_for(
+        "the edge's nodes",
+        "document.getElementById('edge-crossing')?.textContent",
+        WAIT,
+    );
+    assert_eq!(
+        said,
+        "Between nodes over mTLS: edge-1 → pay-1, pay-2; the receiving node decides it again."
+    );
+
+    page.eval("document.querySelector('#cluster-nodes li[data-cluster-node=\"pay-2\"]').click()")
+        .unwrap();
+    let hosted = page
+        .eval(
+            "[...document.querySelectorAll('#graph .node.hosted')].map(e => e.dataset.node).sort()",
+        )
+        .unwrap();
+    assert_eq!(
+        hosted,
+        serde_json::json!(["function:checkout", "function:ledger"])
+    );
+    page.eval("document.getElementById('graph').dispatchEvent(new MouseEvent('click', { bubbles: true }))")
+        .unwrap();
+
+    page.eval(
+        r#"onFlow({ time: "2026-12-01T10:00:00.000Z", kind: "mesh", src: "function:storefront",
+                    dst: "function:checkout", method: "POST", path: "/charge", verdict: "allow",
+                    rule: "storefront-to-checkout", node: "pay-1", peer: "edge-1" })"#,
+    )
+    .unwrap();
+    let line = page
+        .eval("document.querySelector('#flows li[data-node=\"pay-1\"][data-peer=\"edge-1\"]')?.textContent")
+        .unwrap();
+    assert_eq!(
+        line,
+        "10:00:00 allow function:storefront → function:checkout POST /charge [storefront-to-checkout] (node pay-1, peer edge-1)"
     );
 }
 

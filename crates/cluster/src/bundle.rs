@@ -21,9 +21,10 @@ pub struct FileRef {
     pub sha256: String,
     /// Its size in bytes.
     pub size: u64,
-    /// The function whose component it is; `None` for the manifest and files every node reads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
+    /// The functions whose component it is (several may run the same file); empty for the
+    /// manifest and the files every node reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
 }
 
 /// The pointer a publish moves: everything a node needs to fetch and verify a revision.
@@ -52,7 +53,7 @@ impl Revision {
         std::iter::once(&self.manifest).chain(
             self.files
                 .iter()
-                .filter(move |f| f.function.as_deref().is_none_or(&hosted)),
+                .filter(move |f| f.functions.is_empty() || f.functions.iter().any(|n| hosted(n))),
         )
     }
 }
@@ -96,13 +97,14 @@ impl Bundle {
         let base = base_names(&manifest.dir, depth)?;
         let mut contents = BTreeMap::new();
         let mut add = |bytes: Vec<u8>, path: String, function: Option<String>| {
+            let functions = function.into_iter().collect();
             let bytes = Bytes::from(bytes);
             let sha256 = sha256_hex(&bytes);
             let file = FileRef {
                 path,
                 sha256: sha256.clone(),
                 size: bytes.len() as u64,
-                function,
+                functions,
             };
             contents.insert(sha256, bytes);
             file
@@ -118,7 +120,21 @@ impl Bundle {
             files.push(add(bytes, bundle_path(&base, &rel), function));
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        files.dedup_by(|a, b| a.path == b.path);
+        // One file named by several functions is fetched by every node that runs one of them;
+        // named by anything else too, by every node.
+        files.dedup_by(|later, kept| {
+            if later.path != kept.path {
+                return false;
+            }
+            if kept.functions.is_empty() || later.functions.is_empty() {
+                kept.functions.clear();
+            } else {
+                kept.functions.append(&mut later.functions);
+                kept.functions.sort();
+                kept.functions.dedup();
+            }
+            true
+        });
         let id = revision_id(&manifest_ref, &files);
         Ok(Self {
             revision: Revision {

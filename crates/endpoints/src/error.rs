@@ -38,6 +38,16 @@ pub enum StoreError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// Storing the value would take the endpoint past one of its quotas; nothing was written.
+    #[error("{}", quota_message(endpoint, *quota, *limit))]
+    QuotaExceeded {
+        /// The endpoint name.
+        endpoint: String,
+        /// Which quota.
+        quota: QuotaKind,
+        /// Its limit: keys or bytes.
+        limit: u64,
+    },
     /// An argument other than the key is out of range (a TTL, a page size).
     #[error("{0}")]
     InvalidArgument(String),
@@ -74,6 +84,42 @@ pub enum StoreError {
     },
 }
 
+fn quota_message(endpoint: &str, quota: QuotaKind, limit: u64) -> String {
+    match quota {
+        QuotaKind::Keys => format!(
+            "endpoint `{endpoint}` holds its quota of {limit} keys (`limits.max_keys`): delete keys, or let them expire, before storing new ones"
+        ),
+        QuotaKind::Bytes => format!(
+            "the value would take endpoint `{endpoint}` past its quota of {limit} bytes of keys and values (`limits.max_bytes`)"
+        ),
+    }
+}
+
+/// An endpoint's storage quotas, as the manifest names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuotaKind {
+    /// `max_keys`: the keys stored.
+    Keys,
+    /// `max_bytes`: the bytes of the keys and values stored.
+    Bytes,
+}
+
+impl QuotaKind {
+    /// `max_keys` or `max_bytes`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keys => "max_keys",
+            Self::Bytes => "max_bytes",
+        }
+    }
+}
+
+impl fmt::Display for QuotaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 fn mismatch_message(key: &str, condition: Condition) -> String {
     match condition {
         Condition::IfAbsent => format!("key `{key}` already exists"),
@@ -99,6 +145,8 @@ pub enum ErrorCode {
     BadRequest,
     /// `method_not_allowed` (405).
     MethodNotAllowed,
+    /// `quota_exceeded` (507).
+    QuotaExceeded,
     /// `backend_unavailable` (503).
     BackendUnavailable,
     /// `internal` (500).
@@ -115,6 +163,7 @@ impl ErrorCode {
             Self::ValueTooLarge => "value_too_large",
             Self::BadRequest => "bad_request",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::BackendUnavailable => "backend_unavailable",
             Self::Internal => "internal",
         }
@@ -129,6 +178,7 @@ impl ErrorCode {
             Self::InvalidKey | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
             Self::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,6 +199,7 @@ impl StoreError {
             Self::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Self::InvalidKey { .. } => ErrorCode::InvalidKey,
             Self::TooLarge { .. } => ErrorCode::ValueTooLarge,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             Self::InvalidArgument(_) => ErrorCode::BadRequest,
             Self::Unavailable { .. } => ErrorCode::BackendUnavailable,
             Self::InvalidConfig { .. } | Self::Internal { .. } => ErrorCode::Internal,

@@ -85,20 +85,36 @@
 //! | 413 | `value_too_large` | the body is over the endpoint's value limit |
 //! | 500 | `internal` | the backend failed in an unexpected way |
 //! | 503 | `backend_unavailable` | the backend did not answer in time or refused the connection; with `retry-after: 1` |
+//! | 507 | `quota_exceeded` | the put would take the endpoint past a quota; the error also has `quota` (`max_keys` or `max_bytes`) and `limit` |
+//!
+//! # Storage: expiry and quotas
+//!
+//! Expired entries are invisible at once, and removed in the background: every store has a
+//! sweeper that every [`StoreOptions::sweep_interval`] (30 s by default) deletes expired entries
+//! in batches of at most [`SWEEP_BATCH`], so no step takes longer as the store grows.
+//!
+//! An endpoint may have quotas ([`StoreOptions::max_keys`], [`StoreOptions::max_bytes`]; in
+//! `septa.toml`, `limits = { max_keys = N, max_bytes = N }`). They count every stored entry,
+//! expired or not, until it is deleted or swept, and the bytes of its key and value
+//! ([`Store::usage`]). A put that would add a key past `max_keys`, or grow the bytes past
+//! `max_bytes`, is refused with `507 quota_exceeded` and nothing is written; before refusing, the
+//! store sweeps one batch of expired entries and tries once more. Overwriting a key with a value
+//! no larger, and deleting, are always allowed.
 //!
 //! # Operating the backends
 //!
 //! - Embedded: one file per endpoint; a file is opened by one [`Store`] (one process) at a time.
-//!   Expired entries are skipped when read and removed when their key is written again.
 //! - Redis: a standalone server (not Redis Cluster: the list script reads keys it computes). The
 //!   version counter lives in Redis too, so a server that loses its data (flushed, or restarted
 //!   without persistence) starts versions again from 1: keep persistence on if a client may hold
 //!   a version across such a loss.
 //! - PostgreSQL: the role needs `CREATE` on the database the first time (for the `septa` schema,
-//!   the `septa.kv_versions` sequence and the endpoint's table), or an administrator creates them
-//!   beforehand; after that, `SELECT`, `INSERT`, `UPDATE`, `DELETE` and `USAGE` on the sequence
-//!   are enough. Expired rows are skipped when read and replaced or removed when their key is
-//!   written again.
+//!   the `septa.kv_versions` sequence, the `septa.kv_usage` table and `septa.kv_account()`
+//!   function that count what each endpoint stores, and the endpoint's table with its trigger and
+//!   index), or an administrator creates them beforehand; after that, `SELECT`, `INSERT`,
+//!   `UPDATE`, `DELETE` and `USAGE` on the sequence are enough. The connection uses TLS when the
+//!   URL asks for it, as libpq reads `sslmode` (`disable` by default, `prefer`, `require`,
+//!   `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file; the Mozilla roots otherwise).
 //! - Redis and PostgreSQL connections are made on first use and remade on the call after one
 //!   fails; the connection's I/O runs as a task on the tokio runtime that made it.
 
@@ -108,12 +124,13 @@ mod http;
 mod key;
 mod redact;
 mod store;
+mod sweep;
 
-pub use error::{ErrorCode, StoreError};
+pub use error::{ErrorCode, QuotaKind, StoreError};
 pub use http::handle;
 pub use key::{MAX_KEY_BYTES, validate_key};
 pub use redact::redact_url;
 pub use store::{
-    Backend, BackendKind, Condition, DEFAULT_LIST_LIMIT, Entry, KeyPage, MAX_LIST_LIMIT, Store,
-    StoreOptions,
+    Backend, BackendKind, Condition, DEFAULT_LIST_LIMIT, Entry, KeyPage, MAX_LIST_LIMIT,
+    SWEEP_BATCH, Store, StoreOptions, Usage,
 };

@@ -6,12 +6,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::backend::{DeleteOutcome, Engine, Fault};
+use crate::backend::{DeleteOutcome, Engine, Fault, PutOutcome, Quotas};
 use crate::error::StoreError;
 use crate::key::{self, shown};
 use crate::redact::redact_url;
@@ -21,6 +21,10 @@ pub const DEFAULT_LIST_LIMIT: usize = 100;
 
 /// The largest page a list returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// The most expired entries one sweep step removes (and, on Redis, the most index members it
+/// looks at): every step is bounded by it, whatever the size of the store.
+pub const SWEEP_BATCH: usize = 256;
 
 /// Where an endpoint keeps its data.
 ///
@@ -39,8 +43,9 @@ pub enum Backend {
     },
     /// A PostgreSQL database; entries live in the table `septa."{endpoint}"`, created if absent.
     Postgres {
-        /// `postgres://user:password@host:port/db` or a `key=value` connection string; the
-        /// connection is plain TCP, so `sslmode=require` is refused.
+        /// `postgres://user:password@host:port/db` or a `key=value` connection string. TLS as
+        /// libpq does it: `sslmode=disable` (the default), `prefer`, `require`, `verify-ca` or
+        /// `verify-full`, with `sslrootcert=PATH` (PEM) for the CA (default: the Mozilla roots).
         url: String,
     },
 }
@@ -101,16 +106,37 @@ pub struct StoreOptions {
     pub timeout: Duration,
     /// The largest value a put accepts, in bytes.
     pub max_value_bytes: usize,
+    /// The most keys the endpoint stores; a put of a new key past it fails with
+    /// [`StoreError::QuotaExceeded`]. Expired keys count until they are swept.
+    pub max_keys: Option<u64>,
+    /// The most bytes of keys and values the endpoint stores; a put that would grow it past
+    /// this fails with [`StoreError::QuotaExceeded`].
+    pub max_bytes: Option<u64>,
+    /// How often expired entries are swept away in the background.
+    pub sweep_interval: Duration,
 }
 
 impl Default for StoreOptions {
-    /// A 2 s timeout and 1 MiB values.
+    /// A 2 s timeout, 1 MiB values, no quotas, a sweep every 30 s.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(2),
             max_value_bytes: 1024 * 1024,
+            max_keys: None,
+            max_bytes: None,
+            sweep_interval: Duration::from_secs(30),
         }
     }
+}
+
+/// What an endpoint stores, as its quotas count it: every entry not yet deleted or swept,
+/// expired or not, and the bytes of their keys and values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Entries stored.
+    pub keys: u64,
+    /// Bytes of their keys and values.
+    pub bytes: u64,
 }
 
 /// When a write may happen.
@@ -164,6 +190,17 @@ struct Inner {
     kind: BackendKind,
     options: StoreOptions,
     engine: Engine,
+    /// Stops the sweeper when the store is dropped: its receiver sees the sender gone.
+    _sweeper: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A store the sweeper can reach without keeping it open.
+pub(crate) struct WeakStore(Weak<Inner>);
+
+impl WeakStore {
+    pub(crate) fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
+    }
 }
 
 impl fmt::Debug for Store {
@@ -205,17 +242,33 @@ impl Store {
                 reason: "the timeout must be longer than zero".to_owned(),
             });
         }
-        let engine = Engine::open(endpoint, backend, options.timeout)
+        let quotas = Quotas {
+            max_keys: options.max_keys,
+            max_bytes: options.max_bytes,
+        };
+        let engine = Engine::open(endpoint, backend, options.timeout, quotas)
             .await
             .map_err(|fault| fault.into_error(endpoint, kind))?;
-        Ok(Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let store = Self {
             inner: Arc::new(Inner {
                 endpoint: endpoint.to_owned(),
                 kind,
                 options,
                 engine,
+                _sweeper: Some(stop),
             }),
-        })
+        };
+        crate::sweep::start(&store, stopped).map_err(|e| StoreError::Internal {
+            endpoint: endpoint.to_owned(),
+            backend: kind,
+            reason: format!("cannot start the sweeper thread: {e}"),
+        })?;
+        Ok(store)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
     }
 
     /// The endpoint this store belongs to.
@@ -273,12 +326,55 @@ impl Store {
                 "a TTL must be at least 1 ms".into(),
             ));
         }
-        self.run(self.inner.engine.put(key, value, ttl, condition))
-            .await?
-            .ok_or_else(|| StoreError::VersionMismatch {
-                key: shown(key),
-                condition,
-            })
+        let engine = &self.inner.engine;
+        let mut swept = false;
+        loop {
+            let outcome = self
+                .run(engine.put(key, value.clone(), ttl, condition))
+                .await?;
+            return match outcome {
+                PutOutcome::Written(version) => Ok(version),
+                PutOutcome::ConditionFailed => Err(StoreError::VersionMismatch {
+                    key: shown(key),
+                    condition,
+                }),
+                // Expired entries count until swept: sweep a batch now rather than refuse a
+                // put that their removal makes room for.
+                PutOutcome::OverQuota(_) if !swept && self.sweep_expired().await? > 0 => {
+                    swept = true;
+                    continue;
+                }
+                PutOutcome::OverQuota(quota) => Err(StoreError::QuotaExceeded {
+                    endpoint: self.inner.endpoint.clone(),
+                    quota,
+                    limit: match quota {
+                        crate::QuotaKind::Keys => self.inner.options.max_keys,
+                        crate::QuotaKind::Bytes => self.inner.options.max_bytes,
+                    }
+                    .unwrap_or_default(),
+                }),
+            };
+        }
+    }
+
+    /// Removes one batch of expired entries (at most [`SWEEP_BATCH`]; on Redis also up to as
+    /// many index members whose entry is gone), returning how many went. The sweeper calls it
+    /// every [`StoreOptions::sweep_interval`], again while batches come back full.
+    ///
+    /// # Errors
+    ///
+    /// The backend errors.
+    pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
+        self.run(self.inner.engine.sweep(SWEEP_BATCH)).await
+    }
+
+    /// What the endpoint stores now, as its quotas count it.
+    ///
+    /// # Errors
+    ///
+    /// The backend errors.
+    pub async fn usage(&self) -> Result<Usage, StoreError> {
+        self.run(self.inner.engine.usage()).await
     }
 
     /// Deletes `key` if `condition` holds; `Ok(false)` when there was no live value to delete.

@@ -186,8 +186,17 @@ async fn malformed_urls_are_refused_at_open_without_their_password() {
         Backend::Postgres {
             url: "postgres://u:s3cret-pw@127.0.0.1:notaport/db".into(),
         },
+        // TLS is supported (see tests/postgres_tls.rs), but not a mode libpq does not know,
+        // nor client certificates, nor a CA file that is not there.
         Backend::Postgres {
-            url: "postgres://u:s3cret-pw@127.0.0.1/db?sslmode=require".into(),
+            url: "postgres://u:s3cret-pw@127.0.0.1/db?sslmode=verify".into(),
+        },
+        Backend::Postgres {
+            url: "postgres://u:s3cret-pw@127.0.0.1/db?sslmode=require&sslcert=/c.pem".into(),
+        },
+        Backend::Postgres {
+            url: "postgres://u:s3cret-pw@127.0.0.1/db?sslmode=verify-full&sslrootcert=/no/ca.pem"
+                .into(),
         },
     ] {
         let error = Store::open("orders", &backend, StoreOptions::default())

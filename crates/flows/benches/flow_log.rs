@@ -9,7 +9,8 @@
 //! decision, method, path, route, segment, client and status set, recorded on `finish`).
 //!
 //! - `flow_log/write/file`: 10,000 flows recorded by one thread into a fresh file log with the
-//!   default options, then [`FlowLog::sync`] (which returns once all of them are written and
+//!   default options but `Overflow::Block` (so a record the writer has no room for yet waits
+//!   rather than being dropped, and every one of them is written), then [`FlowLog::sync`] (which returns once all of them are written and
 //!   `fdatasync`ed): records per second end to end, through the writer thread. The default
 //!   policy syncs the file at most every 100 ms while records keep coming, and always on `sync`
 //!   and on shutdown; records are flushed to the file after every batch the writer drains.
@@ -23,7 +24,7 @@
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use septa_flows::{FlowKind, FlowLog};
+use septa_flows::{FlowKind, FlowLog, FlowLogOptions, Overflow};
 use septa_manifest::Name;
 use septa_policy::{Decision, RuleId};
 use tempfile::TempDir;
@@ -49,7 +50,12 @@ fn record_flow(log: &FlowLog, decision: &Decision) {
 
 fn fresh_log() -> (FlowLog, TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let log = FlowLog::open(dir.path().join("flows.jsonl")).expect("open the flow log");
+    let options = FlowLogOptions {
+        overflow: Overflow::Block,
+        ..FlowLogOptions::default()
+    };
+    let log =
+        FlowLog::open_with(dir.path().join("flows.jsonl"), options).expect("open the flow log");
     (log, dir)
 }
 
@@ -71,6 +77,7 @@ fn write(c: &mut Criterion) {
                     record_flow(&log, &decision);
                 }
                 log.sync().expect("sync the flow log");
+                assert_eq!(log.dropped(), 0, "records were dropped");
                 (log, dir)
             },
             BatchSize::PerIteration,

@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,13 +14,69 @@ use std::time::Duration;
 use crate::guard::FlowGuard;
 use crate::observe::FlowObservers;
 use crate::record::{FlowKind, FlowRecord};
-use crate::writer::{self, Command, Sink, Stats};
+use crate::rotate::Rotation;
+use crate::sink::{Sink, SinkHandle, SinkOptions};
+use crate::writer::{self, Command, Stats};
 
-/// How a file or stdout flow log buffers and syncs, and who else sees its records.
+/// What a flow log does with a record it has no room for: when the writer's queue is full, or
+/// the sink (a file, a pipe) does not keep up and the bytes waiting for it reach
+/// [`FlowLogOptions::buffer_bytes`], or a write fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Overflow {
+    /// Drop it and count it ([`FlowLog::dropped`]): a stalled sink or a full disk never holds
+    /// up a request. The default.
+    #[default]
+    Drop,
+    /// Keep it, whatever it costs: the request that made it waits until there is room, and a
+    /// failed write is tried again until it succeeds. For a log that must be complete.
+    Block,
+}
+
+impl Overflow {
+    /// `drop` or `block`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Block => "block",
+        }
+    }
+}
+
+impl fmt::Display for Overflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Overflow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "drop" => Ok(Self::Drop),
+            "block" => Ok(Self::Block),
+            other => Err(format!(
+                "unknown flow log overflow `{other}` (expected `drop` or `block`)"
+            )),
+        }
+    }
+}
+
+/// How a file or stdout flow log buffers, syncs and rotates, and who else sees its records.
 #[derive(Debug, Clone)]
 pub struct FlowLogOptions {
-    /// Records that may wait for the writer before [`FlowLog::record`] blocks (at least 1).
+    /// Records that may wait for the writer thread (at least 1); past them, records are
+    /// dropped, or [`FlowLog::record`] waits with [`Overflow::Block`].
     pub capacity: usize,
+    /// Bytes of serialized records that may wait for the sink (a file being written slowly, a
+    /// pipe nobody reads); past them, batches are dropped, or the writer waits with
+    /// [`Overflow::Block`]. A batch larger than this still goes when nothing else waits.
+    pub buffer_bytes: usize,
+    /// What to do with records there is no room for.
+    pub overflow: Overflow,
+    /// When a file log moves on to a fresh file, and how many old ones it keeps; `None` grows
+    /// one file forever. Ignored by stdout logs.
+    pub rotation: Option<Rotation>,
     /// Longest time written records may wait before the file is `fdatasync`ed.
     pub sync_interval: Duration,
     /// How long the writer, woken by a record, waits for more before it writes them all in one
@@ -28,7 +85,7 @@ pub struct FlowLogOptions {
     /// the writer for every record (a futex wake-up and two context switches each, which on a
     /// busy core cost more than writing the record).
     pub batch_delay: Duration,
-    /// Called on the writer thread with every batch once it is written.
+    /// Called on the writer thread with every batch, as it is handed to the sink.
     pub observers: FlowObservers,
 }
 
@@ -36,6 +93,9 @@ impl Default for FlowLogOptions {
     fn default() -> Self {
         Self {
             capacity: 8192,
+            buffer_bytes: 2 * 1024 * 1024,
+            overflow: Overflow::Drop,
+            rotation: None,
             sync_interval: Duration::from_millis(100),
             batch_delay: Duration::from_millis(2),
             observers: FlowObservers::new(),
@@ -101,12 +161,14 @@ pub enum FlowLogError {
 
 /// A cheap-to-clone handle to a flow log, shared by every enforcer.
 ///
-/// Records sent to a file or stdout log go over a bounded channel to one writer thread, which
-/// appends them as JSON lines in batches. When the channel is full, [`record`](Self::record)
-/// waits rather than dropping the record; [`backpressure_events`](Self::backpressure_events)
-/// counts how often that happened. When the last handle is dropped, the writer writes and syncs
-/// everything queued and its thread is joined; [`shutdown`](Self::shutdown) does the same and
-/// reports write errors.
+/// Records sent to a file or stdout log are cut to their fields' limits
+/// ([`FlowRecord::bound`]) and go over a bounded channel to one writer thread, which serializes
+/// them in batches for a sink thread that appends them as JSON lines. When there is no room
+/// for a record (see [`Overflow`]) it is dropped and counted in [`dropped`](Self::dropped), or
+/// with [`Overflow::Block`] [`record`](Self::record) waits, counted in
+/// [`backpressure_events`](Self::backpressure_events). When the last handle is dropped, the
+/// writer writes and syncs everything queued and its threads are joined;
+/// [`shutdown`](Self::shutdown) does the same and reports write errors.
 #[derive(Clone, Default)]
 pub struct FlowLog {
     sink: LogSink,
@@ -144,7 +206,8 @@ impl FlowLog {
             source,
         })?;
         let destination = format!("`{}`", path.display());
-        WriterHandle::spawn(Sink::file(file, len), destination, &options)
+        let sink = Sink::file(path.to_owned(), file, len, options.rotation);
+        WriterHandle::spawn(Some(sink), destination, &options)
     }
 
     /// A flow log written to standard output, one JSON line per record.
@@ -154,7 +217,18 @@ impl FlowLog {
 
     /// Like [`stdout`](Self::stdout), with the given options.
     pub fn stdout_with(options: FlowLogOptions) -> Result<Self, FlowLogError> {
-        WriterHandle::spawn(Sink::stdout(), "stdout".to_owned(), &options)
+        Self::to_writer(io::stdout(), "stdout", options)
+    }
+
+    /// A flow log written to `stream` (a pipe, a socket), one JSON line per record, flushed
+    /// after each batch; `destination` names it in errors.
+    pub fn to_writer(
+        stream: impl Write + Send + 'static,
+        destination: &str,
+        options: FlowLogOptions,
+    ) -> Result<Self, FlowLogError> {
+        let sink = Sink::stream(Box::new(stream));
+        WriterHandle::spawn(Some(sink), destination.to_owned(), &options)
     }
 
     /// A flow log that writes nothing but still hands every record to the options' observers,
@@ -164,11 +238,7 @@ impl FlowLog {
         if options.observers.is_empty() {
             return Ok(Self::disabled());
         }
-        WriterHandle::spawn(
-            Sink::Discard,
-            "no file (observers only)".to_owned(),
-            &options,
-        )
+        WriterHandle::spawn(None, "no file (observers only)".to_owned(), &options)
     }
 
     /// A flow log that throws every record away.
@@ -202,10 +272,12 @@ impl FlowLog {
         !matches!(self.sink, LogSink::Disabled)
     }
 
-    /// Hands `record` to the log.
+    /// Hands `record` to the log, its fields cut to their limits first.
     ///
-    /// Returns as soon as the record is queued; waits only while the writer's queue is full.
-    pub fn record(&self, record: FlowRecord) {
+    /// Returns as soon as the record is queued. When the writer's queue is full the record is
+    /// dropped and counted, or with [`Overflow::Block`] this waits for room.
+    pub fn record(&self, mut record: FlowRecord) {
+        record.bound();
         match &self.sink {
             LogSink::Disabled => {}
             LogSink::Memory(records) => lock(records).push(record),
@@ -240,6 +312,12 @@ impl FlowLog {
     /// How many records could not be written (each failure is also logged with `tracing`).
     pub fn write_failures(&self) -> u64 {
         self.stats().write_failures()
+    }
+
+    /// How many records never reached the sink: there was no room for them, or their write
+    /// failed (those are also [`write_failures`](Self::write_failures)).
+    pub fn dropped(&self) -> u64 {
+        self.stats().dropped()
     }
 
     /// A read-only view of this log's counters that does not keep the log open: a metrics
@@ -311,6 +389,13 @@ impl FlowLogStats {
             .as_ref()
             .map_or(0, |s| s.write_failures.load(Ordering::Relaxed))
     }
+
+    /// How many records never reached the sink (no room for them, or a failed write).
+    pub fn dropped(&self) -> u64 {
+        self.stats
+            .as_ref()
+            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+    }
 }
 
 fn lock(records: &Mutex<Vec<FlowRecord>>) -> std::sync::MutexGuard<'_, Vec<FlowRecord>> {
@@ -318,7 +403,8 @@ fn lock(records: &Mutex<Vec<FlowRecord>>) -> std::sync::MutexGuard<'_, Vec<FlowR
     records.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn open_file(path: &Path) -> Result<File, FlowLogError> {
+/// Opens (creating it and its directory if needed) and locks the flow log file at `path`.
+pub(crate) fn open_file(path: &Path) -> Result<File, FlowLogError> {
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -356,31 +442,42 @@ struct WriterHandle {
     thread: Option<JoinHandle<io::Result<()>>>,
     stats: Arc<Stats>,
     destination: String,
+    overflow: Overflow,
 }
 
 impl WriterHandle {
+    /// Starts the writer thread, and the sink thread when there is a `sink`.
     fn spawn(
-        sink: Sink,
+        sink: Option<Sink>,
         destination: String,
         options: &FlowLogOptions,
     ) -> Result<FlowLog, FlowLogError> {
         let (commands, receiver) = mpsc::sync_channel(options.capacity.max(1));
         let stats = Arc::new(Stats::default());
+        let sink = sink
+            .map(|sink| {
+                let sink_options = SinkOptions {
+                    buffer_bytes: options.buffer_bytes,
+                    overflow: options.overflow,
+                    sync_interval: options.sync_interval,
+                };
+                SinkHandle::spawn(sink, sink_options, Arc::clone(&stats))
+            })
+            .transpose()
+            .map_err(FlowLogError::Spawn)?;
         let writer_stats = Arc::clone(&stats);
-        let timing = writer::Timing {
-            sync_interval: options.sync_interval,
-            batch_delay: options.batch_delay,
-        };
+        let batch_delay = options.batch_delay;
         let observers = options.observers.clone();
         let thread = thread::Builder::new()
             .name("septa-flows".to_owned())
-            .spawn(move || writer::run(&receiver, sink, &writer_stats, timing, &observers))
+            .spawn(move || writer::run(&receiver, sink, &writer_stats, batch_delay, &observers))
             .map_err(FlowLogError::Spawn)?;
         let handle = Self {
             commands,
             thread: Some(thread),
             stats,
             destination,
+            overflow: options.overflow,
         };
         Ok(FlowLog {
             sink: LogSink::Writer(Arc::new(handle)),
@@ -391,6 +488,11 @@ impl WriterHandle {
     fn record(&self, record: FlowRecord) {
         let sent = match self.commands.try_send(Command::Record(record)) {
             Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) if self.overflow == Overflow::Drop => {
+                // The writer thread reports drops to the observers and the log.
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
             Err(TrySendError::Full(command)) => {
                 self.stats
                     .backpressure_events
@@ -401,6 +503,7 @@ impl WriterHandle {
         };
         if sent.is_err() {
             self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 destination = %self.destination,
                 "the flow log writer stopped unexpectedly, a flow record was lost"

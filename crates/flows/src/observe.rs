@@ -1,8 +1,8 @@
 //! Observers: consumers of every flow record (metrics, a buffer of recent flows, a live stream)
 //! that run off the request path.
 //!
-//! They are called on the flow log's writer thread, once per batch, after the batch has been
-//! written (or has failed to be: the flows happened all the same). A request hands its record
+//! They are called on the flow log's writer thread, once per batch, as the batch is handed to
+//! the sink (whether or not the sink keeps up: the flows happened all the same). A request hands its record
 //! over the bounded channel and returns; it never waits for an observer. An observer slows only
 //! the writer, so it must be quick: count, push into a bounded buffer, hand over to a channel
 //! that never blocks. A panicking observer is logged and skipped; it stops neither the writer nor
@@ -21,6 +21,13 @@ use crate::record::FlowRecord;
 pub trait FlowObserver: Send + Sync + 'static {
     /// Sees one batch of records, oldest first.
     fn observe(&self, batch: &[Arc<FlowRecord>]);
+
+    /// Learns that `dropped` more records were dropped since the last call (the log had no
+    /// room for them, or could not write them), on the writer thread after a batch. Records
+    /// dropped before reaching the writer were never [observed](Self::observe).
+    fn records_dropped(&self, dropped: u64) {
+        let _ = dropped;
+    }
 }
 
 /// The observers of one flow log, in the order they were added.
@@ -68,6 +75,17 @@ impl FlowObservers {
                     records = batch.len(),
                     "a flow observer panicked; it missed this batch"
                 );
+            }
+        }
+    }
+}
+
+impl FlowObservers {
+    /// Tells every observer that `dropped` more records were dropped.
+    pub(crate) fn notify_dropped(&self, dropped: u64) {
+        for observer in &self.observers {
+            if catch_unwind(AssertUnwindSafe(|| observer.records_dropped(dropped))).is_err() {
+                tracing::error!("a flow observer panicked on dropped records");
             }
         }
     }

@@ -1,10 +1,11 @@
-//! Reading a flow log back, for tests, `septa query` and `septa suggest`.
+//! Reading a flow log back, rotated files included, for tests and `septa suggest`.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use crate::record::FlowRecord;
+use crate::rotate::log_files;
 
 /// An error reading a flow log.
 #[derive(Debug, thiserror::Error)]
@@ -31,18 +32,29 @@ pub enum FlowReadError {
     },
 }
 
-/// Reads every record of the flow log at `path`, oldest first.
+/// Reads every record of the flow log at `path`, oldest first: its rotated files
+/// (`path.N` … `path.1`, see [`Rotation`](crate::Rotation)) and then `path` itself.
 ///
 /// Blank lines are skipped. A last line without its `\n` that does not parse is skipped too: it
 /// is a record still being written, or a torn tail that [`FlowLog::open`](crate::FlowLog::open)
-/// will cut off. Any other line that does not parse is an error naming its line number.
+/// will cut off. Any other line that does not parse is an error naming its file and line
+/// number.
 pub fn read_records(path: impl AsRef<Path>) -> Result<Vec<FlowRecord>, FlowReadError> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|source| FlowReadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    read_records_from(BufReader::new(file), path)
+    let mut files = log_files(path);
+    if files.is_empty() {
+        // Opening it says why it cannot be read.
+        files.push(path.to_owned());
+    }
+    let mut records = Vec::new();
+    for file_path in files {
+        let file = File::open(&file_path).map_err(|source| FlowReadError::Io {
+            path: file_path.clone(),
+            source,
+        })?;
+        records.extend(read_records_from(BufReader::new(file), &file_path)?);
+    }
+    Ok(records)
 }
 
 /// Like [`read_records`], from any reader (stdin, a socket); `path` only names it in errors.

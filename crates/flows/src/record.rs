@@ -1,5 +1,6 @@
 //! The flow record: one line of the flow log, describing one decided flow.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -117,6 +118,11 @@ pub struct FlowRecord {
     /// caller's (as its certificate proved it) on the callee's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// The fields that were longer than their limit (see [`FlowRecord::bound`]), each with its
+    /// original length in bytes: `{"path": 70001}`. Their values end with
+    /// [`CUT_MARKER`](crate::CUT_MARKER).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cut: BTreeMap<String, u64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -156,6 +162,7 @@ impl FlowRecord {
             probe: false,
             node: None,
             peer: None,
+            cut: BTreeMap::new(),
         }
     }
 }
@@ -212,6 +219,7 @@ mod tests {
             probe: true,
             node: Some("pay-1".to_owned()),
             peer: Some("edge-1".to_owned()),
+            cut: BTreeMap::from([("path".to_owned(), 4096)]),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), record);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::thread;
 
 use septa_flows::{
-    FlowGuard, FlowKind, FlowLog, FlowLogError, FlowLogOptions, FlowRecord, Verdict,
+    FlowGuard, FlowKind, FlowLog, FlowLogError, FlowLogOptions, FlowRecord, Overflow, Verdict,
     format_rfc3339_millis, read_records,
 };
 use septa_manifest::Name;
@@ -139,18 +139,25 @@ fn ten_thousand_records_from_four_threads(options: FlowLogOptions) -> FlowLog {
         );
     }
     assert_eq!(stats.write_failures(), 0);
+    assert_eq!(stats.dropped(), 0);
     stats
 }
 
+// Four threads recording as fast as they can outrun the writer's queue within its batch
+// delay; in the default drop mode some records would be dropped (see `tests/bounds.rs`).
 #[test]
 fn ten_thousand_records_from_four_threads_all_arrive_in_order() {
-    ten_thousand_records_from_four_threads(FlowLogOptions::default());
+    ten_thousand_records_from_four_threads(FlowLogOptions {
+        overflow: Overflow::Block,
+        ..FlowLogOptions::default()
+    });
 }
 
 #[test]
-fn a_tiny_queue_makes_record_wait_instead_of_dropping() {
+fn a_tiny_queue_in_block_mode_makes_record_wait_instead_of_dropping() {
     let options = FlowLogOptions {
         capacity: 1,
+        overflow: Overflow::Block,
         ..FlowLogOptions::default()
     };
     let log = ten_thousand_records_from_four_threads(options);
@@ -310,5 +317,7 @@ fn write_failures_are_counted_and_reported_not_silent() {
     log.record(record("function:a", 3));
     assert!(log.sync().is_err());
     assert_eq!(log.write_failures(), 4);
+    // In drop mode a record that could not be written counts as dropped too.
+    assert_eq!(log.dropped(), 4);
     log.shutdown().unwrap();
 }

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 pub(crate) use scan::ScanLimits;
-use scan::{FramingError, Refusal, Scanner};
+pub(crate) use scan::{FramingError, Refusal, Scanner};
 
 /// What a connection's [`FramedStream`] found, for the service and the connection task.
 #[derive(Debug, Default)]
@@ -70,9 +70,11 @@ impl ConnectionWatch {
 }
 
 /// The answer to a request refused for its framing: the status, `Connection: close`, and what
-/// was wrong, in the gateway's JSON error shape.
-pub(crate) fn refusal_response(error: FramingError) -> Response<HyperOutgoingBody> {
-    let mut response = septa_runtime::json_error(error.status(), &error.to_string(), None);
+/// was wrong with what the client sent, in the gateway's JSON error shape with the refusal's
+/// trace id.
+pub(crate) fn refusal_response(error: FramingError, trace: u64) -> Response<HyperOutgoingBody> {
+    let message = error.to_string();
+    let mut response = septa_runtime::json_error(error.status(), &message, Some(trace), None);
     let headers = response.headers_mut();
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     response

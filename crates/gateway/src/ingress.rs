@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -172,14 +172,16 @@ impl Gateway {
     }
 
     /// Records a request the connection layer refused before routing (ambiguous framing), so
-    /// smuggling attempts are in the flow log like every other decision.
+    /// smuggling attempts are in the flow log like every other decision. Returns the trace id
+    /// the refusal is known by.
     pub fn record_refusal<B>(
         &self,
         peer: SocketAddr,
         request: &Request<B>,
         status: StatusCode,
         reason: &str,
-    ) {
+    ) -> u64 {
+        let trace = next_trace();
         let mut flow = self.start_flow();
         let client = self.clients.resolve(peer.ip(), request.headers());
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -188,15 +190,16 @@ impl Gateway {
         let refused = self.policy.decide_unreadable(reason.to_owned(), &mut facts);
         if !facts.recorded {
             flow.discard();
-            return;
+            return trace;
         }
         flow.set_method(request.method().as_str())
             .set_path(split_path_query(target).0)
             .set_client(client.to_string())
-            .set_trace(next_trace())
+            .set_trace(trace)
             .set_decision(&refused)
             .set_status(status.as_u16());
         flow.finish();
+        trace
     }
 
     /// A segmentation probe of the public side: where a request for `method` and `path` from
@@ -314,9 +317,9 @@ impl Gateway {
                 let status = status_of(&decided.decision.reason);
                 flow.discard();
                 let text = status.canonical_reason().unwrap_or("refused");
-                return json_error(status, text, &headers);
+                return json_error(status, text, trace, &headers);
             }
-            return refuse(flow, &decided.decision.reason, &headers);
+            return refuse(flow, &decided.decision.reason, trace, &headers);
         };
         let admitted = Admitted {
             route,
@@ -404,7 +407,8 @@ impl Gateway {
                 let status = StatusCode::BAD_REQUEST;
                 flow.set_error(format!("invalid request target: {e}"))
                     .set_status(status.as_u16());
-                return json_error(status, status.canonical_reason().unwrap_or("refused"), &[]);
+                let text = status.canonical_reason().unwrap_or("refused");
+                return json_error(status, text, admitted.trace, &[]);
             }
         };
         // A body without a declared length is cut off at the route's limit (a declared one
@@ -444,17 +448,25 @@ impl Gateway {
                 response
             }
             Err(e) => {
+                // The detail is for the operator (here and in the flow record), not the client.
                 // Refusals and failures come at the rate requests do: a few lines of each kind.
                 static FAILED: LogThrottle<Discriminant<InvokeError>> =
                     LogThrottle::new(FAILURE_WARNINGS, FAILURE_WARNING_WINDOW);
                 if let Some(suppressed) = FAILED.admit(std::mem::discriminant(&e)) {
-                    tracing::warn!(error = %e, suppressed, "function failed");
+                    let trace = septa_runtime::trace_id(admitted.trace);
+                    tracing::warn!(%trace, error = %e, suppressed, "function failed");
                 }
-                if e.status() == StatusCode::REQUEST_TIMEOUT {
+                match e.status() {
                     // The rest of a body that did not arrive in time is not worth waiting for.
-                    headers.push((CONNECTION, HeaderValue::from_static("close")));
+                    StatusCode::REQUEST_TIMEOUT => {
+                        headers.push((CONNECTION, HeaderValue::from_static("close")));
+                    }
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        headers.push((RETRY_AFTER, HeaderValue::from_static("1")));
+                    }
+                    _ => {}
                 }
-                json_error(e.status(), &e.to_string(), &headers)
+                json_error(e.status(), e.public_message(), admitted.trace, &headers)
             }
         }
     }
@@ -470,6 +482,17 @@ impl Gateway {
         request: Request<septa_runtime::WasiBody>,
         headers: Headers,
     ) -> Response<GatewayBody> {
+        let trace = forward.chain.trace;
+        // The node that runs the function stops it at its timeout; past that and the time for
+        // the body to arrive, and a margin for the hop, a silent node is a gateway timeout.
+        let limits = &self.policy.function(forward.function).spec.limits;
+        let patience = std::time::Duration::from_millis(u64::from(limits.timeout_ms))
+            + self
+                .policy
+                .routes()
+                .find(|r| r.function == forward.function)
+                .map_or(std::time::Duration::ZERO, |r| r.body_timeout)
+            + std::time::Duration::from_secs(5);
         let sent = self
             .host
             .outbound()
@@ -480,9 +503,17 @@ impl Gateway {
             let status = StatusCode::SERVICE_UNAVAILABLE;
             flow.set_error("no node to forward the request to")
                 .set_status(status.as_u16());
-            return json_error(status, "node unavailable", &headers);
+            return json_error(status, "node unavailable", trace, &headers);
         };
-        match sent.await {
+        let Ok(answered) = tokio::time::timeout(patience, sent).await else {
+            let status = StatusCode::GATEWAY_TIMEOUT;
+            flow.set_error(format!(
+                "the node the request was forwarded to did not answer within {patience:?}"
+            ))
+            .set_status(status.as_u16());
+            return json_error(status, "Gateway Timeout", trace, &headers);
+        };
+        match answered {
             Ok(Forwarded { node, response }) => {
                 flow.set_peer(node).set_status(response.status().as_u16());
                 let (mut parts, body) = response.into_parts();
@@ -495,7 +526,7 @@ impl Gateway {
             Err(why) => {
                 let status = StatusCode::SERVICE_UNAVAILABLE;
                 flow.set_error(why).set_status(status.as_u16());
-                json_error(status, "node unavailable", &headers)
+                json_error(status, "node unavailable", trace, &headers)
             }
         }
     }
@@ -524,10 +555,11 @@ fn body_limit_error(e: Box<dyn std::error::Error + Send + Sync>) -> septa_runtim
 }
 
 /// Finishes the record of a refused request and answers the client with the status, and no
-/// more than the status, of `reason`.
+/// more than the status, of `reason` (and the trace whose record says the rest).
 fn refuse(
     flow: FlowGuard,
     reason: &Reason,
+    trace: u64,
     headers: &[(http::HeaderName, HeaderValue)],
 ) -> Response<GatewayBody> {
     flow.finish();
@@ -535,6 +567,7 @@ fn refuse(
     json_error(
         status,
         status.canonical_reason().unwrap_or("refused"),
+        trace,
         headers,
     )
 }

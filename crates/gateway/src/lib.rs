@@ -14,6 +14,9 @@ mod connections;
 mod current;
 mod facts;
 mod framing;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod limits;
 mod respond;

@@ -1,7 +1,8 @@
 //! How the gateway answers a request it does not dispatch: the status and standard headers each
 //! refusal reason calls for, in septa's one JSON error shape. A client is told only what the
-//! status and the standard headers say (RFC 6750's `invalid_token`, `insufficient_scope`); the
-//! flow record says which check refused it.
+//! status and the standard headers say (RFC 6750's `invalid_token`, `insufficient_scope`) and
+//! the request's trace id; the flow record of that trace says which check refused it, and for
+//! a function that failed, how.
 
 use http::header::{ALLOW, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
@@ -85,13 +86,15 @@ pub(crate) fn refusal_headers(
     }
 }
 
-/// A JSON error response of `status` saying `message`, with `headers`.
+/// A JSON error response of `status` saying `message` about the request traced as `trace`,
+/// with `headers`.
 pub(crate) fn json_error(
     status: StatusCode,
     message: &str,
+    trace: u64,
     headers: &[(HeaderName, HeaderValue)],
 ) -> Response<HyperOutgoingBody> {
-    let mut response = septa_runtime::json_error(status, message, None);
+    let mut response = septa_runtime::json_error(status, message, Some(trace), None);
     for (name, value) in headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }

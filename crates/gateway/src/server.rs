@@ -212,13 +212,13 @@ async fn connection(
                 let response = match refused {
                     Some(error) => {
                         tracing::debug!(%client, %error, "refused a request before routing");
-                        gateway.record_refusal(
+                        let trace = gateway.record_refusal(
                             client,
                             &request,
                             error.status(),
                             &error.to_string(),
                         );
-                        refusal_response(error)
+                        refusal_response(error, trace)
                     }
                     None => match gateway.handle(client, request).await {
                         Ok(response) => response,

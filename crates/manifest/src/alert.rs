@@ -1,5 +1,5 @@
 //! Alerts the operator declares in `[[alert]]`: what to watch for (a denied lateral movement, a
-//! spike of denials from one source, a refused reload) and where to send it (a webhook or a
+//! spike of denials from one source, a refused reload, flow records dropped) and where to send it (a webhook or a
 //! command). Evaluating and delivering them is `septa-monitor`'s; this is the validated shape.
 
 use std::fmt;
@@ -67,11 +67,19 @@ pub enum AlertTrigger {
     /// `reload_refused`: a reload attempt was refused (an invalid manifest, a failed invariant,
     /// a component that does not compile) and the old policy kept serving.
     ReloadRefused,
+    /// `flow_records_dropped`: the flow log dropped records (its sink stalled or failed, or the
+    /// flows outran it), so the log is missing flows that happened.
+    FlowRecordsDropped,
 }
 
 impl AlertTrigger {
     /// The names `on` accepts, in the order the manifest reference lists them.
-    pub const NAMES: [&'static str; 3] = ["lateral_movement", "denial_spike", "reload_refused"];
+    pub const NAMES: [&'static str; 4] = [
+        "lateral_movement",
+        "denial_spike",
+        "reload_refused",
+        "flow_records_dropped",
+    ];
 
     /// The name `on` spells it with, e.g. `denial_spike`.
     pub fn as_str(&self) -> &'static str {
@@ -79,6 +87,7 @@ impl AlertTrigger {
             Self::LateralMovement { .. } => "lateral_movement",
             Self::DenialSpike { .. } => "denial_spike",
             Self::ReloadRefused => "reload_refused",
+            Self::FlowRecordsDropped => "flow_records_dropped",
         }
     }
 
@@ -86,7 +95,7 @@ impl AlertTrigger {
     pub fn scope(&self) -> Option<&FlowScope> {
         match self {
             Self::LateralMovement { scope } | Self::DenialSpike { scope, .. } => Some(scope),
-            Self::ReloadRefused => None,
+            Self::ReloadRefused | Self::FlowRecordsDropped => None,
         }
     }
 }

@@ -135,6 +135,8 @@ pub(crate) struct RawEndpoint {
 pub(crate) struct RawEndpointLimits {
     pub timeout_ms: Option<Spanned<u32>>,
     pub max_concurrency: Option<Spanned<u32>>,
+    pub max_keys: Option<Spanned<u64>>,
+    pub max_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -252,6 +252,8 @@ async fn handle(
             depth: depth.saturating_sub(1),
             trace: trace.unwrap_or_default(),
             probe,
+            // The callee's own timeout bounds the call here; the caller's node bounds its wait.
+            deadline: None,
         },
     };
     let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());

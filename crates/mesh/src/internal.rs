@@ -218,7 +218,18 @@ pub(crate) async fn deliver(
         .await
     {
         Ok(response) => Ok(response),
-        Err(e) => Ok(json_response(e.status(), None, &e.to_string())),
+        // The caller hears what a client would: the status and the trace, never the callee's
+        // trap or limits (the flow record and the log keep those).
+        Err(e) => {
+            let trace = septa_runtime::trace_id(caller.chain.trace);
+            tracing::warn!(%trace, error = %e, "mesh call failed");
+            Ok(septa_runtime::json_error(
+                e.status(),
+                e.public_message(),
+                Some(caller.chain.trace),
+                None,
+            ))
+        }
     }
 }
 
@@ -249,7 +260,7 @@ pub(crate) fn json_response(
     } else {
         "error"
     };
-    let mut response = septa_runtime::json_error(status, error, Some(message));
+    let mut response = septa_runtime::json_error(status, error, None, Some(message));
     if let Some(reason) = deny_reason {
         response
             .headers_mut()

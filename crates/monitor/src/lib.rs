@@ -39,7 +39,7 @@ pub use metrics::{
     DEFAULT_MAX_SERIES, GuestCpu, GuestCpuSource, InstancesInUse, LoadedPolicy, Metrics,
     ReloadOutcome,
 };
-pub use recent::{DEFAULT_CAPACITY, Follow, Recent, SUBSCRIBER_BACKLOG};
+pub use recent::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, Follow, Recent, SUBSCRIBER_BACKLOG};
 pub use session::{SESSION_COOKIE, SESSION_LIFETIME};
 pub use token::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenError, TokenOrigin};
 

@@ -608,6 +608,12 @@ fn render_sources(
         &[],
         flow_log.write_failures(),
     );
+    page.family(
+        "septa_flow_log_dropped_total",
+        "Flow records the flow log dropped: no room for them (a stalled or slow sink) or a failed write; see --flow-log-overflow.",
+        MetricType::Counter,
+    );
+    page.sample("septa_flow_log_dropped_total", &[], flow_log.dropped());
 }
 
 fn render_guest_cpu(page: &mut Exposition, mut usage: Vec<GuestCpu>) {

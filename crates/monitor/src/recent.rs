@@ -1,5 +1,5 @@
-//! The recent flows: a bounded ring of the last records, to query with a [`FlowFilter`], and a
-//! broadcast of each new record to live subscribers.
+//! The recent flows: a ring of the last records, bounded in records and in bytes, to query with
+//! a [`FlowFilter`], and a broadcast of each new record to live subscribers.
 //!
 //! Both are fed on the flow log's writer thread (a [`FlowObserver`]). A subscriber that falls
 //! behind loses the oldest records it has not read, and is told how many
@@ -16,14 +16,26 @@ use crate::filter::{DEFAULT_LIMIT, FlowFilter};
 /// Records kept by default.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
+/// Bytes of records kept by default (as [`FlowRecord::approx_bytes`] counts them): with records
+/// cut to their fields' limits, the ring never holds more than this whatever flows through it.
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 /// Records a live subscriber may fall behind by before it starts losing them.
 pub const SUBSCRIBER_BACKLOG: usize = 4_096;
 
 /// The last records, and the live feed of new ones.
 pub struct Recent {
     capacity: usize,
-    ring: Mutex<VecDeque<Arc<FlowRecord>>>,
+    max_bytes: usize,
+    ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<FlowRecord>>,
+}
+
+/// The kept records and how many bytes they hold.
+#[derive(Default)]
+struct Ring {
+    records: VecDeque<Arc<FlowRecord>>,
+    bytes: usize,
 }
 
 /// What [`Recent::follow`] hands a new subscriber: the records it asked for that are already
@@ -38,18 +50,26 @@ pub struct Follow {
 
 impl Default for Recent {
     fn default() -> Self {
-        Self::new(DEFAULT_CAPACITY)
+        Self::bounded(DEFAULT_CAPACITY, DEFAULT_MAX_BYTES)
     }
 }
 
 impl Recent {
-    /// Keeps the last `capacity` records (at least one).
+    /// Keeps the last `capacity` records (at least one), within [`DEFAULT_MAX_BYTES`].
     pub fn new(capacity: usize) -> Self {
+        Self::bounded(capacity, DEFAULT_MAX_BYTES)
+    }
+
+    /// Keeps the last `capacity` records (at least one) as long as they hold at most
+    /// `max_bytes`; the oldest go first when either is reached (the newest record is always
+    /// kept).
+    pub fn bounded(capacity: usize, max_bytes: usize) -> Self {
         let capacity = capacity.max(1);
         let (live, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
         Self {
             capacity,
-            ring: Mutex::new(VecDeque::with_capacity(capacity)),
+            max_bytes,
+            ring: Mutex::new(Ring::default()),
             live,
         }
     }
@@ -59,11 +79,21 @@ impl Recent {
         self.capacity
     }
 
+    /// How many bytes of records it keeps at most.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// How many bytes the kept records hold now.
+    pub fn bytes(&self) -> usize {
+        self.ring().bytes
+    }
+
     /// The newest kept records matching `filter`, at most its `limit` (default
     /// [`DEFAULT_LIMIT`]), oldest first.
     pub fn query(&self, filter: &FlowFilter) -> Vec<Arc<FlowRecord>> {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
-        Self::select(&self.ring(), filter, limit)
+        Self::select(&self.ring().records, filter, limit)
     }
 
     /// Subscribes to every new record.
@@ -79,7 +109,9 @@ impl Recent {
         let ring = self.ring();
         let live = self.live.subscribe();
         let backlog = match replay {
-            Some(filter) => Self::select(&ring, filter, filter.limit.unwrap_or(self.capacity)),
+            Some(filter) => {
+                Self::select(&ring.records, filter, filter.limit.unwrap_or(self.capacity))
+            }
             None => Vec::new(),
         };
         Follow { backlog, live }
@@ -101,7 +133,7 @@ impl Recent {
         selected
     }
 
-    fn ring(&self) -> MutexGuard<'_, VecDeque<Arc<FlowRecord>>> {
+    fn ring(&self) -> MutexGuard<'_, Ring> {
         // A ring left mid-push by a panic is still a ring of whole records.
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -111,10 +143,16 @@ impl FlowObserver for Recent {
     fn observe(&self, batch: &[Arc<FlowRecord>]) {
         let mut ring = self.ring();
         for record in batch {
-            if ring.len() == self.capacity {
-                ring.pop_front();
+            let size = record.approx_bytes();
+            while !ring.records.is_empty()
+                && (ring.records.len() >= self.capacity || ring.bytes + size > self.max_bytes)
+            {
+                if let Some(oldest) = ring.records.pop_front() {
+                    ring.bytes = ring.bytes.saturating_sub(oldest.approx_bytes());
+                }
             }
-            ring.push_back(Arc::clone(record));
+            ring.records.push_back(Arc::clone(record));
+            ring.bytes += size;
             // No subscriber is not an error: the record is kept in the ring all the same.
             let _ = self.live.send(Arc::clone(record));
         }
@@ -125,7 +163,8 @@ impl std::fmt::Debug for Recent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recent")
             .field("capacity", &self.capacity)
-            .field("kept", &self.ring().len())
+            .field("max_bytes", &self.max_bytes)
+            .field("kept", &self.ring().records.len())
             .finish()
     }
 }
@@ -160,6 +199,30 @@ mod tests {
             ..FlowFilter::default()
         };
         assert_eq!(sequences(&recent.query(&two)), [3, 4]);
+    }
+
+    #[test]
+    fn the_ring_is_bounded_in_bytes_too() {
+        let one = record(0, Verdict::Allow).approx_bytes();
+        let recent = Recent::bounded(1000, one * 3);
+        let batch: Vec<_> = (0..10).map(|i| record(i, Verdict::Allow)).collect();
+        recent.observe(&batch);
+        assert_eq!(sequences(&recent.query(&FlowFilter::default())), [7, 8, 9]);
+        assert!(recent.bytes() <= recent.max_bytes());
+        // A record larger than the whole budget is still kept, alone.
+        let mut huge = FlowRecord::new(
+            FlowKind::Mesh,
+            "function:a",
+            "function:b",
+            Verdict::Deny,
+            "r",
+        );
+        huge.reason = "x".repeat(one * 4);
+        huge.bytes_in = 10;
+        recent.observe(&[Arc::new(huge)]);
+        assert_eq!(sequences(&recent.query(&FlowFilter::default())), [10]);
+        recent.observe(&[record(11, Verdict::Allow)]);
+        assert_eq!(sequences(&recent.query(&FlowFilter::default())), [11]);
     }
 
     #[test]

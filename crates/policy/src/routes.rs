@@ -185,8 +185,8 @@ pub(crate) fn compile_routes(
 }
 
 /// The folded trie of `exact`'s patterns. Patterns that fold alike share an entry; patterns
-/// that fold into an ambiguous pair (`/a/{x}/C` and `/A/b/{y}`) are refused, since no route
-/// could be told to be the one a lenient router means.
+/// that fold into an ambiguous pair (`/a/{x}/C` and `/A/b/{y}`), or into no pattern at all, are
+/// refused, since no route could be told to be the one a lenient router means.
 fn compile_folded(
     manifest: &Manifest,
     exact: &PathRouter<Vec<CompiledRoute>>,
@@ -194,8 +194,19 @@ fn compile_folded(
 ) -> Option<PathRouter<Vec<usize>>> {
     let mut by_folded: Vec<(PathPattern, Vec<usize>)> = Vec::new();
     for (index, (pattern, _)) in exact.routes().enumerate() {
-        // A pattern that does not fold to a pattern matches no normalized path at all.
+        // Without its folded form, respellings of the route could not be told apart from it.
         let Some(folded) = fold_pattern(pattern) else {
+            let location = manifest
+                .routes
+                .iter()
+                .find(|r| r.path.text == pattern.as_str())
+                .map(|r| r.path.location);
+            errors.push(CompileError {
+                location,
+                message: format!(
+                    "route pattern `{pattern}` has a segment that a lenient router reads as `...` (a `;` parameter stripped, or `%25` decoded twice), which no pattern can spell; spell the segment otherwise"
+                ),
+            });
             continue;
         };
         match by_folded.iter_mut().find(|(p, _)| *p == folded) {

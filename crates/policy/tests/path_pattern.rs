@@ -206,6 +206,34 @@ fn invalid_patterns_name_the_problem_and_its_position() {
     }
 }
 
+/// Found by `fuzz/fuzz_targets/path_pattern.rs`: these parsed, but normalization refuses every
+/// request path that could match them (a segment that is empty or a dot segment once read up to
+/// its `;` parameter), so a route or rule written this way silently never matched.
+#[test]
+fn segments_empty_or_dot_before_their_parameters_are_refused() {
+    use septa_policy::path::normalize_path;
+    let cases = [
+        ("/..;x", PatternError::DotSegment { offset: 1 }),
+        ("/a/.;v=1/b", PatternError::DotSegment { offset: 3 }),
+        ("/a/..%3Bx/...", PatternError::DotSegment { offset: 3 }),
+        ("/;x", PatternError::EmptySegment { offset: 1 }),
+        ("/a/%3Bx/{id}", PatternError::EmptySegment { offset: 3 }),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(PathPattern::parse(text), Err(expected), "parsing `{text}`");
+        assert!(normalize_path(text).is_err(), "`{text}` is a request path");
+    }
+    assert_eq!(
+        PathPattern::parse("/api/..;v=1").unwrap_err().to_string(),
+        "dot segment (`.` or `..`, also before a `;` parameter) at byte 5"
+    );
+    // A parameter after something else in the segment is fine, as in request paths.
+    for text in ["/a;x", "/a/...;x", "/.x;y/{id}"] {
+        pattern(text);
+        assert!(normalize_path(text).is_ok(), "`{text}`");
+    }
+}
+
 #[test]
 fn error_messages_name_the_position_and_the_input() {
     assert_eq!(

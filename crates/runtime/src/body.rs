@@ -1,4 +1,7 @@
-//! A response body that counts the bytes it carries and records its flow when it ends.
+//! The bodies the host wraps around a request: the response body that counts the bytes it
+//! carries and records its flow when it ends, the guest's response body that ends in an error
+//! when the guest stops before finishing it, and the request bodies with a time limit and a
+//! byte count.
 //!
 //! A flow is over when its body is, not when its headers are sent: the guard travels inside the
 //! body, so the record carries the real byte count and latency, and is written exactly once even
@@ -13,6 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use septa_flows::FlowGuard;
+
+use crate::run::{GuestEnd, Stop};
 
 /// Wraps body `B`, adding every data frame to the flow's `bytes_out` and recording the flow
 /// when the body ends or is dropped.
@@ -52,6 +57,77 @@ impl<B> Drop for RecordedBody<B> {
     fn drop(&mut self) {
         // A client that goes away mid-stream still gets its flow recorded, exactly once.
         drop(self.take_guard());
+    }
+}
+
+/// A guest's response body, which ends in an error, never as if complete, when the guest
+/// stopped before finishing it: trapped, or stopped at its deadline while still streaming (or
+/// while no one read what it wrote). The instance task has already returned its slots by then;
+/// the error tells the client (and the flow record) that what arrived is cut short.
+pub struct GuestBody<B> {
+    inner: B,
+    end: GuestEnd,
+    /// The function and its timeout, for the error.
+    function: Arc<str>,
+    timeout: Duration,
+    done: bool,
+}
+
+impl<B> GuestBody<B> {
+    pub(crate) fn new(inner: B, end: GuestEnd, function: Arc<str>, timeout: Duration) -> Self {
+        Self {
+            inner,
+            end,
+            function,
+            timeout,
+            done: false,
+        }
+    }
+}
+
+impl<B> Body for GuestBody<B>
+where
+    B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if !matches!(polled, Poll::Ready(None)) {
+            return polled;
+        }
+        self.done = true;
+        let why = match self.end.stopped() {
+            None => return Poll::Ready(None),
+            Some(Stop::Deadline) => format!(
+                "function `{}` exceeded its timeout of {} ms while sending its response",
+                self.function,
+                self.timeout.as_millis()
+            ),
+            Some(Stop::Failed) => format!(
+                "function `{}` failed while sending its response",
+                self.function
+            ),
+        };
+        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+            why,
+        )))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Only once the guest's end is known: an early end must still be turned into an error.
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::pool::PoolSize;
+
 /// How often the epoch advances while no guest computes for longer than a tick: a guest yields
 /// to its worker at least this often. A request that ends within its first tick (most do) never
 /// pays for a finer one.
@@ -33,15 +35,23 @@ const EPOCHS_PER_TICK: u32 = (EPOCH_TICK.as_micros() / CONTENDED_TICK.as_micros(
 /// Largest linear memory any instance may reserve; each function's own limit is lower.
 const MAX_MEMORY_BYTES: usize = 4 << 30;
 
-/// Builds the engine. `instances` bounds how many instances can exist at once across all
-/// functions (each takes a pooled slot).
-pub fn build_engine(instances: u32) -> wasmtime::Result<Engine> {
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(2))
-        .total_memories(instances)
-        .total_tables(instances.saturating_mul(2))
-        .total_stacks(instances)
+/// Builds the engine with the pool `pool`: `pool.instances` instances across all functions at
+/// once, each given what `pool.per_instance` says (its core instances, memories and tables, so
+/// the pool runs out of instances, never of their parts first). A component that needs more
+/// than one instance's share is refused when it is loaded.
+pub fn build_engine(pool: PoolSize) -> wasmtime::Result<Engine> {
+    let total = pool.total();
+    let per = pool.per_instance;
+    let mut slots = PoolingAllocationConfig::default();
+    slots
+        .total_component_instances(pool.instances)
+        .total_core_instances(total.core_instances)
+        .total_memories(total.memories)
+        .total_tables(total.tables)
+        .total_stacks(pool.instances)
+        .max_core_instances_per_component(per.core_instances)
+        .max_memories_per_component(per.memories)
+        .max_tables_per_component(per.tables)
         .max_memory_size(MAX_MEMORY_BYTES)
         .linear_memory_keep_resident(64 << 10)
         .table_keep_resident(64 << 10)
@@ -49,7 +59,7 @@ pub fn build_engine(instances: u32) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config
         .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(slots));
     Engine::new(&config)
 }
 

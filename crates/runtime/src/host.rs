@@ -1,15 +1,14 @@
-//! The host: pre-instantiated functions, and one fresh store per request.
+//! The host: pre-instantiated functions, and one fresh store per request, run to its deadline.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::StatusCode;
 use hyper::body::Body;
 use septa_policy::{FunctionId, Policy};
 use wasmtime::component::Linker;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -18,16 +17,21 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use http_body_util::BodyExt;
 use septa_flows::FlowGuard;
 
-use crate::body::{CountedBody, DeadlineBody, RecordedBody};
+use crate::body::{CountedBody, DeadlineBody, GuestBody, RecordedBody};
 use crate::bulkhead::Bulkheads;
 use crate::cache::{CacheOutcome, ComponentCache};
+use crate::invoke_error::InvokeError;
+use crate::pool::{InstanceNeeds, PoolSize};
+use crate::run::{self, GuestEnd, WaitingFlow};
 use crate::scheduler::Scheduler;
 use crate::state::State;
 use crate::{Caller, Chain, Outbound};
 
 /// A function ready to serve: its component linked and pre-instantiated, and its limits.
 struct LoadedFunction {
-    name: String,
+    name: Arc<str>,
+    /// Its segment, named when the pool refuses it.
+    segment: String,
     pre: ProxyPre<State>,
     memory_limit: usize,
     timeout: Duration,
@@ -56,93 +60,20 @@ pub enum LoadError {
         /// What wasmtime said.
         message: String,
     },
-}
-
-/// Why a request to a function failed. Each maps to a clear 5xx for that request only.
-#[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
-    /// Every instance slot of the function is busy.
-    #[error("function `{function}` is at its concurrency limit of {limit}")]
-    Overloaded {
+    /// One instance of the component needs more of the pool than an instance slot holds.
+    #[error(
+        "function `{function}`: one instance of `{path}` needs {needs}, but each instance slot of the pool holds {slot} (sized when septa started; restart septa to size it for this component)"
+    )]
+    PoolTooSmall {
         /// The function.
         function: String,
-        /// Its `max_concurrency`.
-        limit: usize,
+        /// The file.
+        path: String,
+        /// What one instance needs.
+        needs: InstanceNeeds,
+        /// What one slot holds.
+        slot: InstanceNeeds,
     },
-    /// Every slot of the function's segment is busy.
-    #[error("segment `{segment}` is at its concurrency limit of {limit}")]
-    SegmentOverloaded {
-        /// The segment.
-        segment: String,
-        /// Its `limits.max_concurrency`.
-        limit: usize,
-    },
-    /// The guest ran past its timeout and was stopped.
-    #[error("function `{function}` exceeded its timeout of {timeout_ms} ms")]
-    Timeout {
-        /// The function.
-        function: String,
-        /// Its `timeout_ms`.
-        timeout_ms: u128,
-    },
-    /// The guest used more CPU time than its budget and was stopped.
-    #[error("function `{function}` exceeded its CPU budget of {cpu_ms} ms")]
-    CpuBudget {
-        /// The function.
-        function: String,
-        /// Its `cpu_ms`.
-        cpu_ms: u128,
-    },
-    /// The guest tried to grow its memory past its limit and failed.
-    #[error("function `{function}` exceeded its memory limit of {limit_mb} MiB")]
-    MemoryLimit {
-        /// The function.
-        function: String,
-        /// Its `memory_mb`.
-        limit_mb: usize,
-    },
-    /// The guest trapped (panicked, hit `unreachable`, ...).
-    #[error("function `{function}` failed: {message}")]
-    Trap {
-        /// The function.
-        function: String,
-        /// What went wrong, from wasmtime.
-        message: String,
-    },
-    /// The guest finished without sending a response.
-    #[error("function `{function}` returned without a response")]
-    NoResponse {
-        /// The function.
-        function: String,
-    },
-    /// The client did not send the whole request body in time.
-    #[error("the request body did not arrive within {timeout_ms} ms")]
-    BodyTimeout {
-        /// The limit.
-        timeout_ms: u128,
-    },
-    /// The host could not set up the request.
-    #[error("function `{function}`: {message}")]
-    Host {
-        /// The function.
-        function: String,
-        /// What failed.
-        message: String,
-    },
-}
-
-impl InvokeError {
-    /// The HTTP status the caller gets.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Overloaded { .. } | Self::SegmentOverloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Timeout { .. } | Self::CpuBudget { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
 /// Runs the functions of one compiled policy.
@@ -165,19 +96,23 @@ pub struct LoadReport {
 }
 
 impl Host {
-    /// Loads, links and pre-instantiates every function of `policy`.
+    /// Loads, links and pre-instantiates every function of `policy` on `engine`, whose pool is
+    /// `pool`.
     pub fn load(
         engine: &Engine,
+        pool: &PoolSize,
         policy: &Policy,
         cache: &ComponentCache,
     ) -> Result<(Self, LoadReport), LoadError> {
-        Self::load_hosted(engine, policy, cache, |_| true)
+        Self::load_hosted(engine, pool, policy, cache, |_| true)
     }
 
     /// Loads, links and pre-instantiates the functions of `policy` that `hosted` says run here
     /// (on a node of a cluster, the ones its `[node.NAME]` hosts); the others are never read.
+    /// A component one instance of which would not fit in a slot of `pool` is refused.
     pub fn load_hosted(
         engine: &Engine,
+        pool: &PoolSize,
         policy: &Policy,
         cache: &ComponentCache,
         hosted: impl Fn(FunctionId) -> bool,
@@ -207,6 +142,19 @@ impl Host {
                 path: path.clone(),
                 source,
             })?;
+            let needs = InstanceNeeds::of_component(&bytes).map_err(|e| LoadError::Component {
+                function: name.to_owned(),
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            if !needs.fits(pool.per_instance) {
+                return Err(LoadError::PoolTooSmall {
+                    function: name.to_owned(),
+                    path,
+                    needs,
+                    slot: pool.per_instance,
+                });
+            }
             let (component, outcome) = cache
                 .load(engine, &bytes)
                 .map_err(|e| component_error(name, &path, e))?;
@@ -219,7 +167,8 @@ impl Host {
                 .and_then(ProxyPre::new)
                 .map_err(|e| component_error(name, &path, e))?;
             functions.push(Some(LoadedFunction {
-                name: name.to_owned(),
+                name: Arc::from(name),
+                segment: spec.placement.segment.to_string(),
                 pre,
                 memory_limit: (spec.limits.memory_mb as usize) << 20,
                 timeout: Duration::from_millis(u64::from(spec.limits.timeout_ms)),
@@ -262,14 +211,16 @@ impl Host {
     /// Runs function `id` on `request` in a fresh instance and returns its response. `chain`
     /// starts at the gateway ([`Chain::start`]) and goes one hop further for each mesh call.
     ///
-    /// The response body may still be streaming from the guest when this returns; the guest
-    /// keeps its instance slot until it finishes or its deadline stops it.
+    /// The request is over by its deadline: the function's timeout from now, or the chain's
+    /// deadline if that comes first. The response body may still be streaming from the guest
+    /// when this returns; the guest keeps its slots until it finishes or the deadline stops it,
+    /// and a body cut short by a trap or the deadline ends in an error.
     pub async fn handle<B>(
         &self,
         id: FunctionId,
         chain: Chain,
         request: hyper::Request<B>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
+    ) -> Result<hyper::Response<GuestBody<HyperOutgoingBody>>, InvokeError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -284,10 +235,12 @@ impl Host {
             })?;
         let permit = self.bulkheads.enter(id)?;
         let host_error = |e: wasmtime::Error| InvokeError::Host {
-            function: function.name.clone(),
+            function: function.name.to_string(),
             message: format!("{e:#}"),
         };
 
+        let deadline = run::deadline(&chain, function.timeout);
+        let chain = chain.within(deadline);
         let mut store = Store::new(
             &self.engine,
             State::new(
@@ -301,7 +254,6 @@ impl Host {
         );
         store.limiter(|state| &mut state.limiter);
         let memory_exceeded = store.data().limiter.exceeded.clone();
-        let deadline = Instant::now() + function.timeout;
         store.set_epoch_deadline(1);
         // Yield at every tick so a busy guest cannot starve the other requests on this thread,
         // and stop it once its time is up. The scheduler decides what the yield is: back to the
@@ -330,28 +282,42 @@ impl Host {
             .new_response_outparam(sender)
             .map_err(host_error)?;
         let pre = function.pre.clone();
-        let task = tokio::spawn(guest.run(async move {
+        let end = GuestEnd::default();
+        let guest_end = end.clone();
+        // The epoch stops a guest that computes past its deadline; this stops one parked in a
+        // host call, which never sees an epoch tick.
+        let task = tokio::spawn(guest.run(run::until_deadline(deadline, end.clone(), async move {
             let _slot = permit;
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-        }));
+            let outcome = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .await;
+            if outcome.is_err() {
+                // Said while the store (and its response body's sender) is still alive.
+                guest_end.set(run::Stop::Failed);
+            }
+            outcome
+        })));
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response
+                .map(|body| GuestBody::new(body, end, function.name.clone(), function.timeout))),
             Ok(Err(code)) => Err(InvokeError::Trap {
-                function: function.name.clone(),
+                function: function.name.to_string(),
                 message: format!("the guest answered with error {code:?}"),
             }),
             Err(_) => {
                 // The guest dropped its response outparam: it trapped, ran out of time or memory,
-                // or returned without answering. The task's result says which.
+                // or returned without answering. The task's result says which; by the time it
+                // is known, the task has returned every slot it held.
                 let outcome = task.await;
                 if cpu.over_budget() {
                     return Err(InvokeError::CpuBudget {
-                        function: function.name.clone(),
+                        function: function.name.to_string(),
                         cpu_ms: cpu.budget().as_millis(),
                     });
                 }
@@ -380,9 +346,13 @@ impl Host {
         let (parts, body) = request.into_parts();
         let (body, expired) = DeadlineBody::new(body, body_timeout);
         let (body, bytes_in) = CountedBody::new(body);
+        // Until the function answers, a caller that stops waiting (its own deadline passed, or
+        // its client went away) still leaves a record that says so.
+        let waiting = WaitingFlow::new(&mut flow, chain.deadline);
         let mut outcome = self
             .handle(id, chain, hyper::Request::from_parts(parts, body))
             .await;
+        waiting.answered();
         if expired.load(Ordering::Relaxed) {
             outcome = Err(InvokeError::BodyTimeout {
                 timeout_ms: body_timeout.unwrap_or_default().as_millis(),
@@ -411,7 +381,7 @@ impl Host {
         outcome: Result<wasmtime::Result<()>, tokio::task::JoinError>,
         memory_exceeded: bool,
     ) -> InvokeError {
-        let name = function.name.clone();
+        let name = function.name.to_string();
         let error = match outcome {
             Ok(Ok(())) => return InvokeError::NoResponse { function: name },
             Ok(Err(e)) => e,
@@ -422,10 +392,19 @@ impl Host {
                 };
             }
         };
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+            || error.is::<run::DeadlinePassed>()
+        {
             return InvokeError::Timeout {
                 function: name,
                 timeout_ms: function.timeout.as_millis(),
+            };
+        }
+        if let Some(exhausted) = error.downcast_ref::<PoolConcurrencyLimitError>() {
+            return InvokeError::PoolExhausted {
+                function: name,
+                segment: function.segment.clone(),
+                resource: exhausted.to_string(),
             };
         }
         if memory_exceeded {

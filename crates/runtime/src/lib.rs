@@ -12,23 +12,29 @@ mod engine;
 mod error_response;
 mod host;
 mod identity;
+mod invoke_error;
+mod pool;
+mod run;
 mod scheduler;
 mod state;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::time::Instant;
 
-pub use body::{CountedBody, DeadlineBody, RecordedBody};
+pub use body::{CountedBody, DeadlineBody, GuestBody, RecordedBody};
 pub use bulkhead::{Admitted, Bulkheads};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{CONTENDED_TICK, EPOCH_TICK, EpochTicker, build_engine};
-pub use error_response::{json_error, json_response};
-pub use host::{Host, InvokeError, LoadError, LoadReport};
+pub use error_response::{json_error, json_response, trace_id};
+pub use host::{Host, LoadError, LoadReport};
 pub use identity::{
     CALLER_HEADER, CLAIM_HEADER_PREFIX, PRINCIPAL_HEADER, header_text, principal_headers,
     strip_identity_headers,
 };
+pub use invoke_error::InvokeError;
+pub use pool::{InstanceNeeds, NeedsError, PoolSize, promised_instances};
 pub use scheduler::{CpuUsage, cpu_usage, schedule_this_thread};
 use septa_policy::{FunctionId, Principal};
 pub use wasmtime::Engine;
@@ -47,8 +53,9 @@ pub struct Caller {
 }
 
 /// Where a call sits in the chain of calls one gateway request set off: how many in-process
-/// hops deep it is (so a cycle of allowed calls cannot recurse without end), and the request's
-/// trace id, which every flow of the chain records.
+/// hops deep it is (so a cycle of allowed calls cannot recurse without end), the request's
+/// trace id, which every flow of the chain records, and the deadline every call of the chain
+/// ends by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Chain {
     /// 0 for a request from the gateway, one more for each mesh hop.
@@ -58,6 +65,11 @@ pub struct Chain {
     /// Whether this is a segmentation probe, which the mesh decides and records like any call
     /// but does not deliver. Only the host sets it (for `septa probe`); no guest can.
     pub probe: bool,
+    /// When the request must be over, whatever waits on what: set by the host when the first
+    /// function of the chain starts (its timeout), and kept by every call it makes, so a
+    /// callee ends by its caller's deadline when that comes before its own. `None` until a
+    /// function runs.
+    pub deadline: Option<Instant>,
 }
 
 impl Chain {
@@ -67,6 +79,7 @@ impl Chain {
             depth: 0,
             trace,
             probe: false,
+            deadline: None,
         }
     }
 
@@ -76,6 +89,15 @@ impl Chain {
             depth: 0,
             trace,
             probe: true,
+            deadline: None,
+        }
+    }
+
+    /// The same chain, over by `deadline` at the latest.
+    pub fn within(self, deadline: Instant) -> Self {
+        Self {
+            deadline: Some(self.deadline.map_or(deadline, |d| d.min(deadline))),
+            ..self
         }
     }
 

@@ -1,5 +1,5 @@
 //! The model's edges: one per pair of places some flow connects, with every rule that opens it,
-//! its methods and the paths it admits as written.
+//! its methods, the paths it admits as written, and the calls between nodes it makes.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -7,6 +7,7 @@ use septa_manifest::Methods;
 use septa_policy::Policy;
 use serde_json::{Value, json};
 
+use crate::cluster::Cluster;
 use crate::graph::{Edge, EdgeKind, Graph};
 
 /// The graph's edges, one entry per (from, to) pair with every rule that opens it, in the
@@ -72,11 +73,14 @@ impl<'p> RulePaths<'p> {
 /// The edge from `from` to `to` and the rules that open it.
 pub(super) fn edge_json(
     graph: &Graph<'_>,
+    cluster: Option<Cluster<'_>>,
     paths: &RulePaths<'_>,
-    from: usize,
-    to: usize,
+    (from, to): (usize, usize),
     rules: &[&Edge],
 ) -> Value {
+    let crosses_nodes = cluster.map_or_else(Vec::new, |c| {
+        c.flow_hops(&graph.nodes[from], &graph.nodes[to])
+    });
     let (from, to) = (graph.name(from), graph.name(to));
     let kind = rules.first().map_or(EdgeKind::Allow, |r| r.kind);
     let rules: Vec<Value> = rules
@@ -91,7 +95,14 @@ pub(super) fn edge_json(
             })
         })
         .collect();
-    json!({ "id": format!("{from} -> {to}"), "from": from, "to": to, "kind": kind, "rules": rules })
+    json!({
+        "id": format!("{from} -> {to}"),
+        "from": from,
+        "to": to,
+        "kind": kind,
+        "rules": rules,
+        "crosses_nodes": crosses_nodes,
+    })
 }
 
 /// The methods as a list; `null` for any.

@@ -18,15 +18,21 @@
 //!   "policy_hash": "9f2c…",              // SHA-256 of the manifest, as /healthz says
 //!   "generation": 1,                      // 1 at start, +1 per applied reload
 //!   "truncated": null,                    // or why edges, rules and blast radius are left out
+//!   "cluster": { "trust_domain": "shop.example",       // null without `[node.*]` tables
+//!                "nodes": [ { "name": "edge-1", "hosts": ["function:storefront", "function:relay",
+//!                                                         "function:catalog"] },
+//!                           { "name": "pay-1", "hosts": ["function:checkout", …, "endpoint:carts"] } ] },
 //!   "segments": [ { "name": "payments", "labels": ["pci"], "mode": "enforce",
 //!                   "subnets": [ { "name": "app", "tier": "private" },
 //!                                { "name": "vault", "tier": "isolated" } ] } ],
 //!   "nodes": [
-//!     { "id": "gateway", "kind": "gateway", "name": "gateway", "rules": […], "blast_radius": {…} },
+//!     { "id": "gateway", "kind": "gateway", "name": "gateway",
+//!       "nodes": ["edge-1", "pay-1", "pay-2"], "rules": […], "blast_radius": {…} },
 //!     { "id": "function:checkout", "kind": "function", "name": "checkout",
 //!       "segment": "payments", "subnet": "app", "tier": "private",
 //!       "labels": ["pci"], "groups": ["pci-app"], "mode": "enforce",
 //!       "routes": [],                     // ids of the routes that reach it
+//!       "nodes": ["pay-1", "pay-2"],      // the cluster nodes that run it; [] without a cluster
 //!       "rules": [ { "id": "storefront-to-checkout", "kind": "allow", "direction": "in",
 //!                    "peers": ["function:storefront"] }, … ],
 //!       "blast_radius": { "count": 2, "reaches": ["function:ledger", "https://api.payments.example:443"] } },
@@ -40,9 +46,18 @@
 //!                "from": "function:storefront", "to": "function:checkout", "kind": "allow",
 //!                "rules": [ { "id": "storefront-to-checkout", "kind": "allow",
 //!                             "methods": ["POST"], "paths": ["/charge"],
-//!                             "conditions": "POST /charge" } ] } ]
+//!                             "conditions": "POST /charge" } ],
+//!                "crosses_nodes": [ { "from": "edge-1", "to": ["pay-1", "pay-2"] } ] } ]
 //! }
 //! ```
+//!
+//! `cluster` is the manifest's placement (`[cluster]` and `[node.*]`), compiled: `septa node`
+//! runs by it, while `septa up` runs every place in one process whatever it says. The gateway
+//! runs on every node; an egress destination has no `nodes`. An edge's `crosses_nodes` lists the
+//! calls its flows make over mutual TLS: each node that runs the source and not the
+//! destination (`from`) calls one of the nodes that run the destination (`to`), which decides
+//! the flow again. It is empty when every node that runs the source also runs the destination,
+//! for egress, and without a cluster.
 //!
 //! `kind` of an edge or rule is `route`, `allow`, `egress` or `audit` (no rule: one end is in
 //! audit mode, so enforcement is off for the flow). `methods` or `paths` is `null` when any is
@@ -58,6 +73,7 @@ use septa_manifest::{AuthMethod, Selector};
 use septa_policy::Policy;
 use serde_json::{Value, json};
 
+use crate::cluster::Cluster;
 use crate::declared;
 use crate::graph::Graph;
 use edges::{RulePaths, grouped_edges, methods_json};
@@ -101,13 +117,14 @@ pub fn model_within(policy: &Policy, policy_hash: &str, generation: u64, limits:
     };
     let touching = rules_touching(&edges);
     let reach = truncated.is_none().then(|| graph.reach());
+    let cluster = Cluster::of(policy);
     let nodes: Vec<Value> = (0..graph.nodes.len())
-        .map(|n| nodes::node_json(&graph, n, touching.get(&n), reach.as_ref()))
+        .map(|n| nodes::node_json(&graph, cluster, n, touching.get(&n), reach.as_ref()))
         .collect();
     let paths = RulePaths::of(policy);
     let edges: Vec<Value> = edges
         .iter()
-        .map(|((from, to), rules)| edges::edge_json(&graph, &paths, *from, *to, rules))
+        .map(|(ends, rules)| edges::edge_json(&graph, cluster, &paths, *ends, rules))
         .collect();
     json!({
         "version": 1,
@@ -115,6 +132,7 @@ pub fn model_within(policy: &Policy, policy_hash: &str, generation: u64, limits:
         "policy_hash": policy_hash,
         "generation": generation,
         "truncated": truncated,
+        "cluster": cluster.map(|c| cluster_json(policy, c)),
         "segments": segments_json(policy),
         "nodes": nodes,
         "routes": routes_json(policy),
@@ -152,6 +170,22 @@ fn too_big(policy: &Policy, graph: &Graph<'_>, limits: Limits) -> Option<String>
             limits.places, limits.edges
         )
     })
+}
+
+/// The trust domain, and every node with the functions and endpoints it runs.
+fn cluster_json(policy: &Policy, cluster: Cluster<'_>) -> Value {
+    let nodes: Vec<Value> = cluster
+        .nodes()
+        .map(|node| {
+            let hosts: Vec<&str> = cluster
+                .hosted_by(node)
+                .into_iter()
+                .map(|f| policy.function(f).identity.as_str())
+                .collect();
+            json!({ "name": node, "hosts": hosts })
+        })
+        .collect();
+    json!({ "trust_domain": cluster.trust_domain(), "nodes": nodes })
 }
 
 /// Every segment with its labels, mode and subnets, in name order.

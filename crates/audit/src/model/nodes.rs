@@ -1,6 +1,6 @@
 //! The model's nodes: the gateway, every function and endpoint with its placement, labels,
-//! groups, mode and routes, and every egress destination; each with the rules that touch it
-//! and its blast radius.
+//! groups, mode, routes and the cluster nodes that run it, and every egress destination; each
+//! with the rules that touch it and its blast radius.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use septa_manifest::{EndpointBackend, FunctionKind, Mode, Name};
 use serde_json::{Value, json};
 
 use super::LISTED_REACH;
+use crate::cluster::Cluster;
 use crate::declared;
 use crate::graph::{Edge, EdgeKind, Graph, Node, Reach};
 
@@ -40,11 +41,15 @@ pub(super) fn rules_touching<'g>(edges: &[((usize, usize), Vec<&'g Edge>)]) -> T
 /// Node `n` with its rules and, unless left out, its blast radius.
 pub(super) fn node_json(
     graph: &Graph<'_>,
+    cluster: Option<Cluster<'_>>,
     n: usize,
     rules: Option<&NodeRules<'_>>,
     reach: Option<&Reach>,
 ) -> Value {
     let mut node = describe(graph, n);
+    if !matches!(graph.nodes[n], Node::Egress(_)) {
+        node["nodes"] = json!(cluster.map_or_else(Vec::new, |c| c.runs_on(&graph.nodes[n])));
+    }
     node["rules"] = rules.map_or_else(|| json!([]), |rules| rules_json(graph, rules));
     node["blast_radius"] = reach.map_or(Value::Null, |reach| {
         let reaches: Vec<&str> = reach

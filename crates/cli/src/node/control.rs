@@ -3,7 +3,7 @@
 //! on the request path: when it is down, the node keeps serving its last revision and the last
 //! peer addresses it saw, and tries again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,10 +21,10 @@ use crate::platform::{Platform, Source};
 /// How often the registry is renewed and read.
 const REFRESH: Duration = Duration::from_secs(2);
 
-/// The other nodes' mesh addresses, as last read from the registry.
-#[derive(Default)]
+/// The other nodes' mesh addresses, as last read from the registry (or, until NATS answers, as
+/// saved in the state directory when it last did).
 pub(crate) struct Directory {
-    addrs: RwLock<HashMap<String, SocketAddr>>,
+    addrs: RwLock<BTreeMap<String, SocketAddr>>,
 }
 
 impl PeerDirectory for Directory {
@@ -34,14 +34,25 @@ impl PeerDirectory for Directory {
 }
 
 impl Directory {
-    fn update(&self, nodes: &[NodeStatus]) {
-        let addrs = nodes
+    /// A directory starting from `addrs` (those saved by the last run).
+    pub(crate) fn with(addrs: BTreeMap<String, SocketAddr>) -> Self {
+        Self {
+            addrs: RwLock::new(addrs),
+        }
+    }
+
+    /// Replaces the addresses with the registry's; returns them when they changed.
+    fn update(&self, nodes: &[NodeStatus]) -> Option<BTreeMap<String, SocketAddr>> {
+        let addrs: BTreeMap<String, SocketAddr> = nodes
             .iter()
             .filter_map(|n| Some((n.name.clone(), n.mesh_address.parse().ok()?)))
             .collect();
-        if let Ok(mut current) = self.addrs.write() {
-            *current = addrs;
+        let mut current = self.addrs.write().ok()?;
+        if *current == addrs {
+            return None;
         }
+        *current = addrs.clone();
+        Some(addrs)
     }
 }
 
@@ -53,6 +64,9 @@ pub(crate) struct NodeControl {
     pub(crate) state: StateDir,
     pub(crate) directory: Arc<Directory>,
     pub(crate) status: Mutex<NodeStatus>,
+    /// The node's certificates, re-read when their files change: the registry shows the
+    /// fingerprint of the one in use.
+    pub(crate) tls: Arc<septa_identity::tls::NodeTls>,
 }
 
 impl NodeControl {
@@ -105,18 +119,29 @@ impl NodeControl {
         let status = {
             let mut status = lock(&self.status);
             status.heartbeat_at_ms = now_ms();
+            status.fingerprint = self.tls.current().fingerprint.clone();
             status.clone()
         };
         control.heartbeat(&status).await?;
-        self.directory.update(&control.nodes().await?);
+        if let Some(peers) = self.directory.update(&control.nodes().await?) {
+            // Saved so that a restart while NATS is down still reaches the peers.
+            if let Err(error) = self.state.save_peers(&peers) {
+                eprintln!("septa: node `{}`: {error:#}", self.name);
+            }
+        }
         Ok(())
     }
 
     /// Fetches what this node hosts of `revision` and puts it in force, or keeps the revision
     /// serving and reports why in the registry.
     async fn apply(&self, control: &ControlPlane, revision: Revision) {
-        if lock(&self.status).revision.as_deref() == Some(revision.id.as_str()) {
-            return;
+        {
+            let mut status = lock(&self.status);
+            if status.revision.as_deref() == Some(revision.id.as_str()) {
+                // Published again (say, after a refused one): in force already, nothing refused.
+                status.failed = None;
+                return;
+            }
         }
         let outcome = match fetch(control, &self.state, &self.name, &revision).await {
             Ok(manifest) => {

@@ -19,10 +19,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use septa_cluster::{ControlPlane, NodeStatus, Revision};
-use septa_flows::{FlowLog, FlowLogOptions};
+use septa_flows::FlowLog;
 use septa_identity::tls::NodeTls;
 use septa_mesh::{LocalNode, RemoteNodes};
-use septa_runtime::{ComponentCache, EpochTicker, build_engine};
+use septa_runtime::{ComponentCache, EpochTicker, PoolSize, build_engine};
 
 use crate::platform::{BuildError, Generation, Parts, Platform, Source};
 use control::{Directory, NodeControl, hosted_identities, now_ms};
@@ -52,6 +52,8 @@ pub(crate) struct NodeArgs {
     /// The flow log file (JSON lines), or `-` for standard output. Default: STATE/flows.jsonl.
     #[arg(long)]
     flow_log: Option<PathBuf>,
+    #[command(flatten)]
+    flow_log_bounds: crate::flow_log::FlowLogBounds,
     /// Where embedded endpoints keep their files. Default: STATE/data.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -95,17 +97,19 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .admin
         .map(|_| crate::admin::Monitoring::new(None, &state_dir, &alerts))
         .transpose()?;
-    let engine = build_engine(args.instances)
+    let pool = PoolSize::new(args.instances);
+    let engine = build_engine(pool)
         .map_err(|e| anyhow::anyhow!("cannot configure the wasmtime engine: {e:#}"))?;
     let _ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch ticker")?;
     let cache =
         ComponentCache::new(&state_dir.join("cache")).context("cannot use the component cache")?;
     let flows = open_flow_log(&args, &state_dir, monitoring.as_ref(), &alerts)?;
-    let directory = Arc::new(Directory::default());
+    let directory = Arc::new(Directory::with(state.peers()));
     let remote = Arc::new(RemoteNodes::new(tls.clone(), directory.clone()));
     let parts = Parts {
         manifest_file: manifest.clone(),
         engine,
+        pool,
         cache,
         flows: flows.clone(),
         data_dir: args
@@ -185,6 +189,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         state,
         directory,
         status: Mutex::new(status),
+        tls: tls.clone(),
     });
     let current_platform = platform.clone();
     let current: septa_mesh::inbound::CurrentMesh = Arc::new(move || {
@@ -277,23 +282,14 @@ fn open_flow_log(
     monitoring: Option<&crate::admin::Monitoring>,
     alerts: &Arc<septa_monitor::Alerts>,
 ) -> anyhow::Result<FlowLog> {
-    let options = FlowLogOptions {
-        observers: monitoring
-            .map(crate::admin::Monitoring::observers)
-            .unwrap_or_default()
-            .with(alerts.clone()),
-        ..FlowLogOptions::default()
-    };
-    let flows = match args.flow_log.as_deref() {
-        Some(p) if p == Path::new("-") => FlowLog::stdout_with(options)?,
-        Some(p) => FlowLog::open_with(p, options)
-            .with_context(|| format!("cannot open flow log `{}`", p.display()))?,
-        None => {
-            let p = state_dir.join("flows.jsonl");
-            FlowLog::open_with(&p, options)
-                .with_context(|| format!("cannot open flow log `{}`", p.display()))?
-        }
-    };
+    let observers = monitoring
+        .map(crate::admin::Monitoring::observers)
+        .unwrap_or_default()
+        .with(alerts.clone());
+    let default = state_dir.join("flows.jsonl");
+    let flows = args
+        .flow_log_bounds
+        .open(args.flow_log.as_deref(), &default, observers)?;
     Ok(flows.for_node(&args.name))
 }
 

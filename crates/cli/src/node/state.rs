@@ -1,7 +1,9 @@
-//! What a node keeps on disk: every revision it applied, written whole before it is used, and a
-//! pointer to the last one, so a node started while NATS is down serves what it served before.
+//! What a node keeps on disk: every revision it applied, written whole before it is used, a
+//! pointer to the last one, and the peers' mesh addresses as the registry last listed them, so a
+//! node started while NATS is down serves what it served before and still reaches its peers.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -15,6 +17,8 @@ pub(crate) struct StateDir {
 
 /// The file naming the last revision applied.
 const CURRENT: &str = "current.json";
+/// The file holding the peers' mesh addresses, by node name.
+const PEERS: &str = "peers.json";
 
 impl StateDir {
     pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
@@ -75,6 +79,22 @@ impl StateDir {
             .revision_dir(&revision.id)
             .join(&revision.manifest.path);
         manifest.is_file().then_some((revision, manifest))
+    }
+
+    /// Records the peers' mesh addresses, replacing what was saved.
+    pub(crate) fn save_peers(&self, peers: &BTreeMap<String, SocketAddr>) -> anyhow::Result<()> {
+        let tmp = self.dir.join(format!(".{PEERS}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(peers)?)?;
+        std::fs::rename(&tmp, self.dir.join(PEERS)).context("cannot record the peers' addresses")
+    }
+
+    /// The peers' mesh addresses as last saved; none when nothing (readable) was saved, and the
+    /// registry fills them in once NATS answers.
+    pub(crate) fn peers(&self) -> BTreeMap<String, SocketAddr> {
+        std::fs::read(self.dir.join(PEERS))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
     }
 
     fn revision_dir(&self, id: &str) -> PathBuf {

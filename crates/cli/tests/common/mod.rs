@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod cluster;
+pub mod peer;
 pub mod prometheus;
 
 use std::io::{BufRead, BufReader, Read, Write};

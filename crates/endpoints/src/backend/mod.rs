@@ -1,11 +1,18 @@
 //! The three backends behind one small interface.
 //!
 //! A backend gets checked arguments and reports what happened: a value or its absence, whether
-//! a condition held, or a [`Fault`]. Timeouts, key rules and messages that name the endpoint are
-//! the [`Store`](crate::Store)'s.
+//! a condition held or a quota would be exceeded, or a [`Fault`]. Timeouts, key rules and
+//! messages that name the endpoint are the [`Store`](crate::Store)'s.
+//!
+//! Every backend accounts for what it stores the same way: an entry counts as one key and as
+//! the bytes of its key and value, from the write that stores it until it is deleted or swept,
+//! expired or not ([`Usage`]). A write that would take the count past a [`Quotas`] limit is
+//! refused in the same atomic step that would have made it. [`Engine::sweep`] removes one
+//! bounded batch of expired entries.
 
 mod embedded;
 mod postgres;
+mod postgres_tls;
 mod redis;
 mod slot;
 
@@ -13,8 +20,49 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::error::StoreError;
-use crate::store::{Backend, BackendKind, Condition, Entry, ListRange};
+use crate::error::{QuotaKind, StoreError};
+use crate::store::{Backend, BackendKind, Condition, Entry, ListRange, Usage};
+
+/// The storage quotas of one endpoint; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Quotas {
+    pub(crate) max_keys: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
+}
+
+impl Quotas {
+    /// Which quota a write would break that adds `new_keys` keys (0 or 1) and `delta` bytes to
+    /// `usage`; writes that do not grow a count are never refused, even past a lowered quota.
+    pub(crate) fn exceeded(self, usage: Usage, new_keys: u64, delta: i64) -> Option<QuotaKind> {
+        if new_keys > 0
+            && self
+                .max_keys
+                .is_some_and(|max| usage.keys.saturating_add(new_keys) > max)
+        {
+            return Some(QuotaKind::Keys);
+        }
+        let grows = u64::try_from(delta).ok().filter(|&d| d > 0)?;
+        self.max_bytes
+            .is_some_and(|max| usage.bytes.saturating_add(grows) > max)
+            .then_some(QuotaKind::Bytes)
+    }
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PutOutcome {
+    /// Stored, at this version.
+    Written(u64),
+    /// The condition did not hold; nothing was written.
+    ConditionFailed,
+    /// Storing it would break this quota; nothing was written.
+    OverQuota(QuotaKind),
+}
+
+/// The bytes an entry counts for: its key and its value.
+pub(crate) fn entry_bytes(key: &str, value_len: usize) -> u64 {
+    (key.len() as u64).saturating_add(value_len as u64)
+}
 
 /// What went wrong in a backend, before the store names the endpoint.
 #[derive(Debug)]
@@ -77,15 +125,18 @@ impl Engine {
         endpoint: &str,
         backend: &Backend,
         timeout: Duration,
+        quotas: Quotas,
     ) -> Result<Self, Fault> {
         Ok(match backend {
-            Backend::Embedded { path } => Self::Embedded(embedded::Embedded::open(path).await?),
+            Backend::Embedded { path } => {
+                Self::Embedded(embedded::Embedded::open(path, quotas).await?)
+            }
             Backend::Redis { url } => {
-                Self::Redis(redis::RedisBackend::new(endpoint, url, timeout)?)
+                Self::Redis(redis::RedisBackend::new(endpoint, url, timeout, quotas)?)
             }
-            Backend::Postgres { url } => {
-                Self::Postgres(postgres::PostgresBackend::new(endpoint, url, timeout)?)
-            }
+            Backend::Postgres { url } => Self::Postgres(postgres::PostgresBackend::new(
+                endpoint, url, timeout, quotas,
+            )?),
         })
     }
 
@@ -97,14 +148,13 @@ impl Engine {
         }
     }
 
-    /// `Ok(None)` when the condition did not hold.
     pub(crate) async fn put(
         &self,
         key: &str,
         value: Bytes,
         ttl: Option<Duration>,
         condition: Condition,
-    ) -> Result<Option<u64>, Fault> {
+    ) -> Result<PutOutcome, Fault> {
         match self {
             Self::Embedded(backend) => backend.put(key, value, ttl, condition).await,
             Self::Redis(backend) => backend.put(key, value, ttl, condition).await,
@@ -130,6 +180,26 @@ impl Engine {
             Self::Embedded(backend) => backend.list(range, count).await,
             Self::Redis(backend) => backend.list(range, count).await,
             Self::Postgres(backend) => backend.list(range, count).await,
+        }
+    }
+
+    /// Removes up to `batch` expired entries (and, on Redis, up to `batch` index members whose
+    /// entry is gone), returning how many went. Each call is bounded by `batch`, whatever the
+    /// size of the store.
+    pub(crate) async fn sweep(&self, batch: usize) -> Result<usize, Fault> {
+        match self {
+            Self::Embedded(backend) => backend.sweep(batch).await,
+            Self::Redis(backend) => backend.sweep(batch).await,
+            Self::Postgres(backend) => backend.sweep(batch).await,
+        }
+    }
+
+    /// What the endpoint stores now, as its quotas count it.
+    pub(crate) async fn usage(&self) -> Result<Usage, Fault> {
+        match self {
+            Self::Embedded(backend) => backend.usage().await,
+            Self::Redis(backend) => backend.usage().await,
+            Self::Postgres(backend) => backend.usage().await,
         }
     }
 

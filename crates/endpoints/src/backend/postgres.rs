@@ -4,23 +4,33 @@
 //! PostgreSQL does not truncate, and two endpoints never share a table. Keys are `text COLLATE
 //! "C"`, so they sort by bytes like the other backends. Versions come from one sequence,
 //! `septa.kv_versions`, so a version is never reused. Every operation is one statement, so a
-//! conditional write is atomic. Expired rows are invisible and are overwritten or removed by the
-//! next write of their key (lazy deletion).
+//! conditional write is atomic. Expired rows are invisible; the next write of their key replaces
+//! them, and the sweeper deletes them in batches (through a partial index on `expires_at`).
 //!
-//! The connection is plain TCP (`NoTls`); statements are prepared once per connection. The
-//! schema, sequence and table are created, if absent, when a connection is made.
+//! A row trigger (`septa.kv_account()`) keeps each endpoint's keys and bytes in
+//! `septa.kv_usage`, and refuses (SQLSTATE `SE507`) a write that takes them past the limits the
+//! connection set (`septa.max_keys`, `septa.max_bytes`): the count and the check happen in the
+//! statement that writes, under the usage row's lock, so concurrent writers cannot overshoot.
+//!
+//! The connection uses TLS when the URL asks for it (see [`super::postgres_tls`]); statements
+//! are prepared once per connection. The schema, sequence, tables, trigger and index are
+//! created, if absent, when a connection is made.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
 
+use super::postgres_tls::{RustlsConnect, TlsSettings, refused_parameter};
 use super::slot::{Lease, Slot};
-use super::{DeleteOutcome, Fault, ttl_millis};
+use super::{DeleteOutcome, Fault, PutOutcome, Quotas, ttl_millis};
+use crate::error::QuotaKind;
 use crate::redact::Secrets;
-use crate::store::{Condition, Entry, ListRange};
+use crate::store::{Condition, Entry, ListRange, Usage};
+
+/// The SQLSTATE the accounting trigger raises for a write past a quota.
+const OVER_QUOTA: &str = "SE507";
 
 /// Serializes schema creation between septa processes: concurrent `CREATE ... IF NOT EXISTS`
 /// can still fail on a unique index. The number is arbitrary but fixed ("septa" in ASCII).
@@ -30,8 +40,12 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 
 pub(crate) struct PostgresBackend {
     config: Config,
+    tls: RustlsConnect,
+    /// The endpoint's name: its table's, and its row's in `septa.kv_usage`.
+    endpoint: String,
     /// `septa."{endpoint}"`.
     table: String,
+    quotas: Quotas,
     slot: Slot<Arc<Connection>>,
     secrets: Secrets,
 }
@@ -48,31 +62,45 @@ struct Connection {
     exists: Statement,
     list_to_end: Statement,
     list_bounded: Statement,
+    sweep: Statement,
+    usage: Statement,
 }
 
 impl PostgresBackend {
-    pub(crate) fn new(endpoint: &str, url: &str, timeout: Duration) -> Result<Self, Fault> {
+    pub(crate) fn new(
+        endpoint: &str,
+        url: &str,
+        timeout: Duration,
+        quotas: Quotas,
+    ) -> Result<Self, Fault> {
         let secrets = Secrets::of(url, None);
-        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        let invalid = |reason: String| {
             Fault::Config(format!(
                 "cannot use the PostgreSQL URL: {}",
-                secrets.scrub(&describe(&e))
+                secrets.scrub(&reason)
             ))
-        })?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(Fault::Config(
-                "`sslmode=require` is not supported: septa connects to PostgreSQL without TLS"
-                    .into(),
-            ));
+        };
+        if let Some(name) = refused_parameter(url) {
+            return Err(invalid(format!(
+                "`{name}` is not supported: septa does not present client certificates"
+            )));
         }
-        config.ssl_mode(SslMode::Disable);
+        let (rest, tls) = TlsSettings::split(url).map_err(invalid)?;
+        let mut config: Config = rest
+            .parse()
+            .map_err(|e: tokio_postgres::Error| invalid(describe(&e)))?;
+        config.ssl_mode(tls.mode.ssl_mode());
         config.connect_timeout(timeout);
+        let connector = tls.connector().map_err(invalid)?;
         let password = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned());
         Ok(Self {
             config,
+            tls: connector,
+            endpoint: endpoint.to_owned(),
             table: format!("septa.\"{endpoint}\""),
+            quotas,
             slot: Slot::new(),
             secrets: Secrets::of(url, password.as_deref()),
         })
@@ -97,39 +125,74 @@ impl PostgresBackend {
         value: Bytes,
         ttl: Option<Duration>,
         condition: Condition,
-    ) -> Result<Option<u64>, Fault> {
+    ) -> Result<PutOutcome, Fault> {
         let ttl = ttl.map(|ttl| i64::try_from(ttl_millis(ttl)).unwrap_or(i64::MAX));
         let value = value.as_ref();
         let (lease, row) = match condition {
             Condition::Any => {
-                self.call(
-                    |c| async move { c.client.query_opt(&c.put_any, &[&key, &value, &ttl]).await },
-                )
+                self.call(|c| async move {
+                    over_quota(c.client.query_opt(&c.put_any, &[&key, &value, &ttl]).await)
+                })
                 .await?
             }
             Condition::IfAbsent => {
                 self.call(|c| async move {
-                    c.client
-                        .query_opt(&c.put_if_absent, &[&key, &value, &ttl])
-                        .await
+                    over_quota(
+                        c.client
+                            .query_opt(&c.put_if_absent, &[&key, &value, &ttl])
+                            .await,
+                    )
                 })
                 .await?
             }
             Condition::IfVersion(expected) => {
                 let Ok(expected) = i64::try_from(expected) else {
-                    return Ok(None);
+                    return Ok(PutOutcome::ConditionFailed);
                 };
                 self.call(|c| async move {
-                    c.client
-                        .query_opt(&c.put_if_version, &[&key, &value, &ttl, &expected])
-                        .await
+                    over_quota(
+                        c.client
+                            .query_opt(&c.put_if_version, &[&key, &value, &ttl, &expected])
+                            .await,
+                    )
                 })
                 .await?
             }
         };
-        let Some(row) = row else { return Ok(None) };
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(PutOutcome::ConditionFailed),
+            Err(quota) => return Ok(PutOutcome::OverQuota(quota)),
+        };
         let version: i64 = row.try_get(0).map_err(|e| self.fault(e, &lease))?;
-        Ok(Some(version_from_row(version)?))
+        Ok(PutOutcome::Written(version_from_row(version)?))
+    }
+
+    pub(crate) async fn sweep(&self, batch: usize) -> Result<usize, Fault> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let (lease, row) = self
+            .call(|c| async move { c.client.query_one(&c.sweep, &[&batch]).await })
+            .await?;
+        let removed: i64 = row.try_get(0).map_err(|e| self.fault(e, &lease))?;
+        Ok(usize::try_from(removed).unwrap_or(0))
+    }
+
+    pub(crate) async fn usage(&self) -> Result<Usage, Fault> {
+        let endpoint = self.endpoint.as_str();
+        let (lease, row) = self
+            .call(|c| async move { c.client.query_opt(&c.usage, &[&endpoint]).await })
+            .await?;
+        let Some(row) = row else {
+            return Ok(Usage::default());
+        };
+        let count = |i| -> Result<u64, Fault> {
+            let n: i64 = row.try_get(i).map_err(|e| self.fault(e, &lease))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(Usage {
+            keys: count(0)?,
+            bytes: count(1)?,
+        })
     }
 
     pub(crate) async fn delete(
@@ -242,7 +305,7 @@ impl PostgresBackend {
     async fn connect(&self) -> Result<Arc<Connection>, Fault> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| self.classify(&e))?;
         let secrets = self.secrets.clone();
@@ -256,13 +319,22 @@ impl PostgresBackend {
             .batch_execute(&self.schema_sql())
             .await
             .map_err(|e| self.classify(&e))?;
+        // The accounting trigger reads this connection's quotas.
+        let limit = |quota: Option<u64>| quota.map(|n| n.to_string()).unwrap_or_default();
+        client
+            .execute(
+                "SELECT set_config('septa.max_keys', $1, false), set_config('septa.max_bytes', $2, false)",
+                &[&limit(self.quotas.max_keys), &limit(self.quotas.max_bytes)],
+            )
+            .await
+            .map_err(|e| self.classify(&e))?;
         self.prepare(client).await.map(Arc::new)
     }
 
     fn schema_sql(&self) -> String {
         let table = &self.table;
-        // Checked before created, so a role without CREATE on the database can use a schema
-        // and table an administrator made for it.
+        // Checked before created, so a role without CREATE on the database can use a schema,
+        // tables, function and trigger an administrator made for it.
         format!(
             r#"
 BEGIN;
@@ -270,6 +342,16 @@ SELECT pg_advisory_xact_lock({SCHEMA_LOCK});
 DO $$ BEGIN
   IF to_regnamespace('septa') IS NULL THEN CREATE SCHEMA septa; END IF;
   IF to_regclass('septa.kv_versions') IS NULL THEN CREATE SEQUENCE septa.kv_versions; END IF;
+  IF to_regclass('septa.kv_usage') IS NULL THEN
+    CREATE TABLE septa.kv_usage (
+      tbl text PRIMARY KEY,
+      keys bigint NOT NULL,
+      bytes bigint NOT NULL
+    );
+  END IF;
+  IF to_regprocedure('septa.kv_account()') IS NULL THEN
+    EXECUTE $create${ACCOUNT_FUNCTION}$create$;
+  END IF;
   IF to_regclass('{table_literal}') IS NULL THEN
     CREATE TABLE {table} (
       key text COLLATE "C" PRIMARY KEY,
@@ -278,10 +360,25 @@ DO $$ BEGIN
       expires_at timestamptz
     );
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                 WHERE tgrelid = '{table_literal}'::regclass AND tgname = 'septa_kv_account') THEN
+    LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;
+    CREATE TRIGGER septa_kv_account AFTER INSERT OR UPDATE OR DELETE ON {table}
+      FOR EACH ROW EXECUTE FUNCTION septa.kv_account();
+    INSERT INTO septa.kv_usage (tbl, keys, bytes)
+      SELECT '{name_literal}', count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0)
+      FROM {table}
+      ON CONFLICT (tbl) DO UPDATE SET keys = excluded.keys, bytes = excluded.bytes;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_index
+                 WHERE indrelid = '{table_literal}'::regclass AND indpred IS NOT NULL) THEN
+    CREATE INDEX ON {table} (expires_at) WHERE expires_at IS NOT NULL;
+  END IF;
 END $$;
 COMMIT;
 "#,
             table_literal = table.replace('\'', "''"),
+            name_literal = self.endpoint.replace('\'', "''"),
         )
     }
 
@@ -327,6 +424,15 @@ COMMIT;
         let exists = prepare(format!("SELECT 1 FROM {table} WHERE key = $1 AND {live}")).await?;
         let list_to_end = prepare(format!("{list} ORDER BY key LIMIT $3")).await?;
         let list_bounded = prepare(format!("{list} AND key < $4 ORDER BY key LIMIT $3")).await?;
+        let sweep = prepare(format!(
+            "WITH gone AS (DELETE FROM {table} WHERE key IN (\
+               SELECT key FROM {table} WHERE expires_at <= now() \
+               ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+             SELECT count(*) FROM gone"
+        ))
+        .await?;
+        let usage =
+            prepare("SELECT keys, bytes FROM septa.kv_usage WHERE tbl = $1".to_owned()).await?;
         Ok(Connection {
             client,
             get,
@@ -338,6 +444,8 @@ COMMIT;
             exists,
             list_to_end,
             list_bounded,
+            sweep,
+            usage,
         })
     }
 
@@ -364,6 +472,62 @@ COMMIT;
         } else {
             Fault::Failed(reason)
         }
+    }
+}
+
+/// The accounting trigger (`septa.kv_account()`): keeps `septa.kv_usage` in step with every
+/// row written or deleted, and refuses a write that grows a count past the quota the
+/// connection set. Keys and bytes only grow on insert and on an update to a larger row.
+const ACCOUNT_FUNCTION: &str = r"
+CREATE FUNCTION septa.kv_account() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE
+  added_keys bigint := 0;
+  added_bytes bigint := 0;
+  now_keys bigint;
+  now_bytes bigint;
+  quota text;
+BEGIN
+  IF TG_OP <> 'DELETE' THEN
+    added_keys := added_keys + 1;
+    added_bytes := added_bytes + octet_length(NEW.key) + octet_length(NEW.value);
+  END IF;
+  IF TG_OP <> 'INSERT' THEN
+    added_keys := added_keys - 1;
+    added_bytes := added_bytes - octet_length(OLD.key) - octet_length(OLD.value);
+  END IF;
+  UPDATE septa.kv_usage SET keys = keys + added_keys, bytes = bytes + added_bytes
+    WHERE tbl = TG_TABLE_NAME RETURNING keys, bytes INTO now_keys, now_bytes;
+  IF added_keys > 0 THEN
+    quota := current_setting('septa.max_keys', true);
+    IF quota <> '' AND now_keys > quota::bigint THEN
+      RAISE EXCEPTION 'max_keys' USING ERRCODE = 'SE507';
+    END IF;
+  END IF;
+  IF added_bytes > 0 THEN
+    quota := current_setting('septa.max_bytes', true);
+    IF quota <> '' AND now_bytes > quota::bigint THEN
+      RAISE EXCEPTION 'max_bytes' USING ERRCODE = 'SE507';
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$body$
+";
+
+/// A statement's outcome, with a write the accounting trigger refused as the quota it broke.
+fn over_quota<T>(
+    result: Result<T, tokio_postgres::Error>,
+) -> Result<Result<T, QuotaKind>, tokio_postgres::Error> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(error) => match error.as_db_error() {
+            Some(db) if db.code().code() == OVER_QUOTA => Ok(Err(if db.message() == "max_keys" {
+                QuotaKind::Keys
+            } else {
+                QuotaKind::Bytes
+            })),
+            _ => Err(error),
+        },
     }
 }
 

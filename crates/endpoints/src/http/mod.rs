@@ -9,7 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
-use crate::error::{ErrorCode, StoreError};
+use crate::error::{ErrorCode, QuotaKind, StoreError};
 use crate::store::{DEFAULT_LIST_LIMIT, Store};
 use parse::{GetPrecondition, Target};
 
@@ -149,6 +149,8 @@ pub(crate) struct ApiError {
     code: ErrorCode,
     message: String,
     allow: Option<&'static str>,
+    /// The quota a `quota_exceeded` names, and its limit.
+    quota: Option<(QuotaKind, u64)>,
 }
 
 impl ApiError {
@@ -157,6 +159,7 @@ impl ApiError {
             code,
             message: message.into(),
             allow: None,
+            quota: None,
         }
     }
 
@@ -175,9 +178,12 @@ impl ApiError {
     }
 
     fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": { "code": self.code.as_str(), "message": self.message }
-        });
+        let mut error = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
+        if let (Some((quota, limit)), Some(fields)) = (self.quota, error.as_object_mut()) {
+            fields.insert("quota".to_owned(), quota.as_str().into());
+            fields.insert("limit".to_owned(), limit.into());
+        }
+        let body = serde_json::json!({ "error": error });
         let mut response = json(self.code.status(), &body);
         let headers = response.headers_mut();
         if let Some(allow) = self.allow {
@@ -192,6 +198,13 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        Self::new(error.code(), error.to_string())
+        let quota = match &error {
+            StoreError::QuotaExceeded { quota, limit, .. } => Some((*quota, *limit)),
+            _ => None,
+        };
+        Self {
+            quota,
+            ..Self::new(error.code(), error.to_string())
+        }
     }
 }

@@ -201,6 +201,47 @@ impl PostgresServer {
     pub const PASSWORD: &'static str = "pg-test-secret-9b2e";
 
     pub fn start() -> Option<Self> {
+        Self::start_configured(|_| {})
+    }
+
+    /// A server that takes TLS connections only (`hostssl` in `pg_hba.conf`), presenting the
+    /// certificate chain `cert_pem` with its key `key_pem`.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Option<Self> {
+        Self::start_configured(|server| {
+            let data = PathBuf::from(server.data());
+            std::fs::write(data.join("server.crt"), cert_pem).unwrap();
+            std::fs::write(data.join("server.key"), key_pem).unwrap();
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .unwrap();
+            writeln!(
+                conf,
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+            )
+            .unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .unwrap();
+            for name in ["server.crt", "server.key", "pg_hba.conf"] {
+                let path = data.join(name);
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+                if let Some(user) = server.run_as {
+                    let (uid, gid) = user_ids(user);
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+                }
+            }
+        })
+    }
+
+    /// Runs `initdb`, then `configure` on the fresh data directory, then starts the server.
+    fn start_configured(configure: impl FnOnce(&Self)) -> Option<Self> {
         let bin = require(postgres_bin_dir(), "PostgreSQL (`initdb`, `pg_ctl`)")?;
         let dir = tempfile::tempdir().unwrap();
         let run_as = is_root().then_some("postgres");
@@ -236,6 +277,7 @@ impl PostgresServer {
                 ],
             )
             .unwrap_or_else(|error| panic!("initdb failed: {error}"));
+        configure(&server);
         for _ in 0..5 {
             server.port = free_port();
             if server.start_server().is_ok() {
@@ -256,6 +298,17 @@ impl PostgresServer {
         format!(
             "postgres://{}:{password}@127.0.0.1:{}/postgres",
             Self::USER,
+            self.port
+        )
+    }
+
+    /// The URL to reach the server at `host` (`127.0.0.1` or `localhost`) with `query` (e.g.
+    /// `sslmode=require`).
+    pub fn url_at(&self, host: &str, query: &str) -> String {
+        format!(
+            "postgres://{}:{}@{host}:{}/postgres?{query}",
+            Self::USER,
+            Self::PASSWORD,
             self.port
         )
     }

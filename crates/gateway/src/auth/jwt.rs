@@ -207,7 +207,7 @@ impl JwtVerifier {
         let generation = self.generation();
         if let Ok(cache) = generation.verified.lock()
             && let Some(hit) = cache.get(&digest)
-            && hit.claims.expires() + self.leeway > now
+            && hit.claims.expires().saturating_add(self.leeway) > now
         {
             return Ok(hit.claims.clone());
         }
@@ -224,7 +224,7 @@ impl JwtVerifier {
         };
         if let Ok(mut cache) = generation.verified.lock() {
             if cache.len() >= CACHE_ENTRIES {
-                cache.retain(|_, v| v.claims.expires() + self.leeway > now);
+                cache.retain(|_, v| v.claims.expires().saturating_add(self.leeway) > now);
                 if cache.len() >= CACHE_ENTRIES {
                     cache.clear();
                 }
@@ -302,12 +302,13 @@ impl JwtVerifier {
             .get("exp")
             .and_then(Value::as_u64)
             .ok_or(JwtError::Expired)?;
-        if exp + self.leeway <= now {
+        // Saturating: `exp` is whatever the token says, up to `u64::MAX`.
+        if exp.saturating_add(self.leeway) <= now {
             return Err(JwtError::Expired);
         }
         if let Some(nbf) = payload.get("nbf") {
             let nbf = nbf.as_u64().ok_or(JwtError::Malformed)?;
-            if nbf > now + self.leeway {
+            if nbf > now.saturating_add(self.leeway) {
                 return Err(JwtError::NotYetValid);
             }
         }
@@ -412,8 +413,16 @@ mod tests {
         }
 
         fn token(&self, kid: &str) -> String {
+            self.token_with(kid, json!({ "exp": now() + 600 }))
+        }
+
+        /// A token whose claims are `extra` over a valid subject, issuer and audience.
+        fn token_with(&self, kid: &str, extra: serde_json::Value) -> String {
             let header = json!({ "alg": "EdDSA", "kid": kid });
-            let claims = json!({ "iss": "https://auth.test", "aud": "shop", "sub": "alice", "exp": now() + 600 });
+            let mut claims = json!({ "iss": "https://auth.test", "aud": "shop", "sub": "alice" });
+            for (name, value) in extra.as_object().unwrap() {
+                claims[name] = value.clone();
+            }
             let input = format!(
                 "{}.{}",
                 b64(header.to_string().as_bytes()),
@@ -491,6 +500,23 @@ jwks_url = "https://auth.test/jwks.json"
         assert!(verifier.verify(&token).is_ok());
         assert!(verifier.install(keys(&[second.jwk("k")])));
         assert!(matches!(verifier.verify(&token), Err(JwtError::Signature)));
+    }
+
+    /// Found by `fuzz/fuzz_targets/jwt_verify.rs`: `exp + leeway` overflowed (a panic where
+    /// overflow is checked, a token taken as expired where it wraps) for times near `u64::MAX`.
+    #[test]
+    fn times_at_the_end_of_the_range_do_not_overflow() {
+        let verifier = fetched_verifier();
+        let key = TestKey::new();
+        verifier.install(keys(&[key.jwk("a")]));
+        let far = key.token_with("a", json!({ "exp": u64::MAX }));
+        assert!(verifier.verify(&far).is_ok(), "the far future is not past");
+        assert!(
+            verifier.verify(&far).is_ok(),
+            "and not from the cache either"
+        );
+        let late = key.token_with("a", json!({ "exp": u64::MAX, "nbf": u64::MAX }));
+        assert!(matches!(verifier.verify(&late), Err(JwtError::NotYetValid)));
     }
 
     #[test]

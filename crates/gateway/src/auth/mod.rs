@@ -5,7 +5,7 @@
 //! as headers ([`principal_headers`]).
 
 mod base64url;
-mod jwks;
+pub(crate) mod jwks;
 pub mod jwt;
 pub mod refresh;
 

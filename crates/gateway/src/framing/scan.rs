@@ -151,6 +151,22 @@ impl Scanner {
         self.refusal
     }
 
+    /// Heads completed so far, and whether the scanner is between requests (no head or body
+    /// begun). With [`Scanner::refusal`], what every way of splitting the same bytes into reads
+    /// must agree on; the fuzz target checks that they do.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn position(&self) -> (u64, bool) {
+        let idle = self.state == State::Head && self.pending.is_empty();
+        (self.heads, idle)
+    }
+
+    /// How many bytes of an unfinished head the scanner holds (never more than
+    /// `max_head_bytes`).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Whether the protocol is known: past the point where HTTP/2's preface could still come.
     pub(crate) fn protocol_known(&self) -> bool {
         !matches!(self.state, State::Preface { .. })
@@ -213,8 +229,11 @@ impl Scanner {
     /// incomplete).
     fn head(&mut self, data: &[u8]) -> usize {
         if self.pending.is_empty() {
-            // The common case: the whole head in one read, parsed in place without a copy.
-            return match parse_head(data, self.limits.max_headers) {
+            // The common case: the whole head in one read, parsed in place without a copy. Only
+            // the first `max_head_bytes` can hold it, as when it spans reads: a head past them is
+            // too large however the bytes arrive.
+            let window = &data[..data.len().min(self.limits.max_head_bytes)];
+            return match parse_head(window, self.limits.max_headers) {
                 Ok(Some((len, body))) => {
                     self.start_body(body);
                     len
@@ -271,7 +290,13 @@ impl Scanner {
                 }
             }
             if self.pending.len() >= self.limits.max_head_bytes {
-                self.refuse(self.heads, FramingError::HeadTooLarge);
+                // What one read of these bytes would conclude: a malformed head or too many
+                // fields within the limit says so, else the head is too large.
+                let error = match parse_head(&self.pending, self.limits.max_headers) {
+                    Err(error) => error,
+                    Ok(_) => FramingError::HeadTooLarge,
+                };
+                self.refuse(self.heads, error);
                 return data.len();
             }
         }

@@ -80,16 +80,25 @@ impl Loader {
                 );
             }
         }
-        if on == "reload_refused" {
+        if on == "reload_refused" || on == "flow_records_dropped" {
+            let watches = if on == "reload_refused" {
+                "reloads"
+            } else {
+                "the flow log"
+            };
             for (field, raw) in [("from", &r.from), ("to", &r.to)] {
                 if let Some(raw) = raw {
                     self.error(
                         &raw.span(),
-                        format!("`{field}` narrows the flows an alert watches; `on = \"reload_refused\"` watches reloads, not flows"),
+                        format!("`{field}` narrows the flows an alert watches; `on = \"{on}\"` watches {watches}, not flows"),
                     );
                 }
             }
-            return Some(AlertTrigger::ReloadRefused);
+            return Some(if on == "reload_refused" {
+                AlertTrigger::ReloadRefused
+            } else {
+                AlertTrigger::FlowRecordsDropped
+            });
         }
         let scope = self.flow_scope(on, r, refs)?;
         if !spike {

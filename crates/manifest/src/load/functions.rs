@@ -95,6 +95,16 @@ impl Loader {
                 cpu_ms: None,
                 max_concurrency: e.limits.max_concurrency.clone(),
             });
+            let max_keys = self.quota(
+                e.limits.max_keys.as_ref(),
+                "limits.max_keys",
+                Limits::MAX_KEYS,
+            );
+            let max_bytes = self.quota(
+                e.limits.max_bytes.as_ref(),
+                "limits.max_bytes",
+                Limits::MAX_BYTES,
+            );
             let (Some((placement, subnet_kind, segment_mode)), Some(backend)) =
                 (placement, backend)
             else {
@@ -112,6 +122,8 @@ impl Loader {
                     mode: e.mode.unwrap_or(segment_mode),
                     limits: Limits {
                         memory_mb: defaults.memory_mb,
+                        max_keys,
+                        max_bytes,
                         ..limits
                     },
                     location: self.loc(&name.span()),
@@ -283,6 +295,8 @@ impl Loader {
                 Limits::MAX_CONCURRENCY,
                 defaults.max_concurrency,
             ),
+            max_keys: None,
+            max_bytes: None,
         };
         self.cpu_within_timeout(raw, limits)
     }
@@ -306,6 +320,22 @@ impl Loader {
             cpu_ms: limits.timeout_ms,
             ..limits
         }
+    }
+
+    /// An endpoint's storage quota: 1 to `max` if given; one out of bounds is reported (and no
+    /// quota is kept, so the endpoint's other mistakes are still found).
+    fn quota(&mut self, value: Option<&Spanned<u64>>, field: &str, max: u64) -> Option<u64> {
+        let value = value?;
+        let n = *value.get_ref();
+        if (1..=max).contains(&n) {
+            return Some(n);
+        }
+        self.error_help(
+            &value.span(),
+            format!("`{field}` must be between 1 and {max}, not {n}"),
+            "leave it out for no quota",
+        );
+        None
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{Mode, Name, Placement, SubnetKind};
 use crate::diagnostic::Location;
 
-/// Per-instance resource limits of a function.
+/// Per-instance resource limits of a function, and the storage quotas of an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Linear memory limit of one instance, in MiB.
@@ -18,9 +18,20 @@ pub struct Limits {
     pub cpu_ms: u32,
     /// Instances of this function that may run at once; more are refused with 503.
     pub max_concurrency: u32,
+    /// An endpoint's quota of stored keys (`limits.max_keys`); a put of a new key past it is
+    /// refused with 507. `None`: no quota (always for a component).
+    pub max_keys: Option<u64>,
+    /// An endpoint's quota of stored bytes, keys and values together (`limits.max_bytes`); a
+    /// put that would grow the store past it is refused with 507. `None`: no quota.
+    pub max_bytes: Option<u64>,
 }
 
 impl Limits {
+    /// The largest `max_keys` a manifest may give.
+    pub const MAX_KEYS: u64 = 1_000_000_000_000;
+    /// The largest `max_bytes` a manifest may give: 1 PiB.
+    pub const MAX_BYTES: u64 = 1 << 50;
+
     /// Largest memory a manifest may ask for.
     pub const MAX_MEMORY_MB: u32 = 4096;
     /// Longest timeout a manifest may ask for.
@@ -36,6 +47,8 @@ impl Default for Limits {
             timeout_ms: 10_000,
             cpu_ms: 10_000,
             max_concurrency: 64,
+            max_keys: None,
+            max_bytes: None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Deciding which alerts fire: each denied flow record and each refused reload against every
-//! alert, through the spike windows and cooldowns of its source, into firings that are either
+//! Deciding which alerts fire: each denied flow record, each refused reload and each run of
+//! dropped flow records against every alert, through the spike windows and cooldowns of its source, into firings that are either
 //! sent or counted as suppressed. No I/O and no clock of its own (callers pass `now`), so every
 //! decision is a unit test.
 
@@ -74,7 +74,9 @@ impl RuleState {
     fn new(rule: &Rule) -> Self {
         let window = match &rule.watch {
             Watch::DenialSpike { window, .. } => *window * 2,
-            Watch::LateralMovement(_) | Watch::ReloadRefused => Duration::ZERO,
+            Watch::LateralMovement(_) | Watch::ReloadRefused | Watch::FlowRecordsDropped => {
+                Duration::ZERO
+            }
         };
         Self {
             sources: Sources::new(MAX_SOURCES, window.max(rule.min_interval)),
@@ -186,7 +188,7 @@ impl Evaluator {
                         AlertEvent::denial_spike(header, source, denials, window_s, record)
                     }));
                 }
-                Watch::ReloadRefused => {}
+                Watch::ReloadRefused | Watch::FlowRecordsDropped => {}
             }
         }
     }
@@ -212,6 +214,33 @@ impl Evaluator {
         }
     }
 }
+
+impl Evaluator {
+    /// Weighs `dropped` flow records dropped at `now` (of `total` so far): every
+    /// `flow_records_dropped` alert fires, one source for the whole log, so a log that keeps
+    /// dropping sends one alert per `min_interval_s` and counts the rest as suppressed.
+    pub(crate) fn records_dropped(
+        &mut self,
+        dropped: u64,
+        total: u64,
+        now: Instant,
+        out: &mut Vec<Firing>,
+    ) {
+        let application = &self.rules.application;
+        for (rule, state) in self.rules.rules.iter().zip(&mut self.states) {
+            if matches!(rule.watch, Watch::FlowRecordsDropped) {
+                out.push(
+                    state.fire(rule, application, FLOW_LOG_SOURCE, now, |header| {
+                        AlertEvent::flow_records_dropped(header, FLOW_LOG_SOURCE, dropped, total)
+                    }),
+                );
+            }
+        }
+    }
+}
+
+/// The source a `flow_records_dropped` alert names: the flow log as a whole.
+const FLOW_LOG_SOURCE: &str = "flow-log";
 
 /// Whom a denial counts against in a spike: the client's address for a request from the
 /// internet, the caller's identity otherwise.
@@ -558,6 +587,45 @@ command = ["page"]
         let other = reload(&mut evaluator, &attempt(false, Some("bbb")), 2);
         assert!(other[0].1.is_some(), "another manifest: sent");
         // Flows never fire a reload alert.
+        let call = denied(FlowKind::Mesh, "function:front", "function:vault");
+        assert!(fire(&mut evaluator, &[call], t0).is_empty());
+    }
+
+    #[test]
+    fn dropped_flow_records_fire_once_per_interval_and_say_how_many() {
+        let mut evaluator = Evaluator::new(rules(
+            r#"
+[[alert]]
+id = "log-gaps"
+on = "flow_records_dropped"
+min_interval_s = 60
+command = ["page"]
+"#,
+        ));
+        let t0 = Instant::now();
+        let dropped = |evaluator: &mut Evaluator, n: u64, total: u64, s: u64| {
+            let mut out = Vec::new();
+            evaluator.records_dropped(n, total, t0 + Duration::from_secs(s), &mut out);
+            out.into_iter().map(outcome).collect::<Vec<_>>()
+        };
+        let fired = dropped(&mut evaluator, 12, 12, 0);
+        let [(_, Some(event))] = fired.as_slice() else {
+            panic!("{fired:?}")
+        };
+        assert_eq!(event.on, "flow_records_dropped");
+        assert_eq!(event.source, "flow-log");
+        assert_eq!((event.dropped, event.dropped_total), (Some(12), Some(12)));
+        assert_eq!(
+            event.summary,
+            "alert `log-gaps`: the flow log dropped 12 flow records (12 since start): its sink is stalled or failing, or the flows outrun it"
+        );
+        assert!(
+            dropped(&mut evaluator, 5, 17, 30)[0].1.is_none(),
+            "cooling down"
+        );
+        let later = dropped(&mut evaluator, 1, 18, 61);
+        assert_eq!(later[0].1.as_ref().map(|e| e.suppressed), Some(1));
+        // Denials never fire it.
         let call = denied(FlowKind::Mesh, "function:front", "function:vault");
         assert!(fire(&mut evaluator, &[call], t0).is_empty());
     }

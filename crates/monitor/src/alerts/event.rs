@@ -19,13 +19,16 @@ use crate::control::ReloadAttempt;
 /// ```
 ///
 /// A `denial_spike` adds `denials` and `window_s` (and `flows` holds the denial that completed
-/// the spike); a `reload_refused` carries `reload` (the attempt) instead of `flows`.
+/// the spike); a `reload_refused` carries `reload` (the attempt) instead of `flows`; a
+/// `flow_records_dropped` carries `dropped` (since the last firing it reports) and
+/// `dropped_total`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct AlertEvent {
     /// The alert's id.
     #[serde(serialize_with = "text")]
     pub(crate) alert: Arc<str>,
-    /// Its trigger: `lateral_movement`, `denial_spike` or `reload_refused`.
+    /// Its trigger: `lateral_movement`, `denial_spike`, `reload_refused` or
+    /// `flow_records_dropped`.
     pub(crate) on: &'static str,
     /// When it fired, RFC 3339 UTC with milliseconds.
     pub(crate) time: String,
@@ -48,6 +51,12 @@ pub(crate) struct AlertEvent {
     /// The refused attempt (`reload_refused`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reload: Option<ReloadAttempt>,
+    /// Flow records dropped in the run that fired it (`flow_records_dropped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) dropped: Option<u64>,
+    /// Flow records dropped since septa started (`flow_records_dropped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) dropped_total: Option<u64>,
     /// Firings for this alert and source suppressed since the last one sent.
     pub(crate) suppressed: u64,
 }
@@ -81,6 +90,8 @@ impl AlertEvent {
             denials: None,
             window_s: None,
             reload: None,
+            dropped: None,
+            dropped_total: None,
             suppressed: header.suppressed,
         }
     }
@@ -133,6 +144,25 @@ impl AlertEvent {
         );
         let mut event = Self::new(header, source, summary);
         event.reload = Some(attempt.clone());
+        event
+    }
+}
+
+impl AlertEvent {
+    /// `dropped` more flow records dropped by the flow log, `total` since septa started.
+    pub(crate) fn flow_records_dropped(
+        header: Header,
+        source: &str,
+        dropped: u64,
+        total: u64,
+    ) -> Self {
+        let summary = format!(
+            "alert `{}`: the flow log dropped {dropped} flow records ({total} since start): its sink is stalled or failing, or the flows outrun it",
+            header.alert
+        );
+        let mut event = Self::new(header, source.to_owned(), summary);
+        event.dropped = Some(dropped);
+        event.dropped_total = Some(total);
         event
     }
 }

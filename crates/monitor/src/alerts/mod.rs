@@ -2,7 +2,8 @@
 //!
 //! [`Alerts`] is a [`FlowObserver`]: on the flow log's writer thread it weighs each denied flow
 //! against the alerts in force (a denied call between functions, a spike of denials from one
-//! source) and the host tells it of each refused reload ([`Alerts::reload_refused`]). What fires
+//! source) and learns of flow records the log dropped; the host tells it of each refused reload
+//! ([`Alerts::reload_refused`]). What fires
 //! goes through a per-source cooldown and a per-alert cap, then onto a bounded queue; a delivery
 //! thread posts it to a webhook or hands it to a command, and [`AlertCounts`] says how each one
 //! ended (`septa_alerts_total{alert,outcome}`). The writer thread never waits: an allowed flow
@@ -23,6 +24,7 @@ mod event;
 mod rules;
 mod sources;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,8 @@ pub struct Alerts {
     evaluator: Mutex<Evaluator>,
     courier: Courier,
     counts: AlertCounts,
+    /// Flow records the flow log reported dropped so far.
+    dropped_total: AtomicU64,
 }
 
 impl Alerts {
@@ -52,6 +56,7 @@ impl Alerts {
             evaluator: Mutex::new(Evaluator::new(rules)),
             courier,
             counts,
+            dropped_total: AtomicU64::new(0),
         })
     }
 
@@ -132,6 +137,14 @@ impl FlowObserver for Alerts {
                 evaluator.observe(record, now, &mut firings);
             }
         }
+        self.dispatch(firings);
+    }
+
+    fn records_dropped(&self, dropped: u64) {
+        let total = self.dropped_total.fetch_add(dropped, Ordering::Relaxed) + dropped;
+        let mut firings = Vec::new();
+        self.evaluator()
+            .records_dropped(dropped, total, Instant::now(), &mut firings);
         self.dispatch(firings);
     }
 }

@@ -81,6 +81,8 @@ pub(crate) enum Watch {
     },
     /// A refused reload.
     ReloadRefused,
+    /// Flow records dropped by the flow log.
+    FlowRecordsDropped,
 }
 
 /// Where an alert goes, and how long it may take to get there.
@@ -150,6 +152,7 @@ impl Rule {
                 scope: Scope::compile(policy, scope),
             },
             AlertTrigger::ReloadRefused => Watch::ReloadRefused,
+            AlertTrigger::FlowRecordsDropped => Watch::FlowRecordsDropped,
         };
         Self {
             id: Arc::from(alert.id.as_str()),

@@ -1,6 +1,7 @@
 // The septa dashboard: draws the model (`GET /model`), lights the allowed flows as records
-// arrive on `GET /flows/stream`, lists denials with their reasons, and shows the last reload
-// (`GET /reload`). Plain JS, no libraries; every text from the server goes in as text, never
+// arrive on `GET /flows/stream`, lists denials with their reasons, shows the last reload
+// (`GET /reload`), and, when the application spans several nodes, what each node runs and
+// which flows go between nodes. Plain JS, no libraries; every text from the server goes in as text, never
 // as markup (a flow's path is whatever a client sent).
 'use strict';
 
@@ -131,7 +132,11 @@ function draw(model) {
     bottom = Math.max(bottom, L.top + L.title + outside.length * (L.nodeHeight + L.gap));
     x += L.nodeWidth + L.column;
   }
-  for (const e of model.edges) addEdge(edges, e.from, e.to, e, `edge kind-${e.kind}`);
+  for (const e of model.edges) {
+    const crosses = e.crosses_nodes && e.crosses_nodes.length ? ' crosses-nodes' : '';
+    addEdge(edges, e.from, e.to, e, `edge kind-${e.kind}${crosses}`);
+  }
+  showCluster(model.cluster);
   // Scaled down to fit the page, never up.
   graph.setAttribute('viewBox', `0 0 ${x + 80} ${bottom + 40}`);
   graph.setAttribute('width', x + 80);
@@ -239,7 +244,64 @@ function curve(a, b) {
 
 function edgeTitle(key, data) {
   if (!data) return `${key}: no rule allows this flow`;
-  return `${key}\n${data.rules.map((r) => `${r.kind} ${r.id}: ${r.conditions}`).join('\n')}`;
+  const rules = data.rules.map((r) => `${r.kind} ${r.id}: ${r.conditions}`).join('\n');
+  const crossing = crossingText(data);
+  return crossing ? `${key}\n${rules}\n${crossing}` : `${key}\n${rules}`;
+}
+
+/** The calls between nodes an edge makes, in words: `over mTLS: pay-1, pay-2 → edge-1`
+ * (nodes calling the same nodes together); empty when it stays on one node. */
+function crossingText(data) {
+  const hops = (data && data.crosses_nodes) || [];
+  if (!hops.length) return '';
+  const byTarget = new Map();
+  for (const hop of hops) {
+    const to = hop.to.join(', ');
+    if (!byTarget.has(to)) byTarget.set(to, []);
+    byTarget.get(to).push(hop.from);
+  }
+  return `over mTLS: ${[...byTarget].map(([to, from]) => `${from.join(', ')} → ${to}`).join('; ')}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes: what each node of the cluster runs; clicking one marks its places on the drawing.
+
+function showCluster(cluster) {
+  const section = $('cluster');
+  $('legend-crosses').hidden = !cluster;
+  section.hidden = !cluster;
+  if (!cluster) return;
+  $('trust-domain').textContent = `trust domain ${cluster.trust_domain}`;
+  $('cluster-nodes').replaceChildren(...cluster.nodes.map((node) => {
+    const item = el('li', { 'data-cluster-node': node.name },
+      el('strong', {}, node.name), ' ',
+      el('span', { class: 'hosts' }, node.hosts.length ? node.hosts.join(', ') : 'runs nothing'));
+    item.addEventListener('click', () => showNode(node));
+    return item;
+  }));
+}
+
+function showNode(node) {
+  clearSelection();
+  const hosts = new Set(node.hosts);
+  for (const [id, n] of state.nodes) n.element.classList.toggle('hosted', hosts.has(id));
+  for (const item of $('cluster-nodes').children) {
+    item.classList.toggle('selected', item.dataset.clusterNode === node.name);
+  }
+  $('graph').classList.add('on-node');
+  const crossing = [];
+  for (const [key, edge] of state.edges) {
+    const hops = (edge.data && edge.data.crosses_nodes) || [];
+    if (hops.some((h) => h.from === node.name || h.to.includes(node.name))) crossing.push(key);
+  }
+  $('details').replaceChildren(
+    el('h2', {}, `node ${node.name}`),
+    el('p', {}, node.hosts.length ? `Runs ${node.hosts.join(', ')}.` : 'Runs nothing.'),
+    el('h2', {}, `Flows to or from other nodes (${crossing.length})`),
+    crossing.length
+      ? el('ul', {}, ...crossing.map((key) => el('li', {}, `${key}: ${crossingText(state.edges.get(key).data)}`)))
+      : el('p', { class: 'muted' }, 'None: everything it runs calls only what it runs too.'),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,7 +316,9 @@ function select(id) {
   for (const [other, n] of state.nodes) {
     n.element.classList.toggle('selected', other === id);
     n.element.classList.toggle('reach', reach.has(other));
+    n.element.classList.remove('hosted');
   }
+  $('graph').classList.remove('on-node');
   for (const edge of state.edges.values()) {
     const [from, to] = edge.element.dataset.edge.split(' -> ');
     edge.element.classList.toggle('touching', from === id || to === id);
@@ -268,6 +332,9 @@ function select(id) {
   if (d.mode) facts.push(['mode', d.mode]);
   if (d.backend) facts.push(['backend', d.backend]);
   if (d.routes && d.routes.length) facts.push(['routes', d.routes.join(', ')]);
+  if (state.model && state.model.cluster && d.nodes) {
+    facts.push(['nodes', d.kind === 'gateway' ? `every node (${d.nodes.join(', ')})` : d.nodes.join(', ') || 'none']);
+  }
   const rules = d.rules.map((r) => el('tr', {},
     el('td', {}, r.id), el('td', {}, r.kind), el('td', {}, r.direction), el('td', {}, r.peers.join(', '))));
   $('details').replaceChildren(
@@ -295,17 +362,22 @@ function showEdge(key) {
   clearSelection();
   const rows = edge.data ? edge.data.rules.map((r) => el('tr', {},
     el('td', {}, r.id), el('td', {}, r.kind), el('td', {}, r.conditions))) : [];
+  const crossing = crossingText(edge.data);
   $('details').replaceChildren(
     el('h2', {}, key),
     el('p', {}, `${edge.count} allowed, ${edge.denied} denied since the page opened.`),
     edge.data ? el('table', {}, ...rows) : el('p', {}, `No rule allows it. Last reason: ${edge.reason}`),
+    crossing
+      ? el('p', { id: 'edge-crossing' }, `Between nodes ${crossing}; the receiving node decides it again.`)
+      : '',
   );
 }
 
 function clearSelection() {
   state.selected = null;
-  $('graph').classList.remove('focus');
-  for (const n of state.nodes.values()) n.element.classList.remove('selected', 'reach');
+  $('graph').classList.remove('focus', 'on-node');
+  for (const n of state.nodes.values()) n.element.classList.remove('selected', 'reach', 'hosted');
+  for (const item of $('cluster-nodes').children) item.classList.remove('selected');
   for (const e of state.edges.values()) e.element.classList.remove('touching');
 }
 
@@ -352,17 +424,31 @@ function onFlow(record) {
     text.textContent = edge.denied ? `${allowed} ✕${edge.denied}`.trim() : allowed;
     flash(edge.element);
   }
-  logLine($('flows'), el('li', { class: `verdict-${record.verdict}` },
-    `${time(record)} ${record.verdict} ${record.src} → ${record.dst} ${request(record)}${record.rule ? ` [${record.rule}]` : ''}`));
+  logLine($('flows'), onNode(record, el('li', { class: `verdict-${record.verdict}` },
+    `${time(record)} ${record.verdict} ${record.src} → ${record.dst} ${request(record)}${record.rule ? ` [${record.rule}]` : ''}`)));
   $('counters').textContent = `${state.flows} flows · ${state.denials} denied`;
 }
 
 function denialLine(record) {
   const status = record.status ? ` (${record.status})` : '';
   const audit = record.verdict === 'audit' ? 'audit only, would be denied: ' : '';
-  return el('li', { class: `denial verdict-${record.verdict}`, 'data-src': record.src, 'data-dst': record.dst },
+  return onNode(record, el('li', { class: `denial verdict-${record.verdict}`, 'data-src': record.src, 'data-dst': record.dst },
     `${time(record)} ${audit}${record.src} → ${record.dst} ${request(record)}${status}: `,
-    el('strong', {}, record.reason));
+    el('strong', {}, record.reason)));
+}
+
+/** A log line, with the node that wrote the record and the other node of a flow between nodes
+ * when the record names them. */
+function onNode(record, line) {
+  if (record.node) {
+    line.dataset.node = record.node;
+    const peer = record.peer ? `, peer ${record.peer}` : '';
+    line.append(' ', el('span', { class: 'on-node' }, `(node ${record.node}${peer})`));
+  } else if (record.peer) {
+    line.append(' ', el('span', { class: 'on-node' }, `(peer ${record.peer})`));
+  }
+  if (record.peer) line.dataset.peer = record.peer;
+  return line;
 }
 
 function request(record) {

@@ -26,12 +26,13 @@ const UNICODE_FOLDS: &[(&str, char)] = &[
 ];
 
 /// `path`, a path returned by [`normalize_path`](super::normalize_path), as a lenient router
-/// reads it: `%25` decoded as often as it occurs (a router that decodes twice), then the escapes
-/// of unreserved characters, `/`, `\`, `;` and `.` decoded, each segment cut at its first `;`,
-/// `.` and `..` segments resolved, empty segments (a trailing slash) dropped, ASCII letters
-/// lowercased (not the hex digits of escapes), the [`UNICODE_FOLDS`] escapes replaced by their
-/// letter, and the last segment cut at its first `.` after the first character (`orders.json`
-/// is `orders`). `/` stays `/`.
+/// reads it: `%25` decoded as often as it occurs (a router that decodes twice; never into
+/// `%00`), then the escapes of unreserved characters, `/`, `\`, `;` and `.` decoded, each segment
+/// cut at its first `;`, `.` and `..` segments resolved, empty segments (a trailing slash)
+/// dropped, ASCII letters lowercased (not the hex digits of escapes), the [`UNICODE_FOLDS`]
+/// escapes replaced by their letter, and the last segment cut at its first `.` after the first
+/// character (`orders.json` is `orders`) unless that leaves the dot segment `.` (`..json`
+/// stays). `/` stays `/`.
 ///
 /// Borrows `path` when folding changes nothing, which is the common case.
 pub fn fold_path(path: &str) -> Cow<'_, str> {
@@ -43,10 +44,22 @@ pub fn fold_path(path: &str) -> Cow<'_, str> {
 
 /// `pattern` with its literal segments folded as [`fold_path`] folds a path; its parameters and
 /// wildcard are kept, and the suffix of its last segment is cut only when that segment is the
-/// last of every path it matches (a literal, no wildcard). `None` when the folded text is not a
-/// pattern.
+/// last of every path it matches (a literal, no wildcard).
+///
+/// `None` when no pattern can say what the folded literals read as: a literal that folds to
+/// `...` (`...;v=1`, `%252E%252E%252E`), which a pattern can only spell as its wildcard.
 pub fn fold_pattern(pattern: &PathPattern) -> Option<PathPattern> {
-    PathPattern::parse(&fold_text(pattern.as_str(), !pattern.has_wildcard())).ok()
+    let text = pattern.as_str();
+    let folded = match text.strip_suffix("...") {
+        Some(prefix) if pattern.has_wildcard() => {
+            let prefix = fold_text(prefix, false);
+            format!("{}/...", prefix.trim_end_matches('/'))
+        }
+        _ => fold_text(text, true),
+    };
+    PathPattern::parse(&folded)
+        .ok()
+        .filter(|folded| folded.has_wildcard() == pattern.has_wildcard())
 }
 
 /// Whether [`fold_path`] could change `path`: an uppercase letter outside an escape, a `;`, an
@@ -78,9 +91,10 @@ fn needs_folding(path: &str) -> bool {
     false
 }
 
-/// Folds a path or a pattern's text (whose `{param}` and `...` segments pass unchanged).
+/// Folds a path or a pattern's text without its wildcard (whose `{param}` segments pass
+/// unchanged; a `...` segment is a literal here).
 fn fold_text(text: &str, cut_suffix: bool) -> String {
-    let decoded = decode(&peel_percent(text));
+    let decoded = decode_fully(text);
     let mut segments: Vec<Cow<'_, str>> = Vec::new();
     for segment in decoded.split('/') {
         let segment = segment.split(';').next().unwrap_or_default();
@@ -89,7 +103,7 @@ fn fold_text(text: &str, cut_suffix: bool) -> String {
             ".." => {
                 segments.pop();
             }
-            _ if segment.starts_with('{') || segment == "..." => {
+            _ if segment.starts_with('{') => {
                 segments.push(Cow::Borrowed(segment));
             }
             _ => segments.push(Cow::Owned(lowercase(segment))),
@@ -99,6 +113,10 @@ fn fold_text(text: &str, cut_suffix: bool) -> String {
         && let Some(last) = segments.last_mut()
         && !last.starts_with('{')
         && let Some(dot) = last.get(1..).and_then(|rest| rest.find('.'))
+        // `..x` cut at its first `.` after the first character would be the dot segment `.`,
+        // which the next reading would resolve away: it keeps its suffix, so folding a folded
+        // path changes nothing.
+        && last.get(..=dot) != Some(".")
     {
         *last = Cow::Owned(last.get(..=dot).unwrap_or_default().to_owned());
     }
@@ -113,6 +131,22 @@ fn fold_text(text: &str, cut_suffix: bool) -> String {
     out
 }
 
+/// `text` as a router that decodes again and again ends up reading it: [`peel_percent`] and
+/// [`decode`] until nothing changes. Once is not enough: decoding `%25%33%33` gives `%2533`, a
+/// new double escape.
+fn decode_fully(text: &str) -> String {
+    let mut decoded = decode(&peel_percent(text));
+    loop {
+        // Ends: a round that changes anything decodes an escape (shorter) or only uppercases
+        // hex digits, which the next round keeps.
+        let again = decode(&peel_percent(&decoded));
+        if again == decoded {
+            return decoded;
+        }
+        decoded = again;
+    }
+}
+
 /// `%25XX` → `%XX` until no `%25` followed by two hex digits is left: what a router that decodes
 /// again and again ends up with.
 fn peel_percent(text: &str) -> Cow<'_, str> {
@@ -123,13 +157,14 @@ fn peel_percent(text: &str) -> Cow<'_, str> {
     text
 }
 
-/// Where `%25` followed by two hex digits starts.
+/// Where `%25` followed by two hex digits starts, other than `%2500`: decoded twice that is a
+/// NUL, which routers refuse and no pattern can spell, so it is left as it is.
 fn find_double_escape(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     text.match_indices("%25").map(|(at, _)| at).find(|&at| {
         bytes
             .get(at + 3..at + 5)
-            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit) && hex != b"00")
     })
 }
 
@@ -211,10 +246,29 @@ mod tests {
             ("/api%255Corders", "/api/orders"),
             ("/api/%2525", "/api/%25"),
             ("/A/", "/a"),
+            // Found by `fuzz/fuzz_targets/path_fold.rs`: cutting the suffix of `..dmin` left the
+            // dot segment `.`, and folding that again gave `/public`.
+            ("/public/%252E%252Edmin", "/public/..dmin"),
+            ("/a/..json", "/a/..json"),
+            ("/a/...", "/a/..."),
+            ("/r.i~;1/...p", "/r.i~/...p"),
+            // Found by the same target: decoding `%33` made `%2533`, which the first round left.
+            ("/%25%2533ddd", "/%3Ddd"),
+            ("/A%2500/%252500", "/a%2500/%2500"),
         ] {
             assert_eq!(fold_path(path), folded, "{path}");
         }
         assert!(matches!(fold_path("/api/orders/7"), Cow::Borrowed(_)));
+        for path in [
+            "/a/..json",
+            "/public/%252E%252Edmin",
+            "/API/Orders.JSON/",
+            "/r.i~;1/...p",
+            "/%25%2533ddd",
+        ] {
+            let folded = fold_path(path);
+            assert_eq!(fold_path(&folded), folded, "folding {path} again");
+        }
     }
 
     #[test]
@@ -227,7 +281,14 @@ mod tests {
             ("/a;x/{id}/...", Some("/a/{id}/...")),
             ("/robots.txt", Some("/robots")),
             ("/v1.2/...", Some("/v1.2/...")),
-            ("/..;x", Some("/")),
+            // Found by `fuzz/fuzz_targets/path_fold.rs`: a literal that folds to `...` was read
+            // as the wildcard, and the folded text was no pattern; now no folding is claimed.
+            ("/a/...;v=2/b", None),
+            ("/a/...;v=2", None),
+            ("/a/%252E%252E%252E/...", None),
+            ("/A/....;v=2/...", Some("/a/..../...")),
+            // Found by the same target: `%2500` folded to `%00`, which no pattern spells.
+            ("/D%2500/C/", Some("/d%2500/c")),
         ] {
             let pattern = PathPattern::parse(pattern).unwrap();
             let got = fold_pattern(&pattern);

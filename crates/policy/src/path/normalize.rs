@@ -281,7 +281,7 @@ fn check_segment(raw: &[u8], start: usize, end: usize, last: bool) -> Result<(),
 }
 
 /// Where a segment's parameters start: its first `;` or `%3B` (either case), or its end.
-fn params_start(segment: &[u8]) -> usize {
+pub(crate) fn params_start(segment: &[u8]) -> usize {
     let encoded = segment
         .windows(3)
         .position(|w| w[0] == b'%' && w[1] == b'3' && w[2].eq_ignore_ascii_case(&b'b'));

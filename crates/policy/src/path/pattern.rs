@@ -16,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::captures::{Captures, PathSegments};
-use super::normalize::{Escape, PathError, canonical_escape, read_escape};
+use super::normalize::{Escape, PathError, canonical_escape, params_start, read_escape};
 
 /// Why a path pattern was refused by [`PathPattern::parse`].
 ///
@@ -26,14 +26,16 @@ pub enum PatternError {
     /// The pattern is empty or does not start with `/`.
     #[error("path pattern does not start with `/`")]
     NotAbsolute,
-    /// Two slashes in a row (`//`).
-    #[error("empty segment (`//`) at byte {offset}")]
+    /// Two slashes in a row (`//`), or a segment that is empty before its `;` parameter
+    /// (`/;x`), which request paths never contain.
+    #[error("empty segment (`//`, or `;` opening a segment) at byte {offset}")]
     EmptySegment {
         /// Where the empty segment starts.
         offset: usize,
     },
-    /// A whole segment is `.` or `..`; request paths never contain one.
-    #[error("dot segment (`.` or `..`) at byte {offset}")]
+    /// A whole segment is `.` or `..`, or is once its `;` parameter is stripped (`..;x`);
+    /// request paths never contain one.
+    #[error("dot segment (`.` or `..`, also before a `;` parameter) at byte {offset}")]
     DotSegment {
         /// Where the segment starts.
         offset: usize,
@@ -250,6 +252,15 @@ fn parse_segment(
         "" if !last => return Err(PatternError::EmptySegment { offset: start }),
         "." | ".." => return Err(PatternError::DotSegment { offset: start }),
         "..." => return Err(PatternError::WildcardNotLast { offset: start }),
+        _ => {}
+    }
+    // Normalization refuses a request path whose segment is empty or a dot segment once read up
+    // to its parameters (`..;x`, `;x`), so a literal like that could never match.
+    match segment.get(..params_start(segment.as_bytes())) {
+        Some("." | "..") => return Err(PatternError::DotSegment { offset: start }),
+        Some("") if !segment.is_empty() => {
+            return Err(PatternError::EmptySegment { offset: start });
+        }
         _ => {}
     }
     let brace = |offset_in_segment: usize, brace: char| PatternError::BraceNotWholeSegment {

@@ -285,6 +285,39 @@ fn a_head_too_large_is_refused_without_growing_past_the_limit() {
     assert!(scanner.pending.capacity() <= 1024, "the buffer is released");
 }
 
+/// Found by `fuzz/fuzz_targets/framing_scan.rs`: with a head past the limit, one read parsed it
+/// whole (and refused it for its field count, or accepted it) where a head spanning reads was
+/// refused as too large; and at the limit a malformed head was called too large. How the bytes
+/// arrive no longer changes the verdict.
+#[test]
+fn a_head_past_the_limit_gets_one_verdict_however_it_arrives() {
+    let small = ScanLimits {
+        max_head_bytes: 40,
+        max_headers: 4,
+    };
+    let verdicts = |bytes: &[u8]| -> Vec<Option<Refusal>> {
+        (0..=bytes.len())
+            .map(|at| {
+                let (a, b) = bytes.split_at(at);
+                scan_in([a, b], small).refusal()
+            })
+            .collect()
+    };
+    let many = b"GET /a HTTP/1.1\r\nhost: x\r\nx-a: 1\r\nx-b: 2\r\nx-c: 3\r\nx-d: 4\r\n\r\n";
+    let long_but_complete = b"GET /a HTTP/1.1\r\nx-long: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    for bytes in [&many[..], &long_but_complete[..]] {
+        for verdict in verdicts(bytes) {
+            assert_eq!(verdict, refused(0, FramingError::HeadTooLarge));
+        }
+    }
+    // A fault within the limit is named, however far the head then runs on.
+    let mut malformed = b"GET /a HTTP/1.1\r\nbad header\r\n".to_vec();
+    malformed.resize(60, b'a');
+    for verdict in verdicts(&malformed) {
+        assert_eq!(verdict, refused(0, FramingError::MalformedHead));
+    }
+}
+
 #[test]
 fn header_counts_follow_the_connection_limit() {
     let head = |count: usize| {
