@@ -26,8 +26,8 @@ use septa_gateway::auth::refresh::{FirstFetch, KeyRefresh};
 use septa_gateway::{CurrentGateway, Gateway};
 use septa_mesh::{DialTimeouts, LocalNode, Mesh};
 use septa_monitor::{
-    AlertRules, Alerts, Control, GuestCpu, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport,
-    ReloadAttempt, ReloadOutcome, ReloadTrigger,
+    AlertRules, Alerts, Control, GuestCpu, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal,
+    ProbeReport, ReloadAttempt, ReloadOutcome, ReloadTrigger,
 };
 use septa_policy::Policy;
 use septa_runtime::{ComponentCache, Engine, Host, LoadReport, PoolSize};

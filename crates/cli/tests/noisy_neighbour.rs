@@ -1,19 +1,20 @@
-//! Fault isolation under CPU pressure: a segment whose guests loop on every worker neither takes
-//! the others down nor slows them much. Its bulkhead refuses what is over its cap at once (503),
-//! its guests are stopped at their deadline, the worker's scheduler gives each segment its share
-//! of the CPU, and a request of the quiet segment runs at the next yield point instead of after
-//! the loopers.
+//! Fault isolation under CPU pressure: a segment whose guests loop neither takes the others down
+//! nor slows them much. Its bulkhead refuses what is over its cap at once (503), its guests are
+//! stopped at their deadline, they leave the worker for its compute thread after their first
+//! tick of computing, and there they share the CPU by segment: the quiet segment's requests
+//! start at once and keep their latency, and the loopers still get the CPU the quiet segment
+//! does not use.
 //!
 //! How it is measured, and why so. The quiet segment's client is light (a request, then a pause
-//! of [`PACE`]): a quiet segment is one that does not want a whole worker. Its latency is
-//! measured in [`ROUNDS`] rounds, each first alone and then while the noisy segment loops, so
-//! that both sides see the same background load of the machine, and the p99 of each side is
-//! taken over all its rounds ([`ROUNDS`] × [`PER_ROUND`] requests). septa runs one worker: the
-//! scheduler shares each worker by itself, and on a two-core machine shared with other work a
-//! second worker kept busy by looping guests would measure how the kernel shares the cores
-//! between processes rather than how septa shares a worker (an unrelated busy process raises
-//! this test's quiet p99 three to five times, septa or not). `scripts/bench-scheduler` reports
-//! two workers too.
+//! of [`PACE`]): a quiet segment is one that does not want a whole worker. septa runs one worker,
+//! and the noisy segment keeps two guests looping at all times: more than the worker and its
+//! compute thread can run at once. The quiet latency is measured in [`ROUNDS`] rounds of
+//! [`PER_ROUND`] requests, each first alone and then beside the loopers, and each round compares
+//! the p99 beside the loopers with the p99 alone just before: the test machine is shared, and
+//! another process's burst of work puts milliseconds into the tail of whichever rounds it hits
+//! (the p99 of one side's rounds ranged from 0.5 to 7 ms within one run, loopers or not). The
+//! median of those paired ratios must stay within 2; the p99 over all the rounds of each side is
+//! printed beside it. `scripts/bench-scheduler` measures the same with the scheduler off.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use common::{Connection, Septa, prometheus, repo};
 
 const TOKEN: &str = "test-admin-token-0123456789abcdef";
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 15;
 const PER_ROUND: usize = 300;
 /// The quiet client's pause between two requests.
 const PACE: Duration = Duration::from_millis(1);
@@ -50,7 +51,7 @@ subnets = {{ web = "public" }}
 [function.looper]
 source = "{looper}"
 placement = "noisy/web"
-limits = {{ timeout_ms = 200, max_concurrency = 64 }}
+limits = {{ timeout_ms = 500, max_concurrency = 64 }}
 [function.echo]
 source = "{echo}"
 placement = "quiet/web"
@@ -82,6 +83,21 @@ fn quiet_latencies(connection: &mut Connection, n: usize, out: &mut Vec<Duration
         out.push(sent.elapsed());
         assert_eq!(status, 200, "the quiet segment failed request {i}");
     }
+}
+
+/// The p99 of each round alone and of the round beside the loopers that followed, in ms.
+fn paired_p99s(alone: &[Duration], noisy: &[Duration]) -> Vec<(f64, f64)> {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    alone
+        .chunks(PER_ROUND)
+        .zip(noisy.chunks(PER_ROUND))
+        .map(|(a, n)| (ms(p99(a)), ms(p99(n))))
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn p99(latencies: &[Duration]) -> Duration {
@@ -211,40 +227,36 @@ fn a_looping_segment_gets_its_share_and_leaves_the_quiet_one_its_latency() {
     let waited = per_segment(&septa, "septa_cpu_wait_seconds_total");
     let flows = septa.stop();
 
-    {
-        let q = |v: &[Duration]| { let mut v = v.to_vec(); v.sort(); let n = v.len(); format!("p50 {:?} p90 {:?} p99 {:?} p99.5 {:?} top {:?}", v[n/2], v[n*9/10], v[n*99/100], v[n*995/1000], &v[n-8..]) };
-        eprintln!("DIST alone {}\nDIST noisy {}", q(&alone), q(&noisy));
-        let lat: Vec<u64> = flows.iter().filter(|f| f["dst"].as_str().is_some_and(|d| d.contains("echo")) && f["status"] == 200).map(|f| f["latency_us"].as_u64().unwrap()).collect();
-        let lat = &lat[100..];
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for (i, l) in lat.iter().enumerate() { if (i / PER_ROUND) % 2 == 0 { a.push(*l) } else { b.push(*l) } }
-        for (name, v) in [("alone", &mut a), ("noisy", &mut b)] { v.sort(); let n = v.len(); eprintln!("SERVER {name} n {n} p50 {} p90 {} p99 {} top {:?}", v[n/2], v[n*9/10], v[n*99/100], &v[n-8..]); }
-    }
+    let rounds = paired_p99s(&alone, &noisy);
+    let ratio = median(rounds.iter().map(|(a, n)| n / a).collect());
     let (alone_p99, noisy_p99) = (p99(&alone), p99(&noisy));
-    let ratio = noisy_p99.as_secs_f64() / alone_p99.as_secs_f64();
     let busy = noisy_time.as_secs_f64();
     eprintln!(
-        "quiet p99 alone {alone_p99:?}, while the noisy segment loops {noisy_p99:?} (ratio {ratio:.2}, {} requests each); \
+        "quiet p99 alone {alone_p99:?}, beside the loopers {noisy_p99:?} ({} requests each); \
+         median ratio of the rounds' p99s {ratio:.2}; rounds (alone, beside) in ms: {rounds:.2?}; \
          while both ran for {busy:.2} s: noisy guests {noisy_cpu:.3} s of CPU, quiet {quiet_cpu:.3} s; \
-         noisy: {stopped} stopped at the deadline, {refused} refused, {} preemptions, waited {:.3} s",
+         noisy: {stopped} stopped at the deadline, {refused} refused, {} preemptions, waited {:.3} s; \
+         quiet: waited {:.3} s",
         alone.len(),
         preemptions["noisy"],
         waited["noisy"],
+        waited.get("quiet").copied().unwrap_or(0.0),
     );
     assert!(
         ratio <= 2.0,
-        "the quiet segment's p99 went from {alone_p99:?} alone to {noisy_p99:?} beside the loopers"
+        "the quiet segment's p99 beside the loopers was {ratio:.2} times its p99 alone (median of \
+         the rounds' ratios); rounds (alone, beside) in ms: {rounds:.2?}"
     );
-    // Its share: the quiet segment wanted far less than half of the worker, so the loopers get
-    // the rest, most of the worker, and at least as much as the quiet segment.
+    // Its share: the quiet segment wants far less than half of the CPU, so the loopers get the
+    // rest, more than the quiet segment. The compute thread yields to the other processes of the
+    // machine first (it runs at a lower priority), so what is left of a core is all they can
+    // count on: at least a quarter of the time here.
     assert!(
-        noisy_cpu >= quiet_cpu && noisy_cpu >= 0.4 * busy,
+        noisy_cpu >= quiet_cpu && noisy_cpu >= 0.25 * busy,
         "the loopers were starved: {noisy_cpu:.3} s of CPU in {busy:.2} s (quiet: {quiet_cpu:.3} s)"
     );
-    assert!(
-        preemptions["noisy"] > 0.0,
-        "the loopers never made way"
-    );
+    // The two loopers took turns on the compute thread.
+    assert!(preemptions["noisy"] > 0.0, "the loopers never made way");
     assert!(stopped >= 2, "the noisy guests never ran to their deadline");
     assert!(refused >= 1, "the bulkhead never refused");
     let refusal = flows

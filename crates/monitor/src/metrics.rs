@@ -641,7 +641,10 @@ fn render_guest_cpu(page: &mut Exposition, mut usage: Vec<GuestCpu>) {
     for (name, help, kind, value) in families {
         page.family(name, help, kind);
         for u in &usage {
-            let labels = [("segment", u.segment.as_str()), ("function", u.function.as_str())];
+            let labels = [
+                ("segment", u.segment.as_str()),
+                ("function", u.function.as_str()),
+            ];
             page.sample(name, &labels, value(u));
         }
     }

@@ -3,8 +3,7 @@
 //! One engine per process: the pooling allocator with small keep-resident sizes (the shape
 //! DESIGN.md measured fastest), async support so a guest's outbound call does not block its
 //! thread, and epoch interruption driven by a ticker thread so a looping guest yields every tick
-//! and is stopped at its deadline. The tick is finer while a guest computes for longer than one
-//! (see [`CONTENDED_TICK`]): only then does a request that arrives wait for a slice to end.
+//! and is stopped at its deadline.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,22 +14,10 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::pool::PoolSize;
 
-/// How often the epoch advances while no guest computes for longer than a tick: a guest yields
-/// to its worker at least this often. A request that ends within its first tick (most do) never
-/// pays for a finer one.
+/// How often the epoch advances; a guest yields to its neighbours at least this often. It bounds
+/// how long a looping guest keeps a worker from its other requests: at 5 ms, a segment of looping
+/// guests pushed another segment's p99 up 16-30x in `tests/noisy_neighbour.rs`; at 1 ms, a few x.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
-
-/// How often the epoch advances while some guest has computed for longer than an
-/// [`EPOCH_TICK`]: the longest a request that arrives at its worker waits for the guest on the
-/// CPU to reach a yield point, where the scheduler lets it run first. With 1 ms ticks, a quiet
-/// segment's p99 rose from 0.4 ms alone to 1.7-10 ms beside a looping segment
-/// (`tests/noisy_neighbour.rs`); a yield costs the looping guest a few microseconds, so a
-/// quarter of a millisecond costs it about 1-2% of its CPU, and only while it loops.
-pub const CONTENDED_TICK: Duration = Duration::from_micros(250);
-
-/// Epochs per [`EPOCH_TICK`]: the epoch counts contended ticks whichever pace it runs at, so a
-/// deadline of one epoch ends at the next tick either way.
-const EPOCHS_PER_TICK: u32 = (EPOCH_TICK.as_micros() / CONTENDED_TICK.as_micros()) as u32;
 
 /// Largest linear memory any instance may reserve; each function's own limit is lower.
 const MAX_MEMORY_BYTES: usize = 4 << 30;
@@ -63,8 +50,7 @@ pub fn build_engine(pool: PoolSize) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`], or every [`CONTENDED_TICK`] while a guest
-/// computes for longer than a tick, until dropped.
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -78,26 +64,9 @@ impl EpochTicker {
         let thread = std::thread::Builder::new()
             .name("septa-epoch".to_owned())
             .spawn(move || {
-                // The kernel may wake a sleeper up to its timer slack late (50 µs by default): a
-                // fifth of a contended tick. The ticker asks for 1 µs.
-                let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
-                let fine = std::env::var("SEPTA_FINE_US").ok().and_then(|v| v.parse().ok()).map(Duration::from_micros).unwrap_or(CONTENDED_TICK);
-                let mut hist = [0u64; 12];
                 while !flag.load(Ordering::Relaxed) {
-                    if crate::scheduler::contended() {
-                        let t = std::time::Instant::now();
-                        std::thread::sleep(fine);
-                        let us = t.elapsed().as_micros() as u64;
-                        let b = match us { 0..=150 => 0, 151..=400 => 1, 401..=500 => 2, 501..=750 => 3, 751..=1000 => 4, 1001..=1500 => 5, 1501..=2000 => 6, 2001..=3000 => 7, _ => 8 };
-                        hist[b] += 1;
-                        if hist.iter().sum::<u64>() % 500 == 0 { eprintln!("TICKS <=300 {} <=400 {} <=500 {} <=750 {} <=1000 {} <=1500 {} <=2000 {} <=3000 {} more {}", hist[0], hist[1], hist[2], hist[3], hist[4], hist[5], hist[6], hist[7], hist[8]); }
-                        engine.increment_epoch();
-                    } else {
-                        std::thread::sleep(EPOCH_TICK);
-                        for _ in 0..EPOCHS_PER_TICK {
-                            engine.increment_epoch();
-                        }
-                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
                 }
             })?;
         Ok(Self {

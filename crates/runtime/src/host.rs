@@ -23,7 +23,7 @@ use crate::cache::{CacheOutcome, ComponentCache};
 use crate::invoke_error::InvokeError;
 use crate::pool::{InstanceNeeds, PoolSize};
 use crate::run::{self, GuestEnd, WaitingFlow};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, TaskLost};
 use crate::state::State;
 use crate::{Caller, Chain, Outbound};
 
@@ -255,10 +255,11 @@ impl Host {
         store.limiter(|state| &mut state.limiter);
         let memory_exceeded = store.data().limiter.exceeded.clone();
         store.set_epoch_deadline(1);
-        // Yield at every tick so a busy guest cannot starve the other requests on this thread,
-        // and stop it once its time is up. The scheduler decides what the yield is: back to the
-        // worker's tokio runtime, which polls its sockets before the guest goes on, and a wait
-        // in line while guests of segments that had less than their share run.
+        // Yield at every tick so a busy guest cannot starve the other requests on its thread,
+        // and stop it once its time or its CPU budget is up. The yield goes back to the
+        // thread's tokio runtime, which polls its sockets before the guest goes on; there the
+        // scheduler moves a guest that computes long off its worker, and shares the CPU of the
+        // thread it moves to between segments (`crate::scheduler`).
         let guest = self.scheduler.admit(id);
         let clock = guest.clock();
         let cpu = guest.clock();
@@ -286,7 +287,8 @@ impl Host {
         let guest_end = end.clone();
         // The epoch stops a guest that computes past its deadline; this stops one parked in a
         // host call, which never sees an epoch tick.
-        let task = tokio::spawn(guest.run(run::until_deadline(deadline, end.clone(), async move {
+        let budget = cpu.clone();
+        let task = guest.spawn(run::until_deadline(deadline, end.clone(), async move {
             let _slot = permit;
             let outcome = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -298,14 +300,25 @@ impl Host {
             .await;
             if outcome.is_err() {
                 // Said while the store (and its response body's sender) is still alive.
-                guest_end.set(run::Stop::Failed);
+                guest_end.set(if budget.over_budget() {
+                    run::Stop::CpuBudget
+                } else {
+                    run::Stop::Failed
+                });
             }
             outcome
-        })));
+        }));
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response
-                .map(|body| GuestBody::new(body, end, function.name.clone(), function.timeout))),
+            Ok(Ok(response)) => Ok(response.map(|body| {
+                GuestBody::new(
+                    body,
+                    end,
+                    function.name.clone(),
+                    function.timeout,
+                    cpu.budget(),
+                )
+            })),
             Ok(Err(code)) => Err(InvokeError::Trap {
                 function: function.name.to_string(),
                 message: format!("the guest answered with error {code:?}"),
@@ -378,17 +391,17 @@ impl Host {
     fn classify(
         &self,
         function: &LoadedFunction,
-        outcome: Result<wasmtime::Result<()>, tokio::task::JoinError>,
+        outcome: Result<wasmtime::Result<()>, TaskLost>,
         memory_exceeded: bool,
     ) -> InvokeError {
         let name = function.name.to_string();
         let error = match outcome {
             Ok(Ok(())) => return InvokeError::NoResponse { function: name },
             Ok(Err(e)) => e,
-            Err(join) => {
+            Err(lost) => {
                 return InvokeError::Host {
                     function: name,
-                    message: format!("the instance task failed: {join}"),
+                    message: lost.to_string(),
                 };
             }
         };

@@ -26,7 +26,7 @@ use std::time::Instant;
 pub use body::{CountedBody, DeadlineBody, GuestBody, RecordedBody};
 pub use bulkhead::{Admitted, Bulkheads};
 pub use cache::{CacheOutcome, ComponentCache};
-pub use engine::{CONTENDED_TICK, EPOCH_TICK, EpochTicker, build_engine};
+pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
 pub use error_response::{json_error, json_response, trace_id};
 pub use host::{Host, LoadError, LoadReport};
 pub use identity::{

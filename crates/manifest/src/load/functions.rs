@@ -305,7 +305,11 @@ impl Loader {
     /// the clock, so a larger budget would be one that can never be spent. Reported, and
     /// replaced by the timeout.
     fn cpu_within_timeout(&mut self, raw: &RawLimits, limits: Limits) -> Limits {
-        let Some(cpu) = raw.cpu_ms.as_ref().filter(|_| limits.cpu_ms > limits.timeout_ms) else {
+        let Some(cpu) = raw
+            .cpu_ms
+            .as_ref()
+            .filter(|_| limits.cpu_ms > limits.timeout_ms)
+        else {
             return limits;
         };
         self.error_help(

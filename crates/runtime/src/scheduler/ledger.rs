@@ -35,6 +35,11 @@ impl Account {
     pub(crate) fn preempted(&self) {
         self.preemptions.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Times one of its guests was preempted.
+    pub(crate) fn preemptions(&self) -> u64 {
+        self.preemptions.load(Ordering::Relaxed)
+    }
 }
 
 /// What one function's guests have cost since the process started (the values of
@@ -100,7 +105,7 @@ pub fn cpu_usage() -> Vec<CpuUsage> {
             function: function.to_string(),
             cpu: Duration::from_nanos(account.cpu_ns.load(Ordering::Relaxed)),
             waited: Duration::from_nanos(account.wait_ns.load(Ordering::Relaxed)),
-            preemptions: account.preemptions.load(Ordering::Relaxed),
+            preemptions: account.preemptions(),
         })
         .collect()
 }
