@@ -39,6 +39,12 @@ impl<K: PartialEq> LogThrottle<K> {
         }
     }
 
+    /// The allowance of a warning written per request: five lines of each kind every ten
+    /// seconds, so a flood of one kind writes at most 30 lines a minute.
+    pub const fn per_request() -> Self {
+        Self::new(5, Duration::from_secs(10))
+    }
+
     /// Whether a warning of `kind` may be written now: `Some(suppressed)`, the warnings of its
     /// kind left out since the last one written, or `None` (this one is counted instead).
     pub fn admit(&self, kind: K) -> Option<u64> {

@@ -9,7 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
@@ -33,12 +32,6 @@ use crate::client::ClientAddresses;
 use crate::facts::{ForwardedFacts, RequestFacts};
 use crate::limits::{LimitHeaders, RateLimits};
 use crate::respond::{Headers, json_error, refusal_headers, status_of};
-
-/// Lines of each kind of failed request (a full bulkhead, a timeout, a trap...) written to the
-/// log per [`FAILURE_WARNING_WINDOW`]; the others are counted in the next line's `suppressed`.
-/// Every one of them is in the flow log.
-const FAILURE_WARNINGS: u32 = 5;
-const FAILURE_WARNING_WINDOW: Duration = Duration::from_secs(10);
 
 /// The identity the host sets on requests that came through the gateway.
 pub const GATEWAY_IDENTITY: &str = "gateway";
@@ -449,9 +442,10 @@ impl Gateway {
             }
             Err(e) => {
                 // The detail is for the operator (here and in the flow record), not the client.
-                // Refusals and failures come at the rate requests do: a few lines of each kind.
-                static FAILED: LogThrottle<Discriminant<InvokeError>> =
-                    LogThrottle::new(FAILURE_WARNINGS, FAILURE_WARNING_WINDOW);
+                // Refusals and failures come at the rate requests do: a few lines of each kind
+                // (a full bulkhead, a timeout, a trap...), the others counted in the next line.
+                // Every one of them is in the flow log.
+                static FAILED: LogThrottle<Discriminant<InvokeError>> = LogThrottle::per_request();
                 if let Some(suppressed) = FAILED.admit(std::mem::discriminant(&e)) {
                     let trace = septa_runtime::trace_id(admitted.trace);
                     tracing::warn!(%trace, error = %e, suppressed, "function failed");

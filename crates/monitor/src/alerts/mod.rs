@@ -26,7 +26,7 @@ mod sources;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use septa_flows::{FlowObserver, FlowRecord, LogThrottle, Verdict};
 
@@ -100,8 +100,7 @@ impl Alerts {
                     if let Err(dropped) = self.courier.send(delivery) {
                         let alert = dropped.event.alert;
                         // A queue that stays full drops at the rate flows are denied.
-                        static DROPPED: LogThrottle<()> =
-                            LogThrottle::new(5, Duration::from_secs(10));
+                        static DROPPED: LogThrottle<()> = LogThrottle::per_request();
                         if let Some(suppressed) = DROPPED.admit(()) {
                             tracing::warn!(alert = %alert, suppressed, "alert dropped: the delivery queue is full");
                         }
