@@ -282,7 +282,7 @@ impl Metrics {
         self.state().render(&mut page);
         render_peers_unreachable(&mut page, peers.unwrap_or_default());
         render_sources(&mut page, &flow_log, instances);
-        render_guest_cpu(&mut page, guest_cpu.unwrap_or_default());
+        render_guest_cpu(&mut page, guest_cpu.unwrap_or_default(), self.max_series);
         render_alerts(&mut page, alerts.unwrap_or_default());
         page.finish()
     }
@@ -616,36 +616,44 @@ fn render_sources(
     page.sample("septa_flow_log_dropped_total", &[], flow_log.dropped());
 }
 
-fn render_guest_cpu(page: &mut Exposition, mut usage: Vec<GuestCpu>) {
+/// A family read from each function's [`GuestCpu`]: name, help, and the value of a sample.
+struct GuestCpuFamily {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&GuestCpu) -> String,
+}
+
+const GUEST_CPU_FAMILIES: [GuestCpuFamily; 3] = [
+    GuestCpuFamily {
+        name: "septa_cpu_seconds_total",
+        help: "CPU time guests used, by segment and function.",
+        value: |u| u.cpu.as_secs_f64().to_string(),
+    },
+    GuestCpuFamily {
+        name: "septa_cpu_wait_seconds_total",
+        help: "Time guests were ready to compute but waited for another guest's turn on their compute thread, by segment and function.",
+        value: |u| u.waited.as_secs_f64().to_string(),
+    },
+    GuestCpuFamily {
+        name: "septa_preemptions_total",
+        help: "Times a guest made way for another (of a segment behind its share, or the next of its own) at a yield point, by segment and function.",
+        value: |u| u.preemptions.to_string(),
+    },
+];
+
+/// The CPU families, one series per function the process has run (the runtime keeps them across
+/// reloads, so the cap still applies).
+fn render_guest_cpu(page: &mut Exposition, mut usage: Vec<GuestCpu>, max_series: usize) {
     usage.sort_by(|a, b| (&a.segment, &a.function).cmp(&(&b.segment, &b.function)));
-    let families: [(&str, &str, MetricType, fn(&GuestCpu) -> String); 3] = [
-        (
-            "septa_cpu_seconds_total",
-            "CPU time guests ran, by segment and function.",
-            MetricType::Counter,
-            |u| u.cpu.as_secs_f64().to_string(),
-        ),
-        (
-            "septa_cpu_wait_seconds_total",
-            "Time guests were ready to run but waited while others had their share of a worker, by segment and function.",
-            MetricType::Counter,
-            |u| u.waited.as_secs_f64().to_string(),
-        ),
-        (
-            "septa_preemptions_total",
-            "Times a guest was stopped at a yield point so that another (of a segment behind its share, or the next of its own) could run, by segment and function.",
-            MetricType::Counter,
-            |u| u.preemptions.to_string(),
-        ),
-    ];
-    for (name, help, kind, value) in families {
-        page.family(name, help, kind);
+    usage.truncate(max_series);
+    for family in &GUEST_CPU_FAMILIES {
+        page.family(family.name, family.help, MetricType::Counter);
         for u in &usage {
             let labels = [
                 ("segment", u.segment.as_str()),
                 ("function", u.function.as_str()),
             ];
-            page.sample(name, &labels, value(u));
+            page.sample(family.name, &labels, (family.value)(u));
         }
     }
 }

@@ -35,7 +35,7 @@ pub use identity::{
 };
 pub use invoke_error::InvokeError;
 pub use pool::{InstanceNeeds, NeedsError, PoolSize, promised_instances};
-pub use scheduler::{CpuUsage, cpu_usage, schedule_this_thread};
+pub use scheduler::{CpuUsage, ScheduledThread, cpu_usage, schedule_this_thread};
 use septa_policy::{FunctionId, Principal};
 pub use wasmtime::Engine;
 pub use wasmtime_wasi::sockets::SocketAddrUse;

@@ -9,14 +9,16 @@
 //! thread to the kernel, which then let other busy threads of the machine run first, for
 //! milliseconds (`docs/performance.md`, "Segments under CPU pressure").
 //!
-//! The compute thread lives as long as its worker: when the worker's link drops, its queue
-//! closes and the thread ends, dropping the guests still there.
+//! The compute thread lives as long as its worker: when the worker's guard ([`ScheduledThread`])
+//! drops, its queue closes and the thread ends, dropping the guests still there, before the
+//! worker's runtime goes.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -52,7 +54,7 @@ enum ThreadState {
 /// A worker's way to its compute thread.
 enum Link {
     NotStarted,
-    Running(UnboundedSender<Moved>),
+    Running(UnboundedSender<Moved>, JoinHandle<()>),
     /// The thread could not be started (said once): guests stay on the worker.
     Failed,
 }
@@ -63,19 +65,52 @@ thread_local! {
 
 /// Makes the current thread a worker: the guests it starts that compute longer than a tick
 /// move to a compute thread of its own, where they share the CPU by segment (`cpu_share`).
-/// Call it on each thread whose `current_thread` tokio runtime serves requests; the compute
-/// thread stops with the thread.
-pub fn schedule_this_thread() {
+/// Call it on each thread whose `current_thread` tokio runtime serves requests, after building
+/// the runtime, and keep the guard until the runtime has finished: dropped, it stops the compute
+/// thread (dropping the guests still there) and waits for it, so that none of them outlives the
+/// worker's runtime, whose timers and sockets they use.
+#[must_use = "the thread stops being a worker when the guard is dropped"]
+pub fn schedule_this_thread() -> ScheduledThread {
     static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);
-    THREAD.with(|cell| {
-        let mut state = cell.borrow_mut();
-        if matches!(*state, ThreadState::Other) {
+    let _ = THREAD.try_with(|cell| {
+        if let Ok(mut state) = cell.try_borrow_mut()
+            && matches!(*state, ThreadState::Other)
+        {
             *state = ThreadState::Worker {
                 id: NEXT_WORKER.fetch_add(1, Ordering::Relaxed),
                 compute: Link::NotStarted,
             };
         }
     });
+    ScheduledThread {
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// A worker thread, until dropped (see [`schedule_this_thread`]).
+pub struct ScheduledThread {
+    /// It belongs to the thread it was made on.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for ScheduledThread {
+    fn drop(&mut self) {
+        let state = THREAD
+            .try_with(|cell| {
+                let mut state = cell.try_borrow_mut().ok()?;
+                Some(std::mem::replace(&mut *state, ThreadState::Other))
+            })
+            .ok()
+            .flatten();
+        if let Some(ThreadState::Worker {
+            compute: Link::Running(queue, thread),
+            ..
+        }) = state
+        {
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The current thread's role.
@@ -128,7 +163,7 @@ pub(super) fn link() -> Option<UnboundedSender<Moved>> {
             };
             if matches!(compute, Link::NotStarted) {
                 *compute = match start(*id) {
-                    Ok(sender) => Link::Running(sender),
+                    Ok((sender, thread)) => Link::Running(sender, thread),
                     Err(e) => {
                         tracing::warn!(worker = *id, error = %e, "could not start a compute thread: guests that compute long stay on their worker");
                         Link::Failed
@@ -136,8 +171,8 @@ pub(super) fn link() -> Option<UnboundedSender<Moved>> {
                 };
             }
             match compute {
-                Link::Running(sender) if !sender.is_closed() => Some(sender.clone()),
-                Link::Running(_) => {
+                Link::Running(sender, _) if !sender.is_closed() => Some(sender.clone()),
+                Link::Running(..) => {
                     tracing::warn!(worker = *id, "the compute thread stopped: guests that compute long stay on their worker");
                     *compute = Link::Failed;
                     None
@@ -150,28 +185,31 @@ pub(super) fn link() -> Option<UnboundedSender<Moved>> {
 }
 
 /// Starts worker `worker`'s compute thread.
-fn start(worker: u64) -> std::io::Result<UnboundedSender<Moved>> {
+fn start(worker: u64) -> std::io::Result<(UnboundedSender<Moved>, JoinHandle<()>)> {
     // Built here, so that a failure leaves the guest where it is instead of losing it.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (sender, mut queue) = unbounded_channel::<Moved>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("septa-compute-{worker}"))
         .spawn(move || {
             lower_priority(worker);
-            THREAD.with(|cell| {
-                *cell.borrow_mut() = ThreadState::Compute {
-                    turns: Turns::default(),
-                };
+            let _ = THREAD.try_with(|cell| {
+                if let Ok(mut state) = cell.try_borrow_mut() {
+                    *state = ThreadState::Compute {
+                        turns: Turns::default(),
+                    };
+                }
             });
             runtime.block_on(async move {
                 while let Some(task) = queue.recv().await {
                     tokio::spawn(task);
                 }
             });
+            // The runtime drops the guests still running as it goes.
         })?;
-    Ok(sender)
+    Ok((sender, thread))
 }
 
 /// Puts the current thread [`COMPUTE_NICE`] steps below the process's priority. Raising nice

@@ -20,7 +20,7 @@ use super::turns::{AfterYield, Turn};
 ///
 /// A guest's polls are timed on the monotonic clock until its first yield point, and on its
 /// thread's CPU clock from then on: the first is nearly free and most guests never reach a yield
-/// point; the second costs a system call a read, but a poll the kernel interrupts for another
+/// point; the second costs a system call per read, but a poll the kernel interrupts for another
 /// thread does not look like computing, so a request that was merely kept waiting is not taken
 /// for a long computation.
 pub(super) struct GuestState {

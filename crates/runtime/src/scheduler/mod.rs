@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use septa_policy::{FunctionId, Policy};
 
-pub use compute::schedule_this_thread;
+pub use compute::{ScheduledThread, schedule_this_thread};
 pub(crate) use guest::TaskLost;
 pub use ledger::{CpuUsage, cpu_usage};
 
@@ -45,7 +45,7 @@ use self::turns::{DEFAULT_CPU_SHARE, Turn};
 /// compute thread (at a yield point). Half a tick: a guest that computes through the whole tick
 /// after its first yield point moves at its second, one whose request merely met a tick (or was
 /// kept off the CPU by the kernel across one) stays.
-pub const COMPUTE_AFTER: Duration = Duration::from_micros(500);
+pub(crate) const COMPUTE_AFTER: Duration = Duration::from_micros(500);
 
 /// The environment variable that switches the scheduler off when set to `off`.
 const SWITCH_ENV: &str = "SEPTA_SCHEDULER";
