@@ -8,9 +8,11 @@ mod check;
 mod cluster;
 mod endpoint_values;
 mod endpoints;
+mod export;
 mod flow_log;
 mod flows;
 mod jwks;
+mod lambda;
 mod node;
 mod platform;
 mod pool;
@@ -34,6 +36,10 @@ struct Cli {
 enum Command {
     /// Run the application in DIR: the gateway, its functions, the mesh and the flow log.
     Up(up::UpArgs),
+    /// Run one function of DIR as an AWS Lambda custom runtime (`provided.al2023`): poll the
+    /// Lambda Runtime API and serve each API Gateway or VPC Lattice event as a node serves a
+    /// request, with the same policy, egress rules, ceiling and flow records.
+    Lambda(lambda::LambdaArgs),
     /// Watch the flows of a running septa (through its admin listener).
     #[command(subcommand)]
     Flows(flows::FlowsCommand),
@@ -109,6 +115,9 @@ enum Command {
         #[arg(long)]
         flows: PathBuf,
     },
+    /// Export the policy to a platform's own machinery, with a report of where it differs.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Can FROM reach TO? Prints the path with every hop's rule, or why not; with `[node.*]`
     /// tables, also where each side runs and which hops go between nodes over mutual TLS.
     /// Exits 0 when reachable, 1 when not.
@@ -153,6 +162,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Lambda(args) => lambda::run(args),
         Command::Flows(command) => flows::run(command),
         Command::Probe(args) => probe::run(args),
         Command::Ca(command) => ca::run(command),
@@ -166,6 +176,7 @@ fn main() -> ExitCode {
             fail_on,
             pack,
         } => audit::run_audit(&dir, format, fail_on.as_deref(), pack.as_deref()),
+        Command::Export(command) => export::run(command),
         Command::Diff { old, new } => audit::run_diff(&old, &new),
         Command::Suggest { dir, flows } => audit::run_suggest(&dir, &flows),
         Command::Query {

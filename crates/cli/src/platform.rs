@@ -215,7 +215,7 @@ fn check_node(policy: &Policy, local: &LocalNode) -> Result<(), BuildError> {
 
 /// Reads the manifest once, and compiles and checks exactly the bytes it hashed; returns them
 /// too.
-fn read_policy(file: &Path) -> Result<(Policy, String, Vec<u8>), BuildError> {
+pub(crate) fn read_policy(file: &Path) -> Result<(Policy, String, Vec<u8>), BuildError> {
     let bytes = std::fs::read(file).map_err(|e| {
         BuildError::Invalid(format!("{}: cannot read the manifest: {e}", file.display()))
     })?;

@@ -476,6 +476,112 @@ fn nodes_outlive_nats_and_a_restart_serves_the_saved_revision() {
     );
 }
 
+/// A node that advertises a name (`--mesh-advertise localhost:PORT`, as an exported Deployment
+/// advertises its cell's Service) is registered under that name and reached through it: the
+/// caller's node resolves the name when it dials, and still checks the callee's certificate.
+#[test]
+fn a_node_advertising_a_name_is_reached_through_it() {
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let url = cluster.nats_url(0);
+    let revision = cluster.publish(&common::repo().join("examples/shop"));
+    cluster.start_node("edge-1", &url);
+    for name in ["pay-1", "pay-2"] {
+        cluster.start_node_advertising(name, &url, "localhost");
+    }
+    cluster.wait_peers_known(&SHOP_NODES);
+    let entries = cluster.wait_applied(&SHOP_NODES, &revision);
+    for (name, entry) in SHOP_NODES.iter().zip(&entries).skip(1) {
+        let node = cluster.node(name);
+        let advertised = format!("localhost:{}", node.mesh.port());
+        assert_eq!(entry["mesh_address"], advertised.as_str(), "{entry}");
+        assert!(
+            node.startup
+                .iter()
+                .any(|l| l.contains(&format!("advertises its mesh as {advertised}"))),
+            "{name}: {:?}",
+            node.startup
+        );
+    }
+
+    let edge = cluster.node("edge-1");
+    for _ in 0..2 {
+        assert_charged(&checkout(edge));
+    }
+    let outs = edge.wait_flows("of storefront calling checkout", 2, is_outbound_charge);
+    for out in &outs {
+        assert_eq!(out["verdict"], "allow", "{out}");
+        assert_eq!(out["status"], 200, "{out}");
+        let peer = out["peer"].as_str().unwrap();
+        assert!(peer == "pay-1" || peer == "pay-2", "{out}");
+    }
+}
+
+/// What `septa export kubernetes` deploys, run here without the cluster: the publish Job's
+/// command on an application laid out as the image holds it (`/app`, its `septa.toml` replaced by
+/// the ConfigMap's node manifest), then every cell's node as its Deployment names it, each
+/// advertising its address by name as it advertises its Service. The cells serve the revision
+/// the Job published, and a checkout crosses them.
+#[test]
+fn the_exported_cells_run_what_the_publish_job_publishes() {
+    use septa_export::kubernetes::{self, Options, Profile};
+
+    let policy = septa_policy::Policy::compile(
+        septa_manifest::load(&common::repo().join("examples/shop")).unwrap(),
+    )
+    .unwrap();
+    let options = Options {
+        profile: Profile::Istio,
+        granularity: septa_export::Granularity::Cell,
+        image: "septa:test".to_owned(),
+    };
+    let export = kubernetes::export(&policy, &options).unwrap();
+    let of_kind = |kind: &'static str| export.objects.iter().filter(move |o| o.kind() == kind);
+    let args = |pod: &Value| -> Vec<String> {
+        pod["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let job = of_kind("Job").next().unwrap();
+    assert_eq!(job.value["metadata"]["namespace"], "septa-system");
+    let pod = &job.value["spec"]["template"];
+    assert_eq!(args(pod), ["publish", "/app", "--nats", "$(SEPTA_NATS)"]);
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], "/app/septa.toml", "{mount}");
+    assert_eq!(mount["subPath"], "septa.toml", "{mount}");
+    let config = of_kind("ConfigMap")
+        .find(|o| o.value["metadata"]["namespace"] == "septa-system")
+        .unwrap();
+    assert_eq!(
+        pod["spec"]["volumes"][0]["configMap"]["name"],
+        config.value["metadata"]["name"]
+    );
+    let node_manifest = config.value["data"]["septa.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let url = cluster.nats_url(0);
+    let app = shop_copy(&cluster.scratch("app"), |_| node_manifest, &[]);
+    let revision = cluster.publish(&app);
+    let names: Vec<String> = of_kind("Deployment")
+        .map(|d| {
+            let args = args(&d.value["spec"]["template"]);
+            args[args.iter().position(|a| a == "--name").unwrap() + 1].clone()
+        })
+        .collect();
+    for name in &names {
+        cluster.start_node_advertising(name, &url, "localhost");
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    cluster.wait_peers_known(&names);
+    cluster.wait_applied(&names, &revision);
+    assert_charged(&checkout(cluster.node("edge-web")));
+}
+
 #[test]
 fn a_broken_revision_leaves_every_node_on_the_one_before() {
     let (cluster, good) = Cluster::shop(vec![NatsServer::start()]);
@@ -569,4 +675,134 @@ fn a_renewed_certificate_is_taken_while_the_node_runs() {
     }
     let home = cluster.node("pay-1").request("GET", "/", &[], "");
     assert_eq!(home.status, 200, "{home:?}");
+}
+
+/// A callee on another node works no longer than its caller waits: the calling node sends what
+/// the chain has left (`septa-deadline-ms`), and the callee's node stops the callee then, records
+/// why, and frees its slot, however long the callee's own timeout.
+#[test]
+fn a_callee_on_another_node_stops_at_its_callers_deadline() {
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    let wasm = |name: &str| {
+        common::repo().join(format!(
+            "tests/components/target/wasm32-wasip2/release/{name}.wasm"
+        ))
+    };
+    let app = cluster.scratch("deadline-app");
+    std::fs::create_dir_all(&app).unwrap();
+    for name in ["caller", "sleeper"] {
+        std::fs::copy(wasm(name), app.join(format!("{name}.wasm"))).unwrap();
+    }
+    let manifest = String::from(
+        "septa_manifest_version = 1\n[application]\nname = \"deadlines\"\n\
+         [cluster]\ntrust_domain = \"shop.example\"\n\
+         [node.edge-1]\nhosts = [\"function:waiter\"]\n\
+         [node.pay-1]\nhosts = [\"function:slow\"]\n\
+         [segment.lab]\nsubnets = { web = \"public\" }\n\
+         [function.waiter]\nsource = \"caller.wasm\"\nplacement = \"lab/web\"\n\
+         limits = { timeout_ms = 3000 }\n\
+         [function.slow]\nsource = \"sleeper.wasm\"\nplacement = \"lab/web\"\n\
+         limits = { timeout_ms = 60000, max_concurrency = 1 }\n\
+         [[route]]\npath = \"/waiter/...\"\nfunction = \"waiter\"\n\
+         [[route]]\npath = \"/slow/...\"\nfunction = \"slow\"\n\
+         [[allow]]\nid = \"waiter-to-slow\"\nfrom = \"function:waiter\"\nto = \"function:slow\"\n",
+    );
+    std::fs::write(app.join("septa.toml"), manifest).unwrap();
+    cluster.publish(&app);
+    let url = cluster.nats_url(0);
+    cluster.start_node("pay-1", &url);
+    cluster.start_node("edge-1", &url);
+    cluster.wait_peers_known(&["edge-1", "pay-1"]);
+    let (edge, pay) = (cluster.node("edge-1"), cluster.node("pay-1"));
+
+    let started = Instant::now();
+    let target = common::encode("http://slow.internal/sleep");
+    let waited = edge.request("GET", &format!("/waiter/?to={target}"), &[], "");
+    assert_eq!(waited.status, 504, "{waited:?}");
+    // pay-1 stopped `slow` at the caller's deadline (3 s, time enough to reach pay-1 on a
+    // loaded machine), not at its own minute.
+    let stopped = pay.wait_flow("of the call to slow", |f| {
+        f["kind"] == "mesh" && f["dst"] == "function:slow" && f["status"] == 504
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "slow ran on for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(stopped["peer"], "edge-1", "{stopped}");
+    assert!(
+        stopped["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deadline passed"),
+        "{stopped}"
+    );
+    // Its only slot is free again.
+    let free = pay.request("GET", "/slow/sleep?ms=1", &[], "");
+    assert_eq!(free.status, 200, "{free:?}");
+}
+
+/// Anyone who reaches a node's mesh port can open connections and never start a handshake. A
+/// node allowed 256 open files, flooded with 400 of them, still takes a real node's call at once,
+/// still serves its gateway, and records the refused handshakes within a budget rather than one
+/// line each.
+#[test]
+fn a_flood_of_unfinished_handshakes_leaves_the_node_serving() {
+    let mut cluster = Cluster::new(vec![NatsServer::start()]);
+    cluster.publish(&common::repo().join("examples/shop"));
+    let url = cluster.nats_url(0);
+    cluster.start_node_with_fd_limit("pay-1", &url, 256);
+    cluster.start_node("pay-2", &url);
+    cluster.start_node("edge-1", &url);
+    cluster.wait_peers_known(&SHOP_NODES);
+    let (edge, pay) = (cluster.node("edge-1"), cluster.node("pay-1"));
+
+    let flood: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&pay.mesh, Duration::from_millis(50)).ok()
+        })
+        .collect();
+    assert!(
+        flood.len() >= 300,
+        "only {} connections opened",
+        flood.len()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+
+    // A node's call is taken at once, not after the flood's handshakes time out.
+    let started = Instant::now();
+    let peer = Peer::with_certificate(&edge.tls_dir);
+    let answered = call_mesh(
+        &peer,
+        pay,
+        "checkout",
+        Some("function:storefront"),
+        "00000000000d0001",
+    );
+    let took = started.elapsed();
+    let answered = answered.expect("pay-1 takes edge-1's call during the flood");
+    assert_eq!(answered.status, 200, "{answered:?}");
+    assert!(took < Duration::from_secs(1), "the call took {took:?}");
+    // The gateway shares the descriptors, and still serves.
+    let home = pay.request("GET", "/", &[], "");
+    assert_eq!(home.status, 200, "{home:?}");
+
+    drop(flood);
+    // The refused handshakes are recorded, within the budget.
+    pay.wait_flow("of a refused handshake", |f| {
+        f["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("tls handshake failed"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let recorded = pay
+        .flows()
+        .iter()
+        .filter(|f| {
+            f["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("tls handshake failed"))
+        })
+        .count();
+    assert!(recorded <= 100, "{recorded} records of refused handshakes");
 }

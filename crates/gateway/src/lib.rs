@@ -25,4 +25,5 @@ pub mod server;
 pub use accept::{connection_cap, raise_fd_limit};
 pub use current::CurrentGateway;
 pub use ingress::{Gateway, GatewayProbe};
+pub use respond::{Headers, refusal_headers, status_of};
 pub use server::{ConnectionLimits, Listening, serve};

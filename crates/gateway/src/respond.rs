@@ -13,10 +13,10 @@ use septa_policy::{
 use septa_runtime::HyperOutgoingBody;
 
 /// Headers to send with a response.
-pub(crate) type Headers = Vec<(HeaderName, HeaderValue)>;
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 /// The status a refusal of `reason` answers with.
-pub(crate) fn status_of(reason: &Reason) -> StatusCode {
+pub fn status_of(reason: &Reason) -> StatusCode {
     match reason {
         Reason::InvalidPath(_) | Reason::AmbiguousPath { .. } | Reason::MalformedRequest(_) => {
             StatusCode::BAD_REQUEST
@@ -36,11 +36,7 @@ pub(crate) fn status_of(reason: &Reason) -> StatusCode {
 
 /// The headers a refusal of `reason` carries besides the rate limiters' own: the challenge of
 /// a `401` or `403`, the methods of a `405`.
-pub(crate) fn refusal_headers(
-    policy: &Policy,
-    reason: &Reason,
-    route: Option<&CompiledRoute>,
-) -> Headers {
+pub fn refusal_headers(policy: &Policy, reason: &Reason, route: Option<&CompiledRoute>) -> Headers {
     let challenge = |value: String| {
         let value =
             HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));

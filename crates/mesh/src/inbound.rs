@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -26,9 +26,11 @@ use septa_runtime::{Caller, Chain, ForwardedFrom, ForwardedIngress, WasiBody};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::door::{AcceptBackoff, Door, MeshLimits};
 use crate::internal::{Admitted, deliver, internal_name, json_response, probe_answer, refuse};
 use crate::remote::{
-    CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER, TRACE_HEADER,
+    CLIENT_HEADER, DEADLINE_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER,
+    TRACE_HEADER,
 };
 use crate::{CALLER_HEADER, MAX_DEPTH, Mesh};
 
@@ -48,28 +50,58 @@ pub struct InboundTargets {
     pub ingress: Option<Arc<dyn ForwardedIngress>>,
 }
 
-/// Accepts calls from other nodes on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMesh) {
+/// Accepts calls from other nodes on `listener` until the task is dropped, holding at most
+/// `limits` connections (see [`crate::door`]).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<NodeTls>,
+    current: CurrentMesh,
+    limits: MeshLimits,
+) {
+    let door = Arc::new(Door::new(limits));
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (tcp, addr) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
+            }
             Err(error) => {
-                tracing::warn!(%error, "mesh listener cannot accept; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                backoff.failed(&error).await;
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = TlsAcceptor::from(tls.current().server.clone());
         let current = current.clone();
+        let door = door.clone();
+        let mut handshake = door.handshake();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-            let stream = match handshake {
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => accepted,
+                _ = &mut handshake.evicted => {
+                    return refused_handshake(&door, &current, &addr.to_string(),
+                        "dropped for a newer connection while the listener had its fill of handshakes");
+                }
+            };
+            drop(handshake);
+            let stream = match accepted {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
-                    return refused_handshake(&current, &addr.to_string(), &error.to_string());
+                    return refused_handshake(
+                        &door,
+                        &current,
+                        &addr.to_string(),
+                        &error.to_string(),
+                    );
                 }
-                Err(_) => return refused_handshake(&current, &addr.to_string(), "timed out"),
+                Err(_) => {
+                    return refused_handshake(&door, &current, &addr.to_string(), "timed out");
+                }
+            };
+            let Some(_place) = door.connection() else {
+                tracing::warn!(%addr, "mesh listener holds its fill of node connections; closing a new one");
+                return;
             };
             let peer = stream
                 .get_ref()
@@ -100,7 +132,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<NodeTls>, current: CurrentMes
 }
 
 /// Records a peer that did not complete the handshake (no certificate, another CA, expired).
-fn refused_handshake(current: &CurrentMesh, addr: &str, why: &str) {
+fn refused_handshake(door: &Door, current: &CurrentMesh, addr: &str, why: &str) {
+    if !door.may_record_refusal() {
+        return;
+    }
     let Some(targets) = current() else { return };
     let inner = &targets.mesh.inner;
     let local = inner.node.as_ref().map_or("", |n| n.name.as_str());
@@ -246,14 +281,20 @@ async fn handle(
             None => path.as_str().to_owned(),
         },
     };
+    // What the calling node's chain has left bounds the call here too (and the callee's own
+    // timeout, whichever ends first), so a callee never works on for a caller that stopped
+    // waiting. Without the header, the callee's timeout alone.
+    let deadline = header(DEADLINE_HEADER)
+        .parse::<u64>()
+        .ok()
+        .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
     let caller = Caller {
         function: caller,
         chain: Chain {
             depth: depth.saturating_sub(1),
             trace: trace.unwrap_or_default(),
             probe,
-            // The callee's own timeout bounds the call here; the caller's node bounds its wait.
-            deadline: None,
+            deadline,
         },
     };
     let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());

@@ -206,6 +206,30 @@ pub(crate) async fn deliver(
         return Ok(Response::from_parts(parts, body));
     }
 
+    if let Some(external) = &inner.external
+        && inner
+            .host
+            .upgrade()
+            .is_some_and(|host| !host.runs(admitted.callee))
+    {
+        // Not this process's to run: the callee's own septa trusts who signed the call, not a
+        // header, so septa's identity headers stay behind.
+        strip_identity_headers(&mut parts.headers);
+        let request = http::Request::from_parts(parts, body);
+        return match external.call(admitted.callee, request).await {
+            Ok(response) => {
+                flow.set_status(response.status().as_u16());
+                let (parts, body) = response.into_parts();
+                let body = RecordedBody::new(body, flow).boxed_unsync();
+                Ok(Response::from_parts(parts, body))
+            }
+            Err(why) => {
+                flow.set_error(why.clone()).set_status(503);
+                Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, None, &why))
+            }
+        };
+    }
+
     let Some(host) = inner.host.upgrade() else {
         flow.set_error("the host is shutting down").set_status(503);
         return Ok(json_response(

@@ -5,17 +5,21 @@
 //! then dispatched in process to a fresh instance of the callee with `septa-caller` set by the
 //! host. Anything else is egress: decided by [`Policy::decide_egress`] before any DNS lookup,
 //! then the address actually dialled is checked against the operator ceiling and pinned. A mesh
-//! call to a private endpoint is decided the same way and answered by the [`EndpointService`].
+//! call to a private endpoint is decided the same way and answered by the [`EndpointService`];
+//! an allowed call to a function that runs outside septa's nodes (under `septa lambda`, behind
+//! VPC Lattice) is handed to [`ExternalFunctions`].
 //! Every decision is one flow record.
 //!
 //! [`fetch`] is the same path for septa's own fetches (an issuer's JWKS), whose source is the
 //! gateway.
 
 pub mod dial;
+mod door;
 mod egress;
 pub mod fetch;
 pub mod inbound;
 mod internal;
+pub mod peer;
 pub mod remote;
 mod remote_call;
 
@@ -33,6 +37,8 @@ use septa_runtime::{
 };
 
 pub use dial::DialTimeouts;
+pub use door::MeshLimits;
+pub use peer::PeerAddress;
 pub use remote::{PeerDirectory, RemoteNodes};
 
 /// The header a denied mesh call's 403 carries, saying why.
@@ -53,6 +59,8 @@ struct Inner {
     flows: FlowLog,
     timeouts: DialTimeouts,
     endpoints: Option<Arc<dyn EndpointService>>,
+    /// Where calls to functions this process does not run go when no node runs them.
+    external: Option<Arc<dyn ExternalFunctions>>,
     /// On a node of a cluster: which node this is, and how it reaches the others.
     node: Option<LocalNode>,
 }
@@ -75,6 +83,20 @@ impl LocalNode {
             .placement()
             .is_none_or(|p| p.hosts(&self.name, function))
     }
+}
+
+/// A response from a function that runs outside septa's nodes, or why the call could not be
+/// sent there (what the flow record says; the guest hears 503).
+pub type ExternalFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, String>> + Send>>;
+
+/// What carries a mesh call, once the policy allowed it, to a function this process does not
+/// run and no node of a cluster runs: under `septa lambda`, the callee's own Lambda function
+/// behind its VPC Lattice service, which decides the call again.
+pub trait ExternalFunctions: Send + Sync + 'static {
+    /// Sends `request` (its path normalized, the guest's `septa-*` headers removed) to
+    /// `callee`, as the function this process runs.
+    fn call(&self, callee: FunctionId, request: http::Request<WasiBody>) -> ExternalFuture;
 }
 
 /// A response to an endpoint call, boxed the way guests read responses.
@@ -103,6 +125,7 @@ impl Mesh {
                 flows,
                 timeouts,
                 endpoints: None,
+                external: None,
                 node: None,
             }),
         }
@@ -112,6 +135,12 @@ impl Mesh {
     /// call to an endpoint is answered 503.
     pub fn with_endpoints(self, endpoints: Arc<dyn EndpointService>) -> Self {
         self.rebuilt(|inner| inner.endpoints = Some(endpoints))
+    }
+
+    /// The same mesh, sending allowed calls to functions its host does not run to `external`.
+    /// Without it (and off a cluster), such a call fails as a callee that cannot run.
+    pub fn with_external_functions(self, external: Arc<dyn ExternalFunctions>) -> Self {
+        self.rebuilt(|inner| inner.external = Some(external))
     }
 
     /// The same mesh on node `node` of a cluster: calls to functions this node does not host go
@@ -127,6 +156,7 @@ impl Mesh {
             flows: self.inner.flows.clone(),
             timeouts: self.inner.timeouts,
             endpoints: self.inner.endpoints.clone(),
+            external: self.inner.external.clone(),
             node: self.inner.node.clone(),
         };
         change(&mut inner);

@@ -5,9 +5,13 @@
 //! node sets ([`CALLER_HEADER`], [`TRACE_HEADER`], [`DEPTH_HEADER`]); the callee's node believes
 //! them only as far as the peer certificate allows (see `inbound`). A node that cannot be reached
 //! is skipped for the next hosting node; when none answers, the call is a 503 `node unavailable`.
+//!
+//! A node's mesh address may be a DNS name ([`PeerAddress::Name`]), such as the Kubernetes
+//! Service in front of its pods: it is resolved when a connection is dialled, within
+//! [`DNS_TIMEOUT`], and the TLS server name stays the node's name, so the certificate is checked
+//! against the node whichever pod the name leads to.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +26,11 @@ use septa_runtime::WasiBody;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::peer::PeerAddress;
+
+/// How long resolving a peer's mesh name may take before the peer counts as unreachable.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The header carrying the trace id of a call between nodes (16 hex digits).
 pub const TRACE_HEADER: &str = "septa-trace";
 /// The header carrying how many hops deep a call between nodes is.
@@ -33,11 +42,14 @@ pub const CLIENT_HEADER: &str = "septa-client";
 /// The header carrying who the forwarding gateway verified a request came from
 /// (`Principal::to_forwarded`).
 pub const PRINCIPAL_FORWARD_HEADER: &str = "septa-forwarded-principal";
+/// The header carrying how many milliseconds a call between nodes has left before its chain's
+/// deadline: a duration, as gRPC's `grpc-timeout`, so the nodes' clocks need not agree.
+pub const DEADLINE_HEADER: &str = "septa-deadline-ms";
 
 /// Where the other nodes accept calls, as the registry has it.
 pub trait PeerDirectory: Send + Sync + 'static {
     /// The mesh address of `node`, if it is registered and alive.
-    fn mesh_address(&self, node: &str) -> Option<SocketAddr>;
+    fn mesh_address(&self, node: &str) -> Option<PeerAddress>;
 }
 
 /// Why no hosting node answered.
@@ -120,10 +132,16 @@ impl RemoteNodes {
             .directory
             .mesh_address(node)
             .ok_or_else(|| "not registered".to_owned())?;
+        // Resolved at every dial, never cached here: a Service's address may move.
+        let addrs = addr.resolve(DNS_TIMEOUT).await.map_err(|e| e.to_string())?;
         let name = ServerName::try_from(node.to_owned()).map_err(|e| e.to_string())?;
         let connector = TlsConnector::from(self.tls.current().client.clone());
         let connect = async {
-            let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            // Each address in the resolver's order, as a name may resolve to `::1` and
+            // `127.0.0.1` with the node listening on one of them.
+            let tcp = TcpStream::connect(&addrs[..])
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
             let _ = tcp.set_nodelay(true);
             connector
                 .connect(name, tcp)

@@ -2,6 +2,7 @@
 //! or a gateway request admitted here, handed to one of the callee's nodes, which decides again.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use http::header::HOST;
 use http::{Response, StatusCode, Uri};
@@ -10,9 +11,10 @@ use septa_flows::FlowGuard;
 use septa_policy::{FunctionId, Principal};
 use septa_runtime::{Caller, Chain, Forward, Forwarded, RecordedBody, WasiBody};
 
-use crate::internal::{Admitted, json_response};
+use crate::internal::Admitted;
 use crate::remote::{
-    CLIENT_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER, TRACE_HEADER, Unavailable,
+    CLIENT_HEADER, DEADLINE_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER,
+    TRACE_HEADER, Unavailable,
 };
 use crate::{CALLER_HEADER, Inner, LocalNode, header_text, strip_identity_headers};
 
@@ -27,6 +29,7 @@ pub(crate) async fn deliver(
     mut flow: FlowGuard,
 ) -> Result<Response<WasiBody>, wasmtime_wasi_http::Error> {
     let identity = inner.policy.function(caller.function).identity.clone();
+    let trace = caller.chain.trace;
     let hop = Hop {
         callee: admitted.callee,
         caller: &identity,
@@ -43,10 +46,11 @@ pub(crate) async fn deliver(
         }
         Err(unavailable) => {
             flow.set_error(unavailable.to_string()).set_status(503);
-            Ok(json_response(
+            Ok(septa_runtime::json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "node unavailable",
+                "error",
+                Some(trace),
+                Some("node unavailable"),
             ))
         }
     }
@@ -127,6 +131,14 @@ async fn send(
     );
     if hop.chain.probe {
         parts.headers.insert(PROBE_HEADER, header_text("1"));
+    }
+    if let Some(deadline) = hop.chain.deadline {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis();
+        parts
+            .headers
+            .insert(DEADLINE_HEADER, header_text(&left.to_string()));
     }
     if let Some(client) = hop.client {
         parts

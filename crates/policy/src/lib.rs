@@ -12,6 +12,7 @@ pub mod ceiling;
 mod decision;
 mod egress;
 mod engine;
+mod event;
 mod functions;
 pub mod hostname;
 mod ingress;
@@ -29,6 +30,7 @@ mod selection;
 pub use decision::{Decision, Identity, RuleId, Verdict};
 pub use egress::{EgressEdge, EgressHost, SocketUse};
 pub use engine::{CompileError, Policy};
+pub use event::{EventRefusal, LatticeDecision};
 pub use functions::{FunctionId, FunctionInfo, selects};
 pub use ingress::{
     Authentication, IngressDecision, IngressFacts, IngressRequest, LimitOutcome, NoFacts,

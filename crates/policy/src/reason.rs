@@ -8,6 +8,7 @@ use septa_manifest::{ClaimValue, Name, RateLimit};
 
 use crate::ceiling::CeilingBlock;
 use crate::decision::Identity;
+use crate::event::EventRefusal;
 
 /// Why a flow was allowed or refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub enum Reason {
     UnknownDestination(String),
     /// A call from another node that this node refuses before consulting any rule.
     Peer(PeerRefusal),
+    /// A request an AWS service delivered as a Lambda event, refused before any rule is
+    /// consulted.
+    Event(EventRefusal),
     /// Egress from a function in an isolated subnet, which no rule can open.
     IsolatedSubnet {
         /// The function's placement, `SEGMENT/SUBNET`.
@@ -323,6 +327,7 @@ impl fmt::Display for Reason {
             }
             Self::UnknownDestination(name) => write!(f, "unknown destination `{name}`"),
             Self::Peer(refusal) => refusal.fmt(f),
+            Self::Event(refusal) => refusal.fmt(f),
             Self::IsolatedSubnet { placement } => {
                 write!(
                     f,

@@ -239,7 +239,11 @@ impl Host {
             message: format!("{e:#}"),
         };
 
+        let started = Instant::now();
         let deadline = run::deadline(&chain, function.timeout);
+        // Whether the caller's deadline, not the function's own timeout, is what can stop it.
+        let callers =
+            (chain.deadline == Some(deadline)).then(|| deadline.saturating_duration_since(started));
         let chain = chain.within(deadline);
         let mut store = Store::new(
             &self.engine,
@@ -334,7 +338,12 @@ impl Host {
                         cpu_ms: cpu.budget().as_millis(),
                     });
                 }
-                Err(self.classify(function, outcome, memory_exceeded.load(Ordering::Relaxed)))
+                Err(self.classify(
+                    function,
+                    outcome,
+                    memory_exceeded.load(Ordering::Relaxed),
+                    callers,
+                ))
             }
         }
     }
@@ -393,6 +402,7 @@ impl Host {
         function: &LoadedFunction,
         outcome: Result<wasmtime::Result<()>, TaskLost>,
         memory_exceeded: bool,
+        callers_deadline: Option<Duration>,
     ) -> InvokeError {
         let name = function.name.to_string();
         let error = match outcome {
@@ -408,9 +418,15 @@ impl Host {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
             || error.is::<run::DeadlinePassed>()
         {
-            return InvokeError::Timeout {
-                function: name,
-                timeout_ms: function.timeout.as_millis(),
+            return match callers_deadline {
+                Some(left) => InvokeError::CallerDeadline {
+                    function: name,
+                    left_ms: left.as_millis(),
+                },
+                None => InvokeError::Timeout {
+                    function: name,
+                    timeout_ms: function.timeout.as_millis(),
+                },
             };
         }
         if let Some(exhausted) = error.downcast_ref::<PoolConcurrencyLimitError>() {

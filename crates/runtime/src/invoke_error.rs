@@ -41,6 +41,17 @@ pub enum InvokeError {
         /// Its `timeout_ms`.
         timeout_ms: u128,
     },
+    /// The guest was stopped at the deadline of the chain it answers, which came before its own
+    /// timeout: its caller stopped waiting.
+    #[error(
+        "function `{function}` was stopped when its caller's deadline passed, {left_ms} ms into the call"
+    )]
+    CallerDeadline {
+        /// The function.
+        function: String,
+        /// What the chain had left when the call began.
+        left_ms: u128,
+    },
     /// The guest used more CPU time than its budget and was stopped, as a timeout is.
     #[error("function `{function}` exceeded its CPU budget of {cpu_ms} ms")]
     CpuBudget {
@@ -94,7 +105,9 @@ impl InvokeError {
             Self::Overloaded { .. }
             | Self::SegmentOverloaded { .. }
             | Self::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout { .. } | Self::CpuBudget { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout { .. } | Self::CallerDeadline { .. } | Self::CpuBudget { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,7 +120,9 @@ impl InvokeError {
             Self::Overloaded { .. }
             | Self::SegmentOverloaded { .. }
             | Self::PoolExhausted { .. } => "overloaded, try again later",
-            Self::Timeout { .. } | Self::CpuBudget { .. } => "the function did not answer in time",
+            Self::Timeout { .. } | Self::CallerDeadline { .. } | Self::CpuBudget { .. } => {
+                "the function did not answer in time"
+            }
             Self::BodyTimeout { .. } => "the request body did not arrive in time",
             Self::MemoryLimit { .. }
             | Self::Trap { .. }

@@ -4,7 +4,6 @@
 //! peer addresses it saw, and tries again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use septa_cluster::{ControlError, ControlPlane, NodeStatus, Revision, RevisionFailure};
-use septa_mesh::PeerDirectory;
+use septa_mesh::{PeerAddress, PeerDirectory};
 use septa_monitor::ReloadTrigger;
 
 use super::state::StateDir;
@@ -22,28 +21,29 @@ use crate::platform::{Platform, Source};
 const REFRESH: Duration = Duration::from_secs(2);
 
 /// The other nodes' mesh addresses, as last read from the registry (or, until NATS answers, as
-/// saved in the state directory when it last did).
+/// saved in the state directory when it last did). An address may be a name the peer advertised
+/// (`septa node --mesh-advertise`); it is resolved when dialled, not here.
 pub(crate) struct Directory {
-    addrs: RwLock<BTreeMap<String, SocketAddr>>,
+    addrs: RwLock<BTreeMap<String, PeerAddress>>,
 }
 
 impl PeerDirectory for Directory {
-    fn mesh_address(&self, node: &str) -> Option<SocketAddr> {
-        self.addrs.read().ok()?.get(node).copied()
+    fn mesh_address(&self, node: &str) -> Option<PeerAddress> {
+        self.addrs.read().ok()?.get(node).cloned()
     }
 }
 
 impl Directory {
     /// A directory starting from `addrs` (those saved by the last run).
-    pub(crate) fn with(addrs: BTreeMap<String, SocketAddr>) -> Self {
+    pub(crate) fn with(addrs: BTreeMap<String, PeerAddress>) -> Self {
         Self {
             addrs: RwLock::new(addrs),
         }
     }
 
     /// Replaces the addresses with the registry's; returns them when they changed.
-    fn update(&self, nodes: &[NodeStatus]) -> Option<BTreeMap<String, SocketAddr>> {
-        let addrs: BTreeMap<String, SocketAddr> = nodes
+    fn update(&self, nodes: &[NodeStatus]) -> Option<BTreeMap<String, PeerAddress>> {
+        let addrs: BTreeMap<String, PeerAddress> = nodes
             .iter()
             .filter_map(|n| Some((n.name.clone(), n.mesh_address.parse().ok()?)))
             .collect();

@@ -21,7 +21,7 @@ use clap::Args;
 use septa_cluster::{ControlPlane, NodeStatus, Revision};
 use septa_flows::FlowLog;
 use septa_identity::tls::NodeTls;
-use septa_mesh::{LocalNode, RemoteNodes};
+use septa_mesh::{LocalNode, PeerAddress, RemoteNodes};
 use septa_runtime::{ComponentCache, EpochTicker, PoolSize, build_engine};
 
 use crate::platform::{BuildError, Generation, Parts, Platform, Source};
@@ -43,6 +43,11 @@ pub(crate) struct NodeArgs {
     /// Where this node accepts calls from other nodes (mutual TLS).
     #[arg(long)]
     mesh_listen: SocketAddr,
+    /// The address the other nodes dial to reach this one, as `HOST:PORT`: an address, or a DNS
+    /// name resolved at each dial (on Kubernetes, the Service in front of the node's pods).
+    /// Default: the address `--mesh-listen` bound.
+    #[arg(long, value_name = "HOST:PORT")]
+    mesh_advertise: Option<PeerAddress>,
     /// The directory `septa ca issue --out` wrote: `node.crt`, `node.key`, `ca.crt`.
     #[arg(long)]
     tls_dir: PathBuf,
@@ -166,6 +171,16 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on `{}`", args.mesh_listen))?;
     mesh_listener.set_nonblocking(true)?;
     let mesh_addr = mesh_listener.local_addr()?;
+    let advertised = args
+        .mesh_advertise
+        .clone()
+        .unwrap_or(PeerAddress::Socket(mesh_addr));
+    if advertised != PeerAddress::Socket(mesh_addr) {
+        println!(
+            "septa: node `{}` advertises its mesh as {advertised}",
+            args.name
+        );
+    }
     if let (Some(addr), Some(monitoring)) = (args.admin, &monitoring) {
         let control: Arc<dyn septa_monitor::Control> = platform.clone();
         let bound = monitoring.serve(addr, listening.addr, &flows, control)?;
@@ -174,7 +189,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let status = NodeStatus {
         name: args.name.clone(),
         address: listening.addr.to_string(),
-        mesh_address: mesh_addr.to_string(),
+        mesh_address: advertised.to_string(),
         fingerprint: tls.current().fingerprint.clone(),
         revision: Some(revision.id.clone()),
         hosts,
@@ -218,7 +233,12 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                         std::process::exit(1);
                     }
                 };
-                tokio::spawn(septa_mesh::inbound::serve(listener, tls, current));
+                tokio::spawn(septa_mesh::inbound::serve(
+                    listener,
+                    tls,
+                    current,
+                    septa_mesh::MeshLimits::for_fd_limit(fd_limit),
+                ));
                 node.run().await;
             });
         })

@@ -3,12 +3,12 @@
 //! node started while NATS is down serves what it served before and still reaches its peers.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bytes::Bytes;
 use septa_cluster::Revision;
+use septa_mesh::PeerAddress;
 
 /// The node's state directory.
 pub(crate) struct StateDir {
@@ -82,19 +82,25 @@ impl StateDir {
     }
 
     /// Records the peers' mesh addresses, replacing what was saved.
-    pub(crate) fn save_peers(&self, peers: &BTreeMap<String, SocketAddr>) -> anyhow::Result<()> {
+    pub(crate) fn save_peers(&self, peers: &BTreeMap<String, PeerAddress>) -> anyhow::Result<()> {
         let tmp = self.dir.join(format!(".{PEERS}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(peers)?)?;
+        let text: BTreeMap<&String, String> =
+            peers.iter().map(|(n, a)| (n, a.to_string())).collect();
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&text)?)?;
         std::fs::rename(&tmp, self.dir.join(PEERS)).context("cannot record the peers' addresses")
     }
 
     /// The peers' mesh addresses as last saved; none when nothing (readable) was saved, and the
     /// registry fills them in once NATS answers.
-    pub(crate) fn peers(&self) -> BTreeMap<String, SocketAddr> {
-        std::fs::read(self.dir.join(PEERS))
+    pub(crate) fn peers(&self) -> BTreeMap<String, PeerAddress> {
+        let saved: BTreeMap<String, String> = std::fs::read(self.dir.join(PEERS))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        saved
+            .into_iter()
+            .filter_map(|(name, addr)| Some((name, addr.parse().ok()?)))
+            .collect()
     }
 
     fn revision_dir(&self, id: &str) -> PathBuf {

@@ -152,15 +152,55 @@ impl Cluster {
     /// Starts node `name` against NATS at `nats`, on ports the system picks, and waits until it
     /// listens.
     pub fn start_node(&mut self, name: &str, nats: &str) -> &Node {
+        self.start_node_with(name, nats, None)
+    }
+
+    /// Like [`start_node`](Self::start_node), with the node's open-file limit (soft and hard)
+    /// set to `nofile` by `prlimit`.
+    pub fn start_node_with_fd_limit(&mut self, name: &str, nats: &str, nofile: u64) -> &Node {
+        self.start_node_with(name, nats, Some(nofile))
+    }
+
+    /// Like [`start_node`](Self::start_node), on a mesh port picked here, advertising it to
+    /// the other nodes as `host:PORT` (`--mesh-advertise`).
+    pub fn start_node_advertising(&mut self, name: &str, nats: &str, host: &str) -> &Node {
+        let port = std::net::TcpListener::bind(loopback(0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.start_node_on(
+            name,
+            nats,
+            None,
+            loopback(port),
+            Some(format!("{host}:{port}")),
+        )
+    }
+
+    fn start_node_with(&mut self, name: &str, nats: &str, fd_limit: Option<u64>) -> &Node {
+        self.start_node_on(name, nats, fd_limit, loopback(0), None)
+    }
+
+    fn start_node_on(
+        &mut self,
+        name: &str,
+        nats: &str,
+        fd_limit: Option<u64>,
+        mesh: SocketAddr,
+        advertise: Option<String>,
+    ) -> &Node {
         let node = Node {
             child: None,
             name: name.to_owned(),
             addr: loopback(0),
-            mesh: loopback(0),
+            mesh,
+            advertise,
             tls_dir: self.tls_dir(name),
             state_dir: self.state_dir(name),
             flow_log: self.dir.path().join("flows").join(format!("{name}.jsonl")),
             startup: Vec::new(),
+            fd_limit,
         };
         self.nodes.insert(name.to_owned(), node);
         let node = self.node_mut(name);
@@ -177,10 +217,12 @@ impl Cluster {
             name: name.to_owned(),
             addr: loopback(0),
             mesh: loopback(0),
+            advertise: None,
             tls_dir: self.tls_dir(name),
             state_dir: state.clone(),
             flow_log: state.join("flows.jsonl"),
             startup: Vec::new(),
+            fd_limit: None,
         };
         let mut child = node
             .command(nats)
@@ -296,21 +338,40 @@ pub struct Node {
     pub addr: SocketAddr,
     /// Where it takes calls from other nodes (port 0 until it first started).
     pub mesh: SocketAddr,
+    /// What it tells the other nodes to dial (`--mesh-advertise`), when not `mesh`.
+    pub advertise: Option<String>,
     pub tls_dir: PathBuf,
     pub state_dir: PathBuf,
     pub flow_log: PathBuf,
     /// What it printed before it listened, the last time it started.
     pub startup: Vec<String>,
+    /// Its open-file limit, when the test sets one.
+    fd_limit: Option<u64>,
 }
 
 impl Node {
     fn command(&self, nats: &str) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_septa"));
+        let mut command = match self.fd_limit {
+            Some(nofile) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={nofile}:{nofile}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_septa"));
+                prlimit
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_septa")),
+        };
         command
             .arg("node")
             .args(["--nats", nats, "--name", &self.name])
             .args(["--listen", &self.addr.to_string()])
             .args(["--mesh-listen", &self.mesh.to_string()])
+            .args(
+                self.advertise
+                    .iter()
+                    .flat_map(|a| ["--mesh-advertise", a.as_str()]),
+            )
             .arg("--tls-dir")
             .arg(&self.tls_dir)
             .arg("--state-dir")

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod peer;
+pub mod pki;
 pub mod prometheus;
 
 use std::io::{BufRead, BufReader, Read, Write};

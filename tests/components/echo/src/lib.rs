@@ -31,6 +31,9 @@ fn echo(request: &Request) -> Reply {
         .split('?')
         .next()
         .unwrap_or_default();
+    if path.contains("/raw/") {
+        return raw(request);
+    }
     let folded = lenient_fold(path);
     if let Some(page) = folded.strip_prefix("/lenient/") {
         return match page {
@@ -49,6 +52,22 @@ fn echo(request: &Request) -> Reply {
             "body": request.body_text(),
         }),
     )
+}
+
+/// The request body as it came, with two cookies.
+fn raw(request: &Request) -> Reply {
+    Reply {
+        status: 201,
+        headers: vec![
+            (
+                "content-type".to_string(),
+                "application/octet-stream".to_string(),
+            ),
+            ("set-cookie".to_string(), "a=1; Path=/".to_string()),
+            ("set-cookie".to_string(), "b=2; Path=/".to_string()),
+        ],
+        body: request.body.clone(),
+    }
 }
 
 /// `path` as a lenient router reads it: percent-decoded until nothing changes, each segment cut
