@@ -34,6 +34,8 @@ const PER_ROUND: usize = 300;
 const PACE: Duration = Duration::from_millis(1);
 /// Clients that keep the noisy segment's guests looping, twice its cap.
 const NOISY_CLIENTS: usize = 4;
+/// How long a noisy client refused by the bulkhead waits before it sends again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 fn start() -> (Septa, tempfile::TempDir) {
     common::build_components();
@@ -140,8 +142,10 @@ impl Noise {
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                         match status {
                             503 => {
+                                // As the answer's `Retry-After: 1` asks; the other clients
+                                // keep both slots looping meanwhile.
                                 refused.fetch_add(1, Ordering::Relaxed);
-                                std::thread::sleep(Duration::from_millis(5));
+                                std::thread::sleep(RETRY_AFTER);
                             }
                             504 => {
                                 stopped.fetch_add(1, Ordering::Relaxed);

@@ -264,7 +264,7 @@ impl Host {
         // thread's tokio runtime, which polls its sockets before the guest goes on; there the
         // scheduler moves a guest that computes long off its worker, and shares the CPU of the
         // thread it moves to between segments (`crate::scheduler`).
-        let guest = self.scheduler.admit(id);
+        let guest = self.scheduler.admit(id, deadline);
         let clock = guest.clock();
         let cpu = guest.clock();
         store.epoch_deadline_callback(move |_| {

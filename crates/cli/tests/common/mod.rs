@@ -230,10 +230,12 @@ impl Septa {
         send_to(self.addr, raw)
     }
 
-    /// The flow log so far (every complete line).
+    /// The flow log so far (every complete line: one the writer is still writing is left out).
     pub fn flows(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.flow_log).unwrap_or_default();
-        text.lines()
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }

@@ -5,15 +5,44 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use wasmtime::UpdateDeadline;
 
 use super::compute::{self, Moved, Role, monotonic_ns, thread_cpu_ns};
 use super::turns::{AfterYield, Turn};
+
+/// How many of a function's guests in a row had to move to the compute thread before its next
+/// ones start there, sparing the worker their first tick of computing.
+const STARTS_LONG_AFTER: u32 = 2;
+
+/// How many of a function's latest guests in a row computed long. Once [`STARTS_LONG_AFTER`]
+/// did, its next guests start on the compute thread; the first of them that turns out short
+/// sends the next ones back to the worker.
+#[derive(Debug, Default)]
+pub(super) struct Habit(AtomicU32);
+
+impl Habit {
+    fn starts_long(&self) -> bool {
+        self.0.load(Ordering::Relaxed) >= STARTS_LONG_AFTER
+    }
+
+    fn record(&self, computed_long: bool) {
+        // Racing guests of one function may lose an update: it only delays the switch.
+        let next = if computed_long {
+            self.0
+                .load(Ordering::Relaxed)
+                .saturating_add(1)
+                .min(STARTS_LONG_AFTER)
+        } else {
+            0
+        };
+        self.0.store(next, Ordering::Relaxed);
+    }
+}
 
 /// What the scheduler keeps of one request's guest, shared by its task and its store's epoch
 /// callback (which runs inside the task's polls).
@@ -26,6 +55,11 @@ use super::turns::{AfterYield, Turn};
 pub(super) struct GuestState {
     pub(super) turn: Turn,
     pub(super) share: u64,
+    /// Its function's guests so far.
+    habit: Arc<Habit>,
+    /// When its request must be over: past it, it runs without waiting for its turn, so that
+    /// it is stopped at once.
+    deadline: Instant,
     budget_ns: u64,
     /// CPU it must have used on its thread's CPU clock to move to the compute thread.
     compute_after_ns: u64,
@@ -44,11 +78,20 @@ pub(super) struct GuestState {
 }
 
 impl GuestState {
-    pub(super) fn new(turn: Turn, share: u64, budget: Duration, compute_after: Duration) -> Self {
+    pub(super) fn new(
+        turn: Turn,
+        share: u64,
+        habit: Arc<Habit>,
+        deadline: Instant,
+        budget: Duration,
+        compute_after: Duration,
+    ) -> Self {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Self {
             turn,
             share,
+            habit,
+            deadline,
             budget_ns: nanos(budget),
             compute_after_ns: nanos(compute_after),
             used_ns: AtomicU64::new(0),
@@ -119,6 +162,14 @@ impl GuestState {
     }
 }
 
+impl Drop for GuestState {
+    /// The guest is over (its task and its store are gone): whether it computed long tells
+    /// where its function's next guests start.
+    fn drop(&mut self) {
+        self.habit.record(self.computes_long());
+    }
+}
+
 /// A request's guest, from admission until its task is spawned.
 pub(crate) struct Guest(pub(super) Option<Arc<GuestState>>);
 
@@ -135,7 +186,8 @@ impl Guest {
 
     /// Spawns `task`, the guest's instance task, on the current thread's runtime: timed poll
     /// by poll, and moved to the worker's compute thread at the first yield point by which it
-    /// has computed for [`super::COMPUTE_AFTER`] since its first.
+    /// has computed for [`super::COMPUTE_AFTER`] since its first. When its function's latest
+    /// guests all computed that long, it starts on the compute thread instead.
     pub(crate) fn spawn<F>(self, task: F) -> GuestTask<F::Output>
     where
         F: Future + Send + 'static,
@@ -146,9 +198,20 @@ impl Guest {
         };
         let (done, output) = oneshot::channel();
         let task: Pin<Box<dyn Future<Output = F::Output> + Send>> = Box::pin(task);
-        match compute::role() {
+        let role = compute::role();
+        let compute = (role == Role::Worker && state.habit.starts_long())
+            .then(compute::link)
+            .flatten();
+        match role {
             Role::Compute => {
                 tokio::spawn(OnCompute::new(state, task, done));
+            }
+            Role::Worker if compute.is_some() => {
+                if let Some(link) = compute {
+                    // Only fails if the compute thread is gone: its caller hears the task was
+                    // lost.
+                    let _ = link.send(Box::pin(OnCompute::new(state, task, done)));
+                }
             }
             role => {
                 tokio::spawn(OnWorker {
@@ -316,12 +379,15 @@ impl<T: Send + 'static> Future for OnCompute<T> {
         if !this.present {
             this.present = compute::with_turns(|t| t.arrive(turn.segment)).is_some();
         }
-        // Off a compute thread (never, as spawned), it runs unscheduled.
-        let (mine, other) =
-            compute::with_turns(|t| t.claim(turn, cx.waker())).unwrap_or((true, None));
-        wake(other);
-        if !mine {
-            return Poll::Pending;
+        // Past its deadline it runs out of turn, to be stopped; off a compute thread (never, as
+        // spawned), it runs unscheduled.
+        if Instant::now() < this.state.deadline {
+            let (mine, other) =
+                compute::with_turns(|t| t.claim(turn, cx.waker())).unwrap_or((true, None));
+            wake(other);
+            if !mine {
+                return Poll::Pending;
+            }
         }
         let Some(task) = this.task.as_mut() else {
             return Poll::Ready(());
@@ -360,5 +426,24 @@ impl<T> Drop for OnCompute<T> {
 fn wake(waker: Option<Waker>) {
     if let Some(waker) = waker {
         waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_starts_on_the_compute_thread_after_two_long_guests_until_a_short_one() {
+        let habit = Habit::default();
+        assert!(!habit.starts_long());
+        habit.record(true);
+        assert!(!habit.starts_long());
+        habit.record(true);
+        assert!(habit.starts_long());
+        habit.record(true);
+        assert!(habit.starts_long());
+        habit.record(false);
+        assert!(!habit.starts_long());
     }
 }

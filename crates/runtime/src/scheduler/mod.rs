@@ -9,6 +9,9 @@
 //! mover's yield point, never after a round of the guests that loop), and the kernel runs the
 //! worker before the long computations whenever both want the core.
 //!
+//! A function whose latest guests all moved starts its next ones on the compute thread, so a
+//! segment that keeps sending requests that loop does not hold its worker for a tick each time.
+//!
 //! On a compute thread the guests take turns at their yield points ([`turns`]): the thread goes
 //! to the segment that has had the least CPU for its `cpu_share` (equal by default), so a
 //! segment with many looping guests gets no more than one with a single one, and a segment that
@@ -29,7 +32,7 @@ mod turns;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use septa_policy::{FunctionId, Policy};
 
@@ -37,7 +40,7 @@ pub use compute::{ScheduledThread, schedule_this_thread};
 pub(crate) use guest::TaskLost;
 pub use ledger::{CpuUsage, cpu_usage};
 
-use self::guest::{Guest, GuestState};
+use self::guest::{Guest, GuestState, Habit};
 use self::ledger::Account;
 use self::turns::{DEFAULT_CPU_SHARE, Turn};
 
@@ -62,6 +65,7 @@ struct Placed {
     share: u64,
     budget: Duration,
     account: Arc<Account>,
+    habit: Arc<Habit>,
 }
 
 impl Scheduler {
@@ -87,14 +91,15 @@ impl Scheduler {
                     share,
                     budget: Duration::from_millis(u64::from(f.spec.limits.cpu_ms)),
                     account: ledger::account(segment.as_str(), f.spec.name.as_str()),
+                    habit: Arc::default(),
                 }
             })
             .collect();
         Self { functions }
     }
 
-    /// A request of function `id` starts.
-    pub(crate) fn admit(&self, id: FunctionId) -> Guest {
+    /// A request of function `id`, which must be over by `deadline`, starts.
+    pub(crate) fn admit(&self, id: FunctionId, deadline: Instant) -> Guest {
         static NEXT_GUEST: AtomicU64 = AtomicU64::new(1);
         let Some(placed) = self.functions.get(id.index()) else {
             return Guest(None);
@@ -107,6 +112,8 @@ impl Scheduler {
         Guest(Some(Arc::new(GuestState::new(
             turn,
             placed.share,
+            placed.habit.clone(),
+            deadline,
             placed.budget,
             COMPUTE_AFTER,
         ))))
