@@ -65,7 +65,10 @@ pub(super) struct GuestState {
     compute_after_ns: u64,
     /// CPU used in the polls (and parts of polls) that ended.
     used_ns: AtomicU64,
-    /// The part of `used_ns` measured on the thread's CPU clock.
+    /// The part of `used_ns` measured on the thread's CPU clock, which is also charged to its
+    /// function's account as it is used; the rest is charged when the guest is over, so that a
+    /// short request touches the account (which every worker's guests of the function share)
+    /// once.
     computed_ns: AtomicU64,
     /// The clock's reading when the current poll (or its part on the current clock) started, or
     /// 0 between polls.
@@ -140,8 +143,8 @@ impl GuestState {
         self.used_ns.fetch_add(nanos, Ordering::Relaxed);
         if on_cpu_clock {
             self.computed_ns.fetch_add(nanos, Ordering::Relaxed);
+            self.turn.account.ran(nanos);
         }
-        self.turn.account.ran(nanos);
     }
 
     /// Runs `poll` as one slice of the guest, and charges it the CPU it used; returns that too.
@@ -163,9 +166,13 @@ impl GuestState {
 }
 
 impl Drop for GuestState {
-    /// The guest is over (its task and its store are gone): whether it computed long tells
-    /// where its function's next guests start.
+    /// The guest is over (its task and its store are gone): the CPU it used on its worker goes
+    /// to its function's account, and whether it computed long tells where its function's next
+    /// guests start.
     fn drop(&mut self) {
+        let computed = self.computed_ns.load(Ordering::Relaxed);
+        let used = self.used_ns.load(Ordering::Relaxed);
+        self.turn.account.ran(used.saturating_sub(computed));
         self.habit.record(self.computes_long());
     }
 }
