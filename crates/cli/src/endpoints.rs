@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use septa_endpoints::{Backend, Store, StoreOptions};
+use septa_flows::LogThrottle;
 use septa_manifest::{Connection, EndpointBackend, FunctionKind};
 use septa_mesh::{EndpointFuture, EndpointService};
 use septa_policy::{FunctionId, Policy};
@@ -153,8 +154,11 @@ impl EndpointService for Endpoints {
                 Ok(admitted) => admitted,
                 Err(e) => {
                     // The caller hears that the endpoint is busy; which cap, and its size, are
-                    // for the log.
-                    tracing::warn!(error = %e, "endpoint call refused");
+                    // for the log, a few lines at most however many calls are refused.
+                    static REFUSED: LogThrottle<()> = LogThrottle::per_request();
+                    if let Some(suppressed) = REFUSED.admit(()) {
+                        tracing::warn!(error = %e, suppressed, "endpoint call refused");
+                    }
                     return unavailable("the endpoint is at its concurrency limit");
                 }
             };

@@ -26,8 +26,8 @@ use septa_gateway::auth::refresh::{FirstFetch, KeyRefresh};
 use septa_gateway::{CurrentGateway, Gateway};
 use septa_mesh::{DialTimeouts, LocalNode, Mesh};
 use septa_monitor::{
-    AlertRules, Alerts, Control, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal, ProbeReport,
-    ReloadAttempt, ReloadOutcome, ReloadTrigger,
+    AlertRules, Alerts, Control, GuestCpu, Metrics, ProbeAttempt, ProbeGrant, ProbeRefusal,
+    ProbeReport, ReloadAttempt, ReloadOutcome, ReloadTrigger,
 };
 use septa_policy::Policy;
 use septa_runtime::{ComponentCache, Engine, Host, LoadReport, PoolSize};
@@ -304,6 +304,7 @@ impl Platform {
         let current = Arc::new(CurrentGateway::new(first.gateway.clone()));
         if let Some(metrics) = &metrics {
             watch_generation(metrics, &first);
+            watch_guest_cpu(metrics);
         }
         parts.alerts.update(AlertRules::from_policy(&first.policy));
         Self {
@@ -576,6 +577,22 @@ fn watch_generation(metrics: &Metrics, generation: &Generation) {
         bulkheads
             .in_use()
             .map(|(function, in_use)| (function.to_owned(), in_use as u64))
+            .collect()
+    }));
+}
+
+/// Points the CPU counters at the runtime's accounts, which outlive every generation.
+fn watch_guest_cpu(metrics: &Metrics) {
+    metrics.watch_guest_cpu(Box::new(|| {
+        septa_runtime::cpu_usage()
+            .into_iter()
+            .map(|u| GuestCpu {
+                segment: u.segment,
+                function: u.function,
+                cpu: u.cpu,
+                waited: u.waited,
+                preemptions: u.preemptions,
+            })
             .collect()
     }));
 }

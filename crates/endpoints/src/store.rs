@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use septa_flows::LogThrottle;
 
 use crate::backend::{DeleteOutcome, Engine, Fault, PutOutcome, Quotas};
 use crate::error::StoreError;
@@ -451,12 +452,17 @@ impl Store {
             }
         };
         let error = fault.into_error(&inner.endpoint, inner.kind);
-        tracing::warn!(
-            endpoint = %inner.endpoint,
-            backend = %inner.kind,
-            %error,
-            "endpoint store call failed"
-        );
+        // A backend that is down fails every call: a few lines, the others counted.
+        static FAILED: LogThrottle<()> = LogThrottle::per_request();
+        if let Some(suppressed) = FAILED.admit(()) {
+            tracing::warn!(
+                endpoint = %inner.endpoint,
+                backend = %inner.kind,
+                %error,
+                suppressed,
+                "endpoint store call failed"
+            );
+        }
         Err(error)
     }
 }

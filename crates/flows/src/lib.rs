@@ -11,7 +11,8 @@
 //! Everything is bounded: each field of a record ([`FlowRecord::bound`]), the records waiting
 //! for the writer, the bytes waiting for the sink, and the files on disk. A stalled sink or a
 //! full disk drops records and counts them ([`FlowLog::dropped`]) rather than holding up a
-//! request, unless the log was opened with [`Overflow::Block`].
+//! request, unless the log was opened with [`Overflow::Block`]. Septa's own log is bounded too:
+//! a [`LogThrottle`] keeps a warning that can repeat per request from flooding it.
 //!
 //! A record holds the policy's [`septa_policy::Decision`] as the policy worded it: a guard takes
 //! the decision itself ([`FlowGuard::set_decision`]), so no enforcer translates or rewords one,
@@ -25,6 +26,7 @@ mod read;
 mod record;
 mod rotate;
 mod sink;
+mod throttle;
 mod time;
 mod writer;
 
@@ -40,4 +42,5 @@ pub use record::{FlowKind, FlowRecord};
 pub use rotate::{Rotation, log_files};
 /// What the policy decided, as flow records spell it.
 pub use septa_policy::Verdict;
+pub use throttle::LogThrottle;
 pub use time::{format_rfc3339_millis, parse_rfc3339_millis};

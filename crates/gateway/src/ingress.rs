@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::mem::Discriminant;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use septa_flows::{FlowGuard, FlowKind, FlowLog};
+use septa_flows::{FlowGuard, FlowKind, FlowLog, LogThrottle};
 use septa_manifest::JwtIssuer;
 use septa_policy::path::split_path_query;
 use septa_policy::{
@@ -21,7 +22,7 @@ use septa_policy::{
 };
 use septa_runtime::{
     Chain, Forward, Forwarded, ForwardedFrom, ForwardedIngress, Host, HyperOutgoingBody,
-    RecordedBody,
+    InvokeError, RecordedBody,
 };
 
 use crate::auth::jwt::JwtVerifier;
@@ -441,8 +442,14 @@ impl Gateway {
             }
             Err(e) => {
                 // The detail is for the operator (here and in the flow record), not the client.
-                let trace = septa_runtime::trace_id(admitted.trace);
-                tracing::warn!(%trace, error = %e, "function failed");
+                // Refusals and failures come at the rate requests do: a few lines of each kind
+                // (a full bulkhead, a timeout, a trap...), the others counted in the next line.
+                // Every one of them is in the flow log.
+                static FAILED: LogThrottle<Discriminant<InvokeError>> = LogThrottle::per_request();
+                if let Some(suppressed) = FAILED.admit(std::mem::discriminant(&e)) {
+                    let trace = septa_runtime::trace_id(admitted.trace);
+                    tracing::warn!(%trace, error = %e, suppressed, "function failed");
+                }
                 match e.status() {
                     // The rest of a body that did not arrive in time is not worth waiting for.
                     StatusCode::REQUEST_TIMEOUT => {

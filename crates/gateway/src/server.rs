@@ -145,6 +145,9 @@ pub fn serve(
                         return;
                     }
                 };
+                // Guests that compute long move to this worker's compute thread, where they share
+                // it by segment. Dropped before the runtime (declared after it).
+                let _scheduled = septa_runtime::schedule_this_thread();
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(socket) {
                         Ok(l) => l,

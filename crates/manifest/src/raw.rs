@@ -52,6 +52,7 @@ pub(crate) struct RawSegment {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSegmentLimits {
     pub max_concurrency: Option<Spanned<u32>>,
+    pub cpu_share: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +67,7 @@ pub(crate) struct RawGroup {
 pub(crate) struct RawLimits {
     pub memory_mb: Option<Spanned<u32>>,
     pub timeout_ms: Option<Spanned<u32>>,
+    pub cpu_ms: Option<Spanned<u32>>,
     pub max_concurrency: Option<Spanned<u32>>,
 }
 

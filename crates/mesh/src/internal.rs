@@ -1,12 +1,14 @@
 //! Mesh calls: `http://NAME.internal/...` from one function to another, in process.
 
+use std::mem::Discriminant;
+
 use http::header::HOST;
 use http::{Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use septa_flows::{FlowGuard, FlowKind};
+use septa_flows::{FlowGuard, FlowKind, LogThrottle};
 use septa_policy::path::{normalize_path, split_path_query};
 use septa_policy::{Decision, FunctionId, Reason};
-use septa_runtime::{Caller, CountedBody, RecordedBody, WasiBody};
+use septa_runtime::{Caller, CountedBody, InvokeError, RecordedBody, WasiBody};
 
 use crate::{
     CALLER_HEADER, DENY_REASON_HEADER, Inner, MAX_DEPTH, header_text, strip_identity_headers,
@@ -245,8 +247,12 @@ pub(crate) async fn deliver(
         // The caller hears what a client would: the status and the trace, never the callee's
         // trap or limits (the flow record and the log keep those).
         Err(e) => {
-            let trace = septa_runtime::trace_id(caller.chain.trace);
-            tracing::warn!(%trace, error = %e, "mesh call failed");
+            // As many as calls are made: a few lines of each kind, the others counted.
+            static FAILED: LogThrottle<Discriminant<InvokeError>> = LogThrottle::per_request();
+            if let Some(suppressed) = FAILED.admit(std::mem::discriminant(&e)) {
+                let trace = septa_runtime::trace_id(caller.chain.trace);
+                tracing::warn!(%trace, error = %e, suppressed, "mesh call failed");
+            }
             Ok(septa_runtime::json_error(
                 e.status(),
                 e.public_message(),

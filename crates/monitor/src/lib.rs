@@ -35,7 +35,10 @@ pub use control::{
 };
 pub use exposition::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use filter::{DEFAULT_LIMIT, FilterError, FlowFilter};
-pub use metrics::{DEFAULT_MAX_SERIES, InstancesInUse, LoadedPolicy, Metrics, ReloadOutcome};
+pub use metrics::{
+    DEFAULT_MAX_SERIES, GuestCpu, GuestCpuSource, InstancesInUse, LoadedPolicy, Metrics,
+    ReloadOutcome,
+};
 pub use recent::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, Follow, Recent, SUBSCRIBER_BACKLOG};
 pub use session::{SESSION_COOKIE, SESSION_LIFETIME};
 pub use token::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenError, TokenOrigin};

@@ -1,7 +1,7 @@
 //! Prometheus metrics: counters and histograms derived from every flow record (a
 //! [`FlowObserver`] on the flow log's writer thread), gauges the host sets (the loaded policy,
-//! reloads, functions per segment) and values read when scraped (instances in use, the flow
-//! log's own counters).
+//! reloads, functions per segment) and values read when scraped (instances in use, the CPU time
+//! guests used and waited, the flow log's own counters).
 //!
 //! Label values come from the loaded policy, never from requests (see [`crate::labels`]), and
 //! every family is capped at a number of series; what does not fit is counted in
@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use septa_flows::{FlowKind, FlowLogStats, FlowObserver, FlowRecord, Verdict};
 use septa_policy::Policy;
@@ -86,6 +87,25 @@ pub struct LoadedPolicy {
 /// Reads each function's instances in use when metrics are scraped: `(function, in use)`.
 pub type InstancesInUse = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
+/// What one function's guests have cost since the process started, as the runtime's scheduler
+/// counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestCpu {
+    /// The function's segment.
+    pub segment: String,
+    /// The function.
+    pub function: String,
+    /// CPU time its guests ran.
+    pub cpu: Duration,
+    /// Time its guests were ready to run but waited for other guests to have their turn.
+    pub waited: Duration,
+    /// Times one of its guests was stopped at a yield point so that another could run.
+    pub preemptions: u64,
+}
+
+/// Reads each function's [`GuestCpu`] when metrics are scraped.
+pub type GuestCpuSource = Box<dyn Fn() -> Vec<GuestCpu> + Send + Sync>;
+
 /// Reads, when metrics are scraped, how often each peer node could not be reached:
 /// `(node, attempts that failed)`.
 pub type PeersUnreachable = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
@@ -102,6 +122,7 @@ pub struct Metrics {
 struct Sources {
     flow_log: Option<FlowLogStats>,
     instances: Option<InstancesInUse>,
+    guest_cpu: Option<GuestCpuSource>,
     alerts: Option<AlertCounts>,
     peers: Option<PeersUnreachable>,
 }
@@ -236,16 +257,23 @@ impl Metrics {
         self.sources().instances = Some(source);
     }
 
+    /// Reports the CPU time each function's guests used and waited, and how often they were
+    /// preempted, read from `source` when scraped.
+    pub fn watch_guest_cpu(&self, source: GuestCpuSource) {
+        self.sources().guest_cpu = Some(source);
+    }
+
     /// The metrics as a page of Prometheus text exposition format 0.0.4 (serve it with
     /// [`crate::PROMETHEUS_CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let (flow_log, instances, alerts, peers) = {
+        let (flow_log, instances, guest_cpu, alerts, peers) = {
             let sources = self.sources();
             let flow_log = sources.flow_log.clone().unwrap_or_default();
             let alerts = sources.alerts.as_ref().map(AlertCounts::snapshot);
             (
                 flow_log,
                 sources.instances.as_ref().map(|read| read()),
+                sources.guest_cpu.as_ref().map(|read| read()),
                 alerts,
                 sources.peers.as_ref().map(|read| read()),
             )
@@ -254,6 +282,7 @@ impl Metrics {
         self.state().render(&mut page);
         render_peers_unreachable(&mut page, peers.unwrap_or_default());
         render_sources(&mut page, &flow_log, instances);
+        render_guest_cpu(&mut page, guest_cpu.unwrap_or_default(), self.max_series);
         render_alerts(&mut page, alerts.unwrap_or_default());
         page.finish()
     }
@@ -585,6 +614,48 @@ fn render_sources(
         MetricType::Counter,
     );
     page.sample("septa_flow_log_dropped_total", &[], flow_log.dropped());
+}
+
+/// A family read from each function's [`GuestCpu`]: name, help, and the value of a sample.
+struct GuestCpuFamily {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&GuestCpu) -> String,
+}
+
+const GUEST_CPU_FAMILIES: [GuestCpuFamily; 3] = [
+    GuestCpuFamily {
+        name: "septa_cpu_seconds_total",
+        help: "CPU time guests used, by segment and function.",
+        value: |u| u.cpu.as_secs_f64().to_string(),
+    },
+    GuestCpuFamily {
+        name: "septa_cpu_wait_seconds_total",
+        help: "Time guests were ready to compute but waited for another guest's turn on their compute thread, by segment and function.",
+        value: |u| u.waited.as_secs_f64().to_string(),
+    },
+    GuestCpuFamily {
+        name: "septa_preemptions_total",
+        help: "Times a guest made way for another (of a segment behind its share, or the next of its own) at a yield point, by segment and function.",
+        value: |u| u.preemptions.to_string(),
+    },
+];
+
+/// The CPU families, one series per function the process has run (the runtime keeps them across
+/// reloads, so the cap still applies).
+fn render_guest_cpu(page: &mut Exposition, mut usage: Vec<GuestCpu>, max_series: usize) {
+    usage.sort_by(|a, b| (&a.segment, &a.function).cmp(&(&b.segment, &b.function)));
+    usage.truncate(max_series);
+    for family in &GUEST_CPU_FAMILIES {
+        page.family(family.name, family.help, MetricType::Counter);
+        for u in &usage {
+            let labels = [
+                ("segment", u.segment.as_str()),
+                ("function", u.function.as_str()),
+            ];
+            page.sample(family.name, &labels, (family.value)(u));
+        }
+    }
 }
 
 fn render_alerts(page: &mut Exposition, alerts: Vec<(Arc<str>, ByOutcome)>) {

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use septa_flows::{FlowKind, FlowLog, FlowObserver, FlowRecord, Verdict};
-use septa_monitor::{Metrics, ReloadOutcome, manifest_hash};
+use septa_monitor::{GuestCpu, Metrics, ReloadOutcome, manifest_hash};
 use septa_policy::Policy;
 
 const MANIFEST: &str = r#"
@@ -268,6 +269,52 @@ fn the_host_sets_policy_reload_function_instance_and_flow_log_gauges() {
     assert!(page.contains("septa_flow_log_write_failures_total 0\n"));
     let loaded = metrics.loaded_policy().unwrap();
     assert_eq!((loaded.application.as_str(), loaded.functions), ("shop", 2));
+}
+
+#[test]
+fn guest_cpu_is_read_at_scrape_by_segment_and_function() {
+    let metrics = metrics();
+    metrics.watch_guest_cpu(Box::new(|| {
+        vec![
+            GuestCpu {
+                segment: "payments".to_owned(),
+                function: "checkout".to_owned(),
+                cpu: Duration::from_millis(1_500),
+                waited: Duration::from_millis(250),
+                preemptions: 12,
+            },
+            GuestCpu {
+                segment: "edge".to_owned(),
+                function: "storefront".to_owned(),
+                cpu: Duration::from_micros(40),
+                waited: Duration::ZERO,
+                preemptions: 0,
+            },
+        ]
+    }));
+    let page = metrics.render();
+    assert_eq!(
+        lines(&page, "septa_cpu_seconds_total{"),
+        [
+            r#"septa_cpu_seconds_total{segment="edge",function="storefront"} 0.00004"#,
+            r#"septa_cpu_seconds_total{segment="payments",function="checkout"} 1.5"#,
+        ]
+    );
+    assert_eq!(
+        lines(&page, "septa_cpu_wait_seconds_total{"),
+        [
+            r#"septa_cpu_wait_seconds_total{segment="edge",function="storefront"} 0"#,
+            r#"septa_cpu_wait_seconds_total{segment="payments",function="checkout"} 0.25"#,
+        ]
+    );
+    assert_eq!(
+        lines(&page, "septa_preemptions_total{"),
+        [
+            r#"septa_preemptions_total{segment="edge",function="storefront"} 0"#,
+            r#"septa_preemptions_total{segment="payments",function="checkout"} 12"#,
+        ]
+    );
+    assert!(page.contains("# TYPE septa_cpu_seconds_total counter"));
 }
 
 #[test]

@@ -138,6 +138,7 @@ fn manifest(spec: &Spec) -> Manifest {
                     .collect(),
                 mode: Mode::Enforce,
                 max_concurrency: None,
+                cpu_share: Segment::DEFAULT_CPU_SHARE,
                 location: at,
             },
         );

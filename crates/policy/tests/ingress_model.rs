@@ -114,6 +114,7 @@ fn manifest(routes: &[RouteSpec], gateway_limit: bool) -> Manifest {
         labels: Vec::new(),
         mode: Mode::Enforce,
         max_concurrency: None,
+        cpu_share: Segment::DEFAULT_CPU_SHARE,
         location: at,
     };
     let function = Function {

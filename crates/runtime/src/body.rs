@@ -61,25 +61,34 @@ impl<B> Drop for RecordedBody<B> {
 }
 
 /// A guest's response body, which ends in an error, never as if complete, when the guest
-/// stopped before finishing it: trapped, or stopped at its deadline while still streaming (or
-/// while no one read what it wrote). The instance task has already returned its slots by then;
-/// the error tells the client (and the flow record) that what arrived is cut short.
+/// stopped before finishing it: trapped, or stopped at its deadline or its CPU budget while
+/// still streaming (or while no one read what it wrote). The instance task has already returned
+/// its slots by then; the error tells the client (and the flow record) that what arrived is cut
+/// short.
 pub struct GuestBody<B> {
     inner: B,
     end: GuestEnd,
-    /// The function and its timeout, for the error.
+    /// The function, its timeout and its CPU budget, for the error.
     function: Arc<str>,
     timeout: Duration,
+    cpu_budget: Duration,
     done: bool,
 }
 
 impl<B> GuestBody<B> {
-    pub(crate) fn new(inner: B, end: GuestEnd, function: Arc<str>, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        inner: B,
+        end: GuestEnd,
+        function: Arc<str>,
+        timeout: Duration,
+        cpu_budget: Duration,
+    ) -> Self {
         Self {
             inner,
             end,
             function,
             timeout,
+            cpu_budget,
             done: false,
         }
     }
@@ -110,6 +119,11 @@ where
                 "function `{}` exceeded its timeout of {} ms while sending its response",
                 self.function,
                 self.timeout.as_millis()
+            ),
+            Some(Stop::CpuBudget) => format!(
+                "function `{}` exceeded its CPU budget of {} ms while sending its response",
+                self.function,
+                self.cpu_budget.as_millis()
             ),
             Some(Stop::Failed) => format!(
                 "function `{}` failed while sending its response",

@@ -23,6 +23,7 @@ use crate::cache::{CacheOutcome, ComponentCache};
 use crate::invoke_error::InvokeError;
 use crate::pool::{InstanceNeeds, PoolSize};
 use crate::run::{self, GuestEnd, WaitingFlow};
+use crate::scheduler::{Scheduler, TaskLost};
 use crate::state::State;
 use crate::{Caller, Chain, Outbound};
 
@@ -81,6 +82,7 @@ pub struct Host {
     /// By function id; `None` for endpoints, which the mesh answers without an instance.
     functions: Vec<Option<LoadedFunction>>,
     bulkheads: Arc<Bulkheads>,
+    scheduler: Scheduler,
     outbound: OnceLock<Arc<dyn Outbound>>,
 }
 
@@ -177,6 +179,7 @@ impl Host {
                 engine: engine.clone(),
                 functions,
                 bulkheads: Arc::new(Bulkheads::new(policy)),
+                scheduler: Scheduler::new(policy),
                 outbound: OnceLock::new(),
             },
             report,
@@ -256,19 +259,19 @@ impl Host {
         store.limiter(|state| &mut state.limiter);
         let memory_exceeded = store.data().limiter.exceeded.clone();
         store.set_epoch_deadline(1);
-        // Yield at every tick so a busy guest cannot starve the other requests on this thread,
-        // and stop it once its time is up. The yield is tokio's `yield_now`, which puts the guest
-        // back only after the worker has polled its sockets: a connection with a request ready
-        // runs before the looping guests do, however many there are, and the worker does not
-        // have to poll its sockets after every task to get that (`septa_gateway::serve`).
+        // Yield at every tick so a busy guest cannot starve the other requests on its thread,
+        // and stop it once its time or its CPU budget is up. The yield goes back to the
+        // thread's tokio runtime, which polls its sockets before the guest goes on; there the
+        // scheduler moves a guest that computes long off its worker, and shares the CPU of the
+        // thread it moves to between segments (`crate::scheduler`).
+        let guest = self.scheduler.admit(id, deadline);
+        let clock = guest.clock();
+        let cpu = guest.clock();
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
+                Ok(clock.yield_point())
             }
         });
 
@@ -288,7 +291,8 @@ impl Host {
         let guest_end = end.clone();
         // The epoch stops a guest that computes past its deadline; this stops one parked in a
         // host call, which never sees an epoch tick.
-        let task = tokio::spawn(run::until_deadline(deadline, end.clone(), async move {
+        let budget = cpu.clone();
+        let task = guest.spawn(run::until_deadline(deadline, end.clone(), async move {
             let _slot = permit;
             let outcome = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -300,14 +304,25 @@ impl Host {
             .await;
             if outcome.is_err() {
                 // Said while the store (and its response body's sender) is still alive.
-                guest_end.set(run::Stop::Failed);
+                guest_end.set(if budget.over_budget() {
+                    run::Stop::CpuBudget
+                } else {
+                    run::Stop::Failed
+                });
             }
             outcome
         }));
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response
-                .map(|body| GuestBody::new(body, end, function.name.clone(), function.timeout))),
+            Ok(Ok(response)) => Ok(response.map(|body| {
+                GuestBody::new(
+                    body,
+                    end,
+                    function.name.clone(),
+                    function.timeout,
+                    cpu.budget(),
+                )
+            })),
             Ok(Err(code)) => Err(InvokeError::Trap {
                 function: function.name.to_string(),
                 message: format!("the guest answered with error {code:?}"),
@@ -317,6 +332,12 @@ impl Host {
                 // or returned without answering. The task's result says which; by the time it
                 // is known, the task has returned every slot it held.
                 let outcome = task.await;
+                if cpu.over_budget() {
+                    return Err(InvokeError::CpuBudget {
+                        function: function.name.to_string(),
+                        cpu_ms: cpu.budget().as_millis(),
+                    });
+                }
                 Err(self.classify(
                     function,
                     outcome,
@@ -379,7 +400,7 @@ impl Host {
     fn classify(
         &self,
         function: &LoadedFunction,
-        outcome: Result<wasmtime::Result<()>, tokio::task::JoinError>,
+        outcome: Result<wasmtime::Result<()>, TaskLost>,
         memory_exceeded: bool,
         callers_deadline: Option<Duration>,
     ) -> InvokeError {
@@ -387,10 +408,10 @@ impl Host {
         let error = match outcome {
             Ok(Ok(())) => return InvokeError::NoResponse { function: name },
             Ok(Err(e)) => e,
-            Err(join) => {
+            Err(lost) => {
                 return InvokeError::Host {
                     function: name,
-                    message: format!("the instance task failed: {join}"),
+                    message: lost.to_string(),
                 };
             }
         };

@@ -52,6 +52,14 @@ pub enum InvokeError {
         /// What the chain had left when the call began.
         left_ms: u128,
     },
+    /// The guest used more CPU time than its budget and was stopped, as a timeout is.
+    #[error("function `{function}` exceeded its CPU budget of {cpu_ms} ms")]
+    CpuBudget {
+        /// The function.
+        function: String,
+        /// Its `cpu_ms`.
+        cpu_ms: u128,
+    },
     /// The guest tried to grow its memory past its limit and failed.
     #[error("function `{function}` exceeded its memory limit of {limit_mb} MiB")]
     MemoryLimit {
@@ -97,7 +105,9 @@ impl InvokeError {
             Self::Overloaded { .. }
             | Self::SegmentOverloaded { .. }
             | Self::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout { .. } | Self::CallerDeadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout { .. } | Self::CallerDeadline { .. } | Self::CpuBudget { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,7 +120,7 @@ impl InvokeError {
             Self::Overloaded { .. }
             | Self::SegmentOverloaded { .. }
             | Self::PoolExhausted { .. } => "overloaded, try again later",
-            Self::Timeout { .. } | Self::CallerDeadline { .. } => {
+            Self::Timeout { .. } | Self::CallerDeadline { .. } | Self::CpuBudget { .. } => {
                 "the function did not answer in time"
             }
             Self::BodyTimeout { .. } => "the request body did not arrive in time",

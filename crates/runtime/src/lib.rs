@@ -15,6 +15,7 @@ mod identity;
 mod invoke_error;
 mod pool;
 mod run;
+mod scheduler;
 mod state;
 
 use std::future::Future;
@@ -34,6 +35,7 @@ pub use identity::{
 };
 pub use invoke_error::InvokeError;
 pub use pool::{InstanceNeeds, NeedsError, PoolSize, promised_instances};
+pub use scheduler::{CpuUsage, ScheduledThread, cpu_usage, schedule_this_thread};
 use septa_policy::{FunctionId, Principal};
 pub use wasmtime::Engine;
 pub use wasmtime_wasi::sockets::SocketAddrUse;

@@ -41,18 +41,22 @@ pub(crate) enum Stop {
     Failed,
     /// Its deadline passed.
     Deadline,
+    /// It used up its CPU budget.
+    CpuBudget,
 }
 
 impl GuestEnd {
     // 0, the default: running, or finished as it should.
     const FAILED: u8 = 1;
     const DEADLINE: u8 = 2;
+    const CPU_BUDGET: u8 = 3;
 
     /// Records why the guest stopped; call it while its store is still alive.
     pub(crate) fn set(&self, stop: Stop) {
         let value = match stop {
             Stop::Failed => Self::FAILED,
             Stop::Deadline => Self::DEADLINE,
+            Stop::CpuBudget => Self::CPU_BUDGET,
         };
         self.0.store(value, Ordering::Release);
     }
@@ -62,6 +66,7 @@ impl GuestEnd {
         match self.0.load(Ordering::Acquire) {
             Self::FAILED => Some(Stop::Failed),
             Self::DEADLINE => Some(Stop::Deadline),
+            Self::CPU_BUDGET => Some(Stop::CpuBudget),
             _ => None,
         }
     }

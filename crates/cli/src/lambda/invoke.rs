@@ -199,8 +199,11 @@ fn fail(error_type: &'static str, message: String) -> Outcome {
 /// The `errorType` a failed function is reported with.
 fn invoke_error_type(error: &InvokeError) -> &'static str {
     match error {
-        // Lambda's own deadline is the chain's: stopped by it, the function timed out.
-        InvokeError::Timeout { .. } | InvokeError::CallerDeadline { .. } => "Function.Timeout",
+        // Lambda's own deadline is the chain's: stopped by it, the function timed out. A CPU
+        // budget stops a guest as a timeout does.
+        InvokeError::Timeout { .. }
+        | InvokeError::CallerDeadline { .. }
+        | InvokeError::CpuBudget { .. } => "Function.Timeout",
         InvokeError::MemoryLimit { .. } => "Function.MemoryLimit",
         InvokeError::Trap { .. } => "Function.Trap",
         InvokeError::NoResponse { .. } => "Function.NoResponse",

@@ -221,6 +221,9 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build();
             let Ok(runtime) = runtime else { return };
+            // Calls from peers run guests here, scheduled as on a gateway worker. Dropped before
+            // the runtime (declared after it).
+            let _scheduled = septa_runtime::schedule_this_thread();
             runtime.block_on(async move {
                 let listener = match tokio::net::TcpListener::from_std(mesh_listener) {
                     Ok(listener) => listener,

@@ -84,6 +84,19 @@ impl Septa {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_septa")), dir, extra, env)
     }
 
+    /// Like [`start_with_env`](Self::start_with_env), with septa's own log (its stderr) written
+    /// to `log` instead of the test's stderr.
+    pub fn start_logging_to(dir: &Path, extra: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        Self::spawn_with(
+            Command::new(env!("CARGO_BIN_EXE_septa")),
+            dir,
+            extra,
+            env,
+            Stdio::from(file),
+        )
+    }
+
     /// Like [`start_with`](Self::start_with), with septa's open-file limit (soft and hard)
     /// set to `nofile` by `prlimit`.
     pub fn start_with_fd_limit(dir: &Path, extra: &[&str], nofile: u64) -> Self {
@@ -95,7 +108,17 @@ impl Septa {
         Self::spawn(command, dir, extra, &[])
     }
 
-    fn spawn(mut command: Command, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    fn spawn(command: Command, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(command, dir, extra, env, Stdio::inherit())
+    }
+
+    fn spawn_with(
+        mut command: Command,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         build_components();
         let state = tempfile::tempdir().unwrap();
         let flow_log = state.path().join("flows.jsonl");
@@ -137,7 +160,7 @@ impl Septa {
             .env_remove("SEPTA_ADMIN_TOKEN")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start septa");
         let stdout = child.stdout.take().unwrap();
@@ -207,10 +230,12 @@ impl Septa {
         send_to(self.addr, raw)
     }
 
-    /// The flow log so far (every complete line).
+    /// The flow log so far (every complete line: one the writer is still writing is left out).
     pub fn flows(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.flow_log).unwrap_or_default();
-        text.lines()
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }

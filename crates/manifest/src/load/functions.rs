@@ -92,6 +92,7 @@ impl Loader {
             let limits = self.limits(&RawLimits {
                 memory_mb: None,
                 timeout_ms: e.limits.timeout_ms.clone(),
+                cpu_ms: None,
                 max_concurrency: e.limits.max_concurrency.clone(),
             });
             let max_keys = self.quota(
@@ -268,18 +269,25 @@ impl Loader {
             self.bounded(v.as_ref(), name, 1..=max, default)
                 .unwrap_or(default)
         };
-        Limits {
+        let timeout_ms = field(
+            &raw.timeout_ms,
+            "limits.timeout_ms",
+            Limits::MAX_TIMEOUT_MS,
+            defaults.timeout_ms,
+        );
+        let limits = Limits {
             memory_mb: field(
                 &raw.memory_mb,
                 "limits.memory_mb",
                 Limits::MAX_MEMORY_MB,
                 defaults.memory_mb,
             ),
-            timeout_ms: field(
-                &raw.timeout_ms,
-                "limits.timeout_ms",
+            timeout_ms,
+            cpu_ms: field(
+                &raw.cpu_ms,
+                "limits.cpu_ms",
                 Limits::MAX_TIMEOUT_MS,
-                defaults.timeout_ms,
+                timeout_ms,
             ),
             max_concurrency: field(
                 &raw.max_concurrency,
@@ -289,6 +297,32 @@ impl Loader {
             ),
             max_keys: None,
             max_bytes: None,
+        };
+        self.cpu_within_timeout(raw, limits)
+    }
+
+    /// `limits` with a CPU budget no larger than the timeout: CPU time never runs faster than
+    /// the clock, so a larger budget would be one that can never be spent. Reported, and
+    /// replaced by the timeout.
+    fn cpu_within_timeout(&mut self, raw: &RawLimits, limits: Limits) -> Limits {
+        let Some(cpu) = raw
+            .cpu_ms
+            .as_ref()
+            .filter(|_| limits.cpu_ms > limits.timeout_ms)
+        else {
+            return limits;
+        };
+        self.error_help(
+            &cpu.span(),
+            format!(
+                "`limits.cpu_ms` is {} but `limits.timeout_ms` is {}: the request is stopped at its timeout before it can use that much CPU",
+                limits.cpu_ms, limits.timeout_ms
+            ),
+            "lower `cpu_ms` to at most `timeout_ms`, or leave it out to budget the whole timeout",
+        );
+        Limits {
+            cpu_ms: limits.timeout_ms,
+            ..limits
         }
     }
 

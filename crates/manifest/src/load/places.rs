@@ -40,6 +40,14 @@ impl Loader {
                 None => None,
                 Some(n) => self.within(n, "limits.max_concurrency", 1..=Limits::MAX_CONCURRENCY),
             };
+            let cpu_share = self
+                .bounded(
+                    seg.limits.cpu_share.as_ref(),
+                    "limits.cpu_share",
+                    1..=Segment::MAX_CPU_SHARE,
+                    Segment::DEFAULT_CPU_SHARE,
+                )
+                .unwrap_or(Segment::DEFAULT_CPU_SHARE);
             out.insert(
                 segment_name.clone(),
                 Segment {
@@ -48,6 +56,7 @@ impl Loader {
                     labels,
                     mode: seg.mode.unwrap_or_default(),
                     max_concurrency,
+                    cpu_share,
                     location: self.loc(&name.span()),
                 },
             );

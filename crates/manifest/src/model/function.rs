@@ -13,6 +13,9 @@ pub struct Limits {
     pub memory_mb: u32,
     /// Wall-clock time one request may run, in milliseconds.
     pub timeout_ms: u32,
+    /// CPU time one request's guest may use, in milliseconds: past it the guest is stopped like
+    /// one past its timeout. At most `timeout_ms`, which it equals unless declared.
+    pub cpu_ms: u32,
     /// Instances of this function that may run at once; more are refused with 503.
     pub max_concurrency: u32,
     /// An endpoint's quota of stored keys (`limits.max_keys`); a put of a new key past it is
@@ -42,6 +45,7 @@ impl Default for Limits {
         Self {
             memory_mb: 64,
             timeout_ms: 10_000,
+            cpu_ms: 10_000,
             max_concurrency: 64,
             max_keys: None,
             max_bytes: None,

@@ -54,8 +54,20 @@ pub struct Segment {
     /// Requests its functions and endpoints may serve at once, together (a bulkhead: past it,
     /// 503 at once); `None` leaves only each function's own `max_concurrency`.
     pub max_concurrency: Option<u32>,
+    /// Its weight when segments compete for a worker's CPU: each segment with guests ready to
+    /// run on a worker gets a part of it in proportion to its share
+    /// ([`Segment::DEFAULT_CPU_SHARE`] unless declared).
+    pub cpu_share: u32,
     /// Where it is declared.
     pub location: Location,
+}
+
+impl Segment {
+    /// The CPU share of a segment that declares none: segments are equal by default.
+    pub const DEFAULT_CPU_SHARE: u32 = 100;
+    /// The largest CPU share a manifest may give (10 000 against the default's 100: a hundred to
+    /// one at most).
+    pub const MAX_CPU_SHARE: u32 = 10_000;
 }
 
 /// A security group: a named set of functions that rules can refer to.

@@ -13,6 +13,7 @@ use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
+use septa_flows::LogThrottle;
 use septa_manifest::{AlertSink, WebhookUrl};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -108,7 +109,11 @@ async fn deliver_all(mut queue: mpsc::Receiver<Box<Delivery>>, counts: AlertCoun
                     AlertOutcome::Sent
                 }
                 Err(error) => {
-                    tracing::warn!(alert = %alert, %error, "alert not delivered");
+                    // A sink that is down fails every alert: a few lines, the others counted.
+                    static FAILED: LogThrottle<()> = LogThrottle::per_request();
+                    if let Some(suppressed) = FAILED.admit(()) {
+                        tracing::warn!(alert = %alert, %error, suppressed, "alert not delivered");
+                    }
                     AlertOutcome::Failed
                 }
             };

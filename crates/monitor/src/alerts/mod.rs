@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use septa_flows::{FlowObserver, FlowRecord, Verdict};
+use septa_flows::{FlowObserver, FlowRecord, LogThrottle, Verdict};
 
 pub use counts::{AlertCounts, AlertOutcome, ByOutcome};
 pub use rules::AlertRules;
@@ -99,7 +99,11 @@ impl Alerts {
                 Firing::Send(delivery) => {
                     if let Err(dropped) = self.courier.send(delivery) {
                         let alert = dropped.event.alert;
-                        tracing::warn!(alert = %alert, "alert dropped: the delivery queue is full");
+                        // A queue that stays full drops at the rate flows are denied.
+                        static DROPPED: LogThrottle<()> = LogThrottle::per_request();
+                        if let Some(suppressed) = DROPPED.admit(()) {
+                            tracing::warn!(alert = %alert, suppressed, "alert dropped: the delivery queue is full");
+                        }
                         self.counts.count(&alert, AlertOutcome::Dropped);
                     }
                 }
