@@ -93,6 +93,17 @@ where
     }
 }
 
+/// The most tasks a worker's runtime has for it to count as quiet: its accept loop, a few
+/// connections and their guests.
+const QUIET_TASKS: usize = 16;
+
+/// Whether the runtime this runs on has few tasks, so what one request waits for is its own
+/// path, not other requests.
+pub(crate) fn worker_is_quiet() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|runtime| runtime.metrics().num_alive_tasks() <= QUIET_TASKS)
+}
+
 /// The record of a flow whose function has not answered yet. Dropped unanswered (the caller
 /// stopped waiting: its own deadline passed and took this call with it, or its client went
 /// away), it says why on the record, which is written when the flow's guard goes right after,
