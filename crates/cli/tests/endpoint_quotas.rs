@@ -55,23 +55,7 @@ fn run(kind: Kind) {
     let Some(harness) = Harness::start(kind) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let backend_lines = match kind {
-        Kind::Embedded => String::new(),
-        Kind::Redis | Kind::Postgres => {
-            let (backend, url) = match kind {
-                Kind::Redis => ("redis", harness.redis.as_ref().unwrap().url()),
-                _ => ("postgres", harness.postgres.as_ref().unwrap().url()),
-            };
-            let file = dir.path().join("carts.url");
-            std::fs::write(&file, url).unwrap();
-            format!(
-                "backend = \"{backend}\"\nurl_file = {:?}",
-                file.display().to_string()
-            )
-        }
-    };
-    let app = app(&backend_lines);
+    let app = app(&harness.manifest_lines("carts"));
     let septa = Septa::start(app.path());
     let what = format!("{kind:?}");
 

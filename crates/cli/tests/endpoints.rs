@@ -64,24 +64,7 @@ fn run_table(kind: Kind) {
     let Some(harness) = Harness::start(kind) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let backend_lines = match kind {
-        Kind::Embedded => String::new(),
-        Kind::Redis | Kind::Postgres => {
-            // The URL carries the server's password: it goes in a file, never the manifest.
-            let (backend, url) = match kind {
-                Kind::Redis => ("redis", harness.redis.as_ref().unwrap().url()),
-                _ => ("postgres", harness.postgres.as_ref().unwrap().url()),
-            };
-            let file = dir.path().join("store.url");
-            std::fs::write(&file, url).unwrap();
-            format!(
-                "backend = \"{backend}\"\nurl_file = {:?}",
-                file.display().to_string()
-            )
-        }
-    };
-    let app = app(&backend_lines);
+    let app = app(&harness.manifest_lines("store"));
     let septa = Septa::start(app.path());
     let what = format!("{kind:?}");
 

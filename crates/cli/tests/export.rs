@@ -3,33 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn septa(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_septa"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn shop() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/shop")
-        .display()
-        .to_string()
-}
+use common::export::{app, existing_out};
+use common::{repo, septa_output};
 
 #[test]
 fn exports_the_shop_and_replaces_out_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("k8s");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("stale.yaml"), "old").unwrap();
-    let o = septa(&[
+    let out = existing_out(dir.path(), "k8s", "stale.yaml");
+    let shop = repo().join("examples/shop");
+    let o = septa_output(&[
         "export",
         "kubernetes",
-        &shop(),
+        shop.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
         "--profile",
@@ -50,18 +37,12 @@ fn exports_the_shop_and_replaces_out_whole() {
 #[test]
 fn a_segment_kubernetes_reserves_is_refused_where_it_is_declared_and_out_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let app = dir.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(app.join("f.wasm"), b"").unwrap();
-    std::fs::write(
-        app.join("septa.toml"),
+    let app = app(
+        dir.path(),
         "septa_manifest_version = 1\n[application]\nname = \"a\"\n[segment.default]\nsubnets = { web = \"public\" }\n[function.f]\nsource = \"f.wasm\"\nplacement = \"default/web\"\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("kept.yaml"), "old").unwrap();
-    let o = septa(&[
+    );
+    let out = existing_out(dir.path(), "out", "kept.yaml");
+    let o = septa_output(&[
         "export",
         "kubernetes",
         app.to_str().unwrap(),

@@ -4,34 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn septa(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_septa"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn shop() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/shop")
-        .display()
-        .to_string()
-}
+use common::export::{app, existing_out};
+use common::{repo, septa_output};
 
 #[test]
 fn exports_and_checks_the_shop_byte_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("aws");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("stale.yaml"), "old").unwrap();
+    let out = existing_out(dir.path(), "aws", "stale.yaml");
+    let shop = repo().join("examples/shop");
     let run = || {
-        let o = septa(&[
+        let o = septa_output(&[
             "export",
             "aws",
-            &shop(),
+            shop.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
             "--code-bucket",
@@ -58,19 +45,15 @@ fn exports_and_checks_the_shop_byte_identically() {
 #[test]
 fn a_lambda_name_aws_refuses_is_reported_where_it_is_declared_and_out_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let app = dir.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(app.join("f.wasm"), b"").unwrap();
     let long = "f".repeat(61);
-    std::fs::write(
-        app.join("septa.toml"),
-        format!("septa_manifest_version = 1\n[application]\nname = \"app\"\n[segment.edge]\nsubnets = {{ web = \"public\" }}\n[function.{long}]\nsource = \"f.wasm\"\nplacement = \"edge/web\"\n"),
-    )
-    .unwrap();
-    let out = dir.path().join("aws");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("kept.yaml"), "old").unwrap();
-    let o = septa(&[
+    let app = app(
+        dir.path(),
+        &format!(
+            "septa_manifest_version = 1\n[application]\nname = \"app\"\n[segment.edge]\nsubnets = {{ web = \"public\" }}\n[function.{long}]\nsource = \"f.wasm\"\nplacement = \"edge/web\"\n"
+        ),
+    );
+    let out = existing_out(dir.path(), "aws", "kept.yaml");
+    let o = septa_output(&[
         "export",
         "aws",
         app.to_str().unwrap(),

@@ -6,11 +6,13 @@
 //! `septa query --direct` and the running platform decide it. Every export compares what it
 //! emitted with this table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use septa_manifest::{Methods, Name};
 use septa_policy::{FunctionId, MeshEdge, Policy, Verdict};
+
+use crate::report::TruthRow;
 
 /// How finely an export places functions into workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -217,6 +219,29 @@ impl<'p> TruthTable<'p> {
         self.flows
             .iter()
             .map(|(&(from, to), access)| (from, to, access.as_slice()))
+    }
+
+    /// The table as report rows: one per allow rule and pair of cells, in order, each on `port`,
+    /// the port the target carries calls between cells on (a cell's mesh port, Lattice's
+    /// listener). Every target lists its truth this one way, so reports compare across targets.
+    pub fn rows(&self, port: u16) -> Vec<TruthRow> {
+        let mut rows = BTreeSet::new();
+        for (from, to, access) in self.flows() {
+            for a in access {
+                rows.insert(TruthRow {
+                    from: self.cells.get(from).to_string(),
+                    to: self.cells.get(to).to_string(),
+                    port,
+                    methods: match &a.methods {
+                        Methods::Any => vec!["*".to_owned()],
+                        Methods::Only(list) => list.clone(),
+                    },
+                    paths: a.paths.clone().unwrap_or_else(|| vec!["*".to_owned()]),
+                    rule: a.rule.to_string(),
+                });
+            }
+        }
+        rows.into_iter().collect()
     }
 
     /// The rules connecting cell `from` to cell `to`, none when nothing does.

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use septa_manifest::{AuthMethod, RateLimit, RouteAuth};
 use septa_policy::{
-    Authentication, CompiledRoute, CredentialProblem, IngressFacts, LimitOutcome, Principal,
+    Authentication, Authenticator, CompiledRoute, CredentialProblem, IngressFacts, LimitOutcome,
+    Principal,
 };
 
 use crate::auth::Credentials;
@@ -77,24 +78,18 @@ impl IngressFacts for RequestFacts<'_, '_> {
     }
 }
 
-/// The facts of a request another node's gateway admitted and forwarded: the principal that
-/// gateway verified, handed over inside the mutual-TLS session (never read from a client's
-/// headers, and the credential not verified twice); its rate limits and refusal budget were
+/// The credential of a request another node's gateway admitted and forwarded: the principal
+/// that gateway verified, handed over inside the mutual-TLS session (never read from a client's
+/// headers, and the credential not verified twice). Its rate limits and refusal budget were
 /// counted by the gateway that received it (limits are per node: a request counts on the node
-/// its client reached). Scopes and claims are checked again against this node's revision.
-pub(crate) struct ForwardedFacts<'f> {
+/// its client reached), so it is decided as
+/// [`LimitsCountedElsewhere`](septa_policy::LimitsCountedElsewhere). Scopes and claims are
+/// checked again against this node's revision.
+pub(crate) struct ForwardedPrincipal<'f> {
     pub(crate) principal: Option<&'f Principal>,
 }
 
-impl IngressFacts for ForwardedFacts<'_> {
-    fn gateway_limit(&mut self, _: &RateLimit) -> LimitOutcome {
-        LimitOutcome::Admitted
-    }
-
-    fn refusal_budget(&mut self, _: &RateLimit) -> LimitOutcome {
-        LimitOutcome::Admitted
-    }
-
+impl Authenticator for ForwardedPrincipal<'_> {
     fn authenticate(&mut self, _: &CompiledRoute, auth: &RouteAuth) -> Authentication {
         // A token's principal carries claims, an API key's does not: one verified by the other
         // kind of credential than this node's route asks for is none.
@@ -103,14 +98,5 @@ impl IngressFacts for ForwardedFacts<'_> {
             Some(p) if p.claims.is_some() == wants_claims => Authentication::Verified(p.clone()),
             _ => Authentication::Failed(CredentialProblem::Missing),
         }
-    }
-
-    fn route_limit(
-        &mut self,
-        _: &CompiledRoute,
-        _: &RateLimit,
-        _: Option<&Principal>,
-    ) -> LimitOutcome {
-        LimitOutcome::Admitted
     }
 }

@@ -18,7 +18,8 @@ use septa_flows::{FlowGuard, FlowKind, FlowLog, LogThrottle};
 use septa_manifest::JwtIssuer;
 use septa_policy::path::split_path_query;
 use septa_policy::{
-    CompiledRoute, IngressDecision, IngressRequest, NoFacts, Policy, Principal, Reason, Verdict,
+    CompiledRoute, IngressDecision, IngressRequest, LimitsCountedElsewhere, NoFacts, Policy,
+    Principal, Reason, Verdict,
 };
 use septa_runtime::{
     Chain, Forward, Forwarded, ForwardedFrom, ForwardedIngress, Host, HyperOutgoingBody,
@@ -29,7 +30,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::refresh::{JwksFetcher, KeyRefresh};
 use crate::auth::{Credentials, principal_headers};
 use crate::client::ClientAddresses;
-use crate::facts::{ForwardedFacts, RequestFacts};
+use crate::facts::{ForwardedPrincipal, RequestFacts};
 use crate::limits::{LimitHeaders, RateLimits};
 use crate::respond::{Headers, json_error, refusal_headers, status_of};
 
@@ -279,9 +280,9 @@ impl Gateway {
                 (decided, facts.limit_headers, facts.recorded)
             }
             Some(forwarded) => {
-                let mut facts = ForwardedFacts {
+                let mut facts = LimitsCountedElsewhere(ForwardedPrincipal {
                     principal: forwarded.principal.as_ref(),
-                };
+                });
                 let decided = self.policy.decide_ingress(&request, &mut facts);
                 (decided, LimitHeaders::default(), true)
             }

@@ -6,6 +6,8 @@
 //! [`tls`] loads a node's directory (`node.crt`, `node.key`, `ca.crt`) into a server config that
 //! requires a client certificate from the same CA and a client config that accepts a server only
 //! when its SPIFFE id names the node being called; both are re-read when the files change.
+//! [`verifier`] is the one place a server-certificate verifier's handshake signatures are checked,
+//! for every custom verifier septa has.
 //! [`NodeId`] is what a verified peer certificate says, and the only source of a peer's identity:
 //! never a header.
 
@@ -13,6 +15,7 @@ pub mod ca;
 mod files;
 mod spiffe;
 pub mod tls;
+pub mod verifier;
 
 pub use spiffe::{NodeId, PeerError, node_id_of};
 

@@ -15,15 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::client::danger::ServerCertVerified;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::file::{CA_CERT, NODE_CERT, NODE_KEY};
 use crate::spiffe::{NodeId, node_id_of};
+use crate::verifier::{ServerCertificateCheck, SignatureChecked};
 
 /// The ALPN protocol nodes speak.
 pub const ALPN: &[u8] = b"h2";
@@ -163,11 +164,14 @@ fn load(dir: &Path) -> Result<Loaded, TlsError> {
         .with_single_cert(chain.clone(), key.clone_key())?;
     server.alpn_protocols = vec![ALPN.to_vec()];
 
-    let server_verifier = Arc::new(PeerNodeVerifier {
-        roots,
-        trust_domain: id.trust_domain.clone(),
-        provider: provider.clone(),
-    });
+    let server_verifier = Arc::new(SignatureChecked::new(
+        PeerNodeVerifier {
+            roots,
+            trust_domain: id.trust_domain.clone(),
+            provider: provider.clone(),
+        },
+        &provider,
+    ));
     let mut client = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -194,8 +198,8 @@ struct PeerNodeVerifier {
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PeerNodeVerifier {
-    fn verify_server_cert(
+impl ServerCertificateCheck for PeerNodeVerifier {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -229,40 +233,6 @@ impl ServerCertVerifier for PeerNodeVerifier {
             )));
         }
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

@@ -71,7 +71,9 @@ pub enum LimitOutcome {
 }
 
 /// The facts only the gateway can establish, asked for by [`Policy::decide_ingress`] when, and
-/// only when, a check needs them.
+/// only when, a check needs them. A front end whose requests were counted against their limits
+/// before they reached it establishes only the credential, through
+/// [`LimitsCountedElsewhere`](crate::LimitsCountedElsewhere).
 pub trait IngressFacts {
     /// Counts the request against `[gateway] rate_limit`, under its client's key.
     fn gateway_limit(&mut self, limit: &RateLimit) -> LimitOutcome;

@@ -9,6 +9,7 @@
 //! worded in `reason` and nowhere else.
 
 pub mod ceiling;
+mod counted_elsewhere;
 mod decision;
 mod egress;
 mod engine;
@@ -27,6 +28,7 @@ mod routes;
 mod rules;
 mod selection;
 
+pub use counted_elsewhere::{Authenticator, LimitsCountedElsewhere};
 pub use decision::{Decision, Identity, RuleId, Verdict};
 pub use egress::{EgressEdge, EgressHost, SocketUse};
 pub use engine::{CompileError, Policy};

@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use septa_flows::{FlowGuard, FlowKind};
 use septa_gateway::ingress::GATEWAY_IDENTITY;
-use septa_policy::{CompiledRoute, Decision, IngressRequest, Reason};
+use septa_policy::{CompiledRoute, Decision, IngressRequest, LimitsCountedElsewhere, Reason};
 use septa_runtime::principal_headers;
 
 use super::events::HttpEvent;
-use super::facts::EventFacts;
+use super::facts::EventCredential;
 use super::invoke::Function;
 use super::reply::Reply;
 
@@ -119,10 +119,10 @@ impl Function {
             declared_length: u64::try_from(event.body.len()).ok(),
             probe: false,
         };
-        let mut facts = EventFacts {
+        let mut facts = LimitsCountedElsewhere(EventCredential {
             credentials: &self.credentials,
             headers,
-        };
+        });
         let decided = policy.decide_gateway_event(self.id, &request, &mut facts);
         let mut identity = vec![caller(GATEWAY_IDENTITY)];
         if let Some(route) = decided.route {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod cluster;
+pub mod export;
 pub mod peer;
 pub mod pki;
 pub mod prometheus;
@@ -419,15 +420,20 @@ fn dechunk(mut body: &str) -> String {
 
 /// Runs `septa` with `args`, returning (exit success, stdout, stderr).
 pub fn septa(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_septa"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = septa_output(args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `septa` with `args`, returning all it left: for tests that check the exit code itself.
+pub fn septa_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_septa"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// Percent-encodes a query value.

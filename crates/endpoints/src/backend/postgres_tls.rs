@@ -24,13 +24,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, RootCertStore};
+use septa_identity::verifier::{ServerCertificateCheck, SignatureChecked};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
@@ -121,9 +119,7 @@ impl TlsSettings {
             (TlsMode::VerifyFull, _) => Check::ChainAndName,
         };
         let verifier: Arc<dyn ServerCertVerifier> = match verify {
-            Check::Nothing => Arc::new(AnyCertificate {
-                provider: Arc::clone(&provider),
-            }),
+            Check::Nothing => Arc::new(SignatureChecked::new(AnyCertificate, &provider)),
             Check::Chain | Check::ChainAndName => {
                 let roots = Arc::new(self.roots()?);
                 let webpki =
@@ -131,7 +127,7 @@ impl TlsSettings {
                         .build()
                         .map_err(|e| format!("cannot check server certificates: {e}"))?;
                 if verify == Check::Chain {
-                    Arc::new(AnyName { webpki })
+                    Arc::new(SignatureChecked::new(AnyName { webpki }, &provider))
                 } else {
                     webpki
                 }
@@ -282,12 +278,10 @@ fn percent_decode(text: &str) -> String {
 /// `require` without a CA, and `prefer`: the connection is encrypted, the server not
 /// authenticated (as libpq does). Handshake signatures are still checked.
 #[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
+struct AnyCertificate;
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
+impl ServerCertificateCheck for AnyCertificate {
+    fn check(
         &self,
         _end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
@@ -297,50 +291,17 @@ impl ServerCertVerifier for AnyCertificate {
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
-/// `verify-ca`: webpki's check of the chain, without the check of the name.
+/// `verify-ca`: webpki's check of the chain, without the check of the name. Handshake
+/// signatures are checked with the same provider's algorithms webpki would use.
 #[derive(Debug)]
 struct AnyName {
     webpki: Arc<WebPkiServerVerifier>,
 }
 
-impl ServerCertVerifier for AnyName {
-    fn verify_server_cert(
+impl ServerCertificateCheck for AnyName {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -361,28 +322,6 @@ impl ServerCertVerifier for AnyName {
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
     }
 }
 

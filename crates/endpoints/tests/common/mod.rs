@@ -473,6 +473,23 @@ impl Harness {
         })
     }
 
+    /// The lines of `[endpoint.NAME]` in a `septa.toml` that put `endpoint` on this backend:
+    /// none for the embedded store (the default); for a server, `backend` and a `url_file`
+    /// written here, since the URL carries the server's password and never goes in the manifest.
+    pub fn manifest_lines(&self, endpoint: &str) -> String {
+        let (backend, url) = match self.kind {
+            Kind::Embedded => return String::new(),
+            Kind::Redis => ("redis", self.redis.as_ref().unwrap().url()),
+            Kind::Postgres => ("postgres", self.postgres.as_ref().unwrap().url()),
+        };
+        let file = self.dir.path().join(format!("{endpoint}.url"));
+        std::fs::write(&file, url).unwrap();
+        format!(
+            "backend = \"{backend}\"\nurl_file = {:?}",
+            file.display().to_string()
+        )
+    }
+
     pub fn backend(&self, endpoint: &str) -> Backend {
         match self.kind {
             Kind::Embedded => Backend::Embedded {

@@ -26,13 +26,13 @@ mod reader;
 mod security_groups;
 mod stores;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use septa_manifest::HostPattern;
 use septa_policy::Policy;
 use serde_json::{Map, Value, json};
 
-use crate::report::{Report, TruthRow};
+use crate::report::Report;
 use crate::truth::{Granularity, TruthTable};
 use crate::yaml;
 
@@ -250,7 +250,7 @@ pub fn export_with(
             "export-report.md".to_owned(),
             TEMPLATE_FILE.to_owned(),
         ],
-        truth: truth_rows(&truth),
+        truth: truth.rows(names::LATTICE_PORT),
         analyzer: None,
         differences: known::differences(policy, &truth, &plan),
         pairs: Vec::new(),
@@ -259,28 +259,6 @@ pub fn export_with(
         template: value,
         report,
     })
-}
-
-/// septa's truth table as report rows: one per allow rule and pair of distinct functions.
-fn truth_rows(truth: &TruthTable<'_>) -> Vec<TruthRow> {
-    let cells = truth.cells();
-    let mut rows = BTreeSet::new();
-    for (from, to, access) in truth.flows() {
-        for a in access {
-            rows.insert(TruthRow {
-                from: cells.get(from).to_string(),
-                to: cells.get(to).to_string(),
-                port: names::LATTICE_PORT,
-                methods: match &a.methods {
-                    septa_manifest::Methods::Any => vec!["*".to_owned()],
-                    septa_manifest::Methods::Only(list) => list.clone(),
-                },
-                paths: a.paths.clone().unwrap_or_else(|| vec!["*".to_owned()]),
-                rule: a.rule.to_string(),
-            });
-        }
-    }
-    rows.into_iter().collect()
 }
 
 /// Whether an egress rule's target is named by DNS (and so needs the Network Firewall).

@@ -28,7 +28,7 @@ use septa_policy::{CompiledRoute, Policy};
 use serde_json::Value;
 
 use crate::located;
-use crate::report::{Report, TruthRow};
+use crate::report::Report;
 use crate::truth::{CellId, Granularity, TruthTable};
 use crate::yaml;
 
@@ -255,7 +255,7 @@ pub fn export_with(
         profile: options.profile.to_string(),
         granularity: options.granularity.to_string(),
         files: files.into_iter().collect(),
-        truth: truth_rows(&truth),
+        truth: truth.rows(names::MESH_PORT),
         analyzer: None,
         differences: known::differences(policy, &truth, options.profile),
         pairs: Vec::new(),
@@ -361,26 +361,4 @@ fn check_names(policy: &Policy, truth: &TruthTable<'_>) -> Result<(), ExportErro
         }
     }
     Ok(())
-}
-
-/// septa's truth table as report rows: one per allow rule and pair of distinct cells.
-fn truth_rows(truth: &TruthTable<'_>) -> Vec<TruthRow> {
-    let cells = truth.cells();
-    let mut rows = BTreeSet::new();
-    for (from, to, access) in truth.flows() {
-        for a in access {
-            rows.insert(TruthRow {
-                from: cells.get(from).to_string(),
-                to: cells.get(to).to_string(),
-                port: names::MESH_PORT,
-                methods: match &a.methods {
-                    septa_manifest::Methods::Any => vec!["*".to_owned()],
-                    septa_manifest::Methods::Only(list) => list.clone(),
-                },
-                paths: a.paths.clone().unwrap_or_else(|| vec!["*".to_owned()]),
-                rule: a.rule.to_string(),
-            });
-        }
-    }
-    rows.into_iter().collect()
 }
