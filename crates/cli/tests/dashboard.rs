@@ -137,6 +137,25 @@ fn the_dashboard_draws_the_shop_and_lights_its_flows_in_a_browser() {
         WAIT,
     );
 
+    // The segments the request ran in show the CPU their guests used; one it did not reach
+    // shows none.
+    for segment in ["edge", "catalog"] {
+        let shown = page.wait_for(
+            &format!("segment {segment}'s CPU shown"),
+            &format!(
+                "(() => {{ const g = document.querySelector('#graph .segment[data-segment=\"{segment}\"]'); \
+                 return g && Number(g.dataset.cpuSeconds) > 0 ? g.querySelector('text.cpu').textContent : null; }})()"
+            ),
+            WAIT,
+        );
+        let shown = shown.as_str().unwrap();
+        assert!(shown.contains("% of a core"), "{segment}: {shown:?}");
+    }
+    let payments = page
+        .eval("document.querySelector('#graph .segment[data-segment=\"payments\"]').dataset.cpuSeconds")
+        .unwrap();
+    assert_eq!(payments, "0.000000", "no guest of payments ran");
+
     // A denied call that no rule allows: a red dashed edge, and the reason in the denials.
     let refused = septa.get(&format!(
         "/relay/?to={}",
@@ -331,6 +350,61 @@ fn assert_png(png: &[u8]) {
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
     assert!(width >= 800 && height >= 500, "{width}x{height}");
+}
+
+#[test]
+fn the_admin_api_reports_the_cpu_each_segment_used() {
+    let (_app, septa) = start_shop();
+    let refused = admin_request(&septa, "GET", "/cpu", &[], "");
+    assert_eq!(refused.status, 401, "{refused:?}");
+
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    let products = septa.get("/api/products");
+    assert_eq!(products.status, 200, "{products:?}");
+    // A guest's CPU is charged when it is over, which may be just after its answer.
+    let deadline = Instant::now() + WAIT;
+    let cpu = loop {
+        let r = admin_request(&septa, "GET", "/cpu", &auth, "");
+        assert_eq!(r.status, 200, "{r:?}");
+        let cpu = r.json();
+        let ran = |name: &str| {
+            cpu["functions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["function"] == name && f["cpu_seconds"].as_f64().unwrap() > 0.0)
+        };
+        if ran("storefront") && ran("catalog") {
+            break cpu;
+        }
+        assert!(Instant::now() < deadline, "no CPU charged yet: {cpu}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let segment = |name: &str| {
+        cpu["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["segment"] == name)
+            .cloned()
+    };
+    // Each segment's figure is the sum of its functions'.
+    for name in ["edge", "catalog"] {
+        let total = segment(name).unwrap()["cpu_seconds"].as_f64().unwrap();
+        let sum: f64 = cpu["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["segment"] == name)
+            .map(|f| f["cpu_seconds"].as_f64().unwrap())
+            .sum();
+        assert!(total > 0.0 && (total - sum).abs() < 1e-9, "{name}: {cpu}");
+    }
+    // The payments segment ran nothing.
+    if let Some(payments) = segment("payments") {
+        assert_eq!(payments["cpu_seconds"], 0.0, "{cpu}");
+    }
 }
 
 /// A raw request to the admin listener.

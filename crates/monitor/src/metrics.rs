@@ -263,6 +263,16 @@ impl Metrics {
         self.sources().guest_cpu = Some(source);
     }
 
+    /// What each function's guests have cost so far, as [`Self::watch_guest_cpu`]'s source says;
+    /// empty when nothing reports it.
+    pub fn guest_cpu(&self) -> Vec<GuestCpu> {
+        self.sources()
+            .guest_cpu
+            .as_ref()
+            .map(|read| read())
+            .unwrap_or_default()
+    }
+
     /// The metrics as a page of Prometheus text exposition format 0.0.4 (serve it with
     /// [`crate::PROMETHEUS_CONTENT_TYPE`]).
     pub fn render(&self) -> String {

@@ -17,6 +17,7 @@
 //! | `GET /flows?segment=&function=&verdict=&kind=&since=&limit=` | the recent flows matching, as a JSON array, newest last |
 //! | `GET /flows/stream?…same filters` | server-sent events: `data: RECORD` per new flow, `: heartbeat` every 15 s, `event: lost` when the subscriber fell behind |
 //! | `GET /model` | the loaded policy as the dashboard draws it ([`Control::model`]) |
+//! | `GET /cpu` | the CPU guests used since start, `{"segments":[{segment, cpu_seconds, waited_seconds, preemptions}], "functions":[{segment, function, …}]}` (what `septa_cpu_seconds_total` counts) |
 //! | `POST /reload` | re-read, validate and swap the policy: 200 with the attempt, or 422 with why the old policy keeps serving |
 //! | `GET /reload` | the last reload attempt, whatever triggered it |
 //! | `POST /probe/grant?ttl_s=N` | a probe grant (bearer token only): `{"grant", "expires_in_s"}`, at most 600 s |

@@ -8,12 +8,14 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Admin, AdminBody, browser, stream};
 use crate::control::{ReloadAttempt, ReloadTrigger};
 use crate::exposition::CONTENT_TYPE as PROMETHEUS;
 use crate::filter::{FilterError, FlowFilter};
+use crate::metrics::GuestCpu;
 use crate::session::{SESSION_COOKIE, cookie_value};
 
 const JSON: &str = "application/json";
@@ -25,6 +27,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/flows", "GET, HEAD"),
     ("/flows/stream", "GET, HEAD"),
     ("/model", "GET, HEAD"),
+    ("/cpu", "GET, HEAD"),
     ("/reload", "GET, HEAD, POST"),
     ("/dashboard", "GET, HEAD"),
     ("/dashboard.js", "GET, HEAD"),
@@ -160,6 +163,7 @@ impl Admin {
                 None => no_control(),
             },
             "/metrics" => text_response(PROMETHEUS, self.metrics.render()),
+            "/cpu" => json_response(StatusCode::OK, &cpu_by_segment(self.metrics.guest_cpu())),
             "/flows" => match FlowFilter::from_query(query) {
                 Ok(filter) => {
                     let records = self.recent.query(&filter);
@@ -245,6 +249,44 @@ impl Admin {
         };
         json_response(StatusCode::OK, &body)
     }
+}
+
+/// The CPU the guests have used since septa started, by segment (the sum of its functions) and
+/// by function, in seconds: what the dashboard turns into each segment's share of a core.
+fn cpu_by_segment(usage: Vec<GuestCpu>) -> serde_json::Value {
+    let mut segments: BTreeMap<&str, (f64, f64, u64)> = BTreeMap::new();
+    for u in &usage {
+        let total = segments.entry(u.segment.as_str()).or_default();
+        total.0 += u.cpu.as_secs_f64();
+        total.1 += u.waited.as_secs_f64();
+        total.2 += u.preemptions;
+    }
+    let segments: Vec<serde_json::Value> = segments
+        .into_iter()
+        .map(|(segment, (cpu, waited, preemptions))| {
+            json!({
+                "segment": segment,
+                "cpu_seconds": cpu,
+                "waited_seconds": waited,
+                "preemptions": preemptions,
+            })
+        })
+        .collect();
+    let mut functions: Vec<&GuestCpu> = usage.iter().collect();
+    functions.sort_by(|a, b| (&a.segment, &a.function).cmp(&(&b.segment, &b.function)));
+    let functions: Vec<serde_json::Value> = functions
+        .into_iter()
+        .map(|u| {
+            json!({
+                "segment": u.segment,
+                "function": u.function,
+                "cpu_seconds": u.cpu.as_secs_f64(),
+                "waited_seconds": u.waited.as_secs_f64(),
+                "preemptions": u.preemptions,
+            })
+        })
+        .collect();
+    json!({ "segments": segments, "functions": functions })
 }
 
 fn no_control() -> Response<AdminBody> {

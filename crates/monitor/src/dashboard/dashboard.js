@@ -1,7 +1,7 @@
 // The septa dashboard: draws the model (`GET /model`), lights the allowed flows as records
 // arrive on `GET /flows/stream`, lists denials with their reasons, shows the last reload
-// (`GET /reload`), and, when the application spans several nodes, what each node runs and
-// which flows go between nodes. Plain JS, no libraries; every text from the server goes in as text, never
+// (`GET /reload`), each segment's share of a core over the last few seconds (`GET /cpu`), and,
+// when the application spans several nodes, what each node runs and which flows go between nodes. Plain JS, no libraries; every text from the server goes in as text, never
 // as markup (a flow's path is whatever a client sent).
 'use strict';
 
@@ -10,6 +10,8 @@ const LAYOUT = {
   nodeWidth: 180, nodeHeight: 38, gap: 10, pad: 12, title: 24, column: 48, top: 16, left: 16,
 };
 const KEPT_LINES = 40;
+// How often each segment's CPU is read, in ms.
+const CPU_EVERY = 3000;
 
 const state = {
   model: null,
@@ -18,6 +20,7 @@ const state = {
   flows: 0,
   denials: 0,
   selected: null,
+  cpu: null, // the last `GET /cpu`: { at: ms, seconds: Map(segment → CPU seconds) }
 };
 
 const $ = (id) => document.getElementById(id);
@@ -117,6 +120,9 @@ function draw(model) {
     }
     const labels = segment.labels.length ? ` [${segment.labels.join(', ')}]` : '';
     const mode = segment.mode === 'audit' ? ' (audit mode)' : '';
+    // The segment's CPU, filled in by `showCpu` once two readings are known.
+    group.append(svg('text', { class: 'cpu', x: x + L.pad, y: y + 8 }, 'CPU: measuring…'));
+    y += L.title - L.gap;
     group.prepend(
       svg('rect', { x, y: L.top, width, height: y - L.top, rx: 10 }),
       svg('text', { class: 'title', x: x + L.pad, y: L.top + 17 }, `segment ${segment.name}${labels}${mode}`),
@@ -496,6 +502,37 @@ function follow() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CPU by segment.
+
+/** Each segment's share of a core between the last two readings of `GET /cpu`: what its guests
+ * ran, as the scheduler charges it (`septa_cpu_seconds_total`). */
+async function pollCpu() {
+  const { status, body } = await getJson('/cpu');
+  if (status !== 200) return;
+  const now = performance.now();
+  const seconds = new Map(body.segments.map((s) => [s.segment, s.cpu_seconds]));
+  const before = state.cpu;
+  state.cpu = { at: now, seconds };
+  if (before && now > before.at) showCpu(before, state.cpu);
+}
+
+function showCpu(before, after) {
+  const elapsed = (after.at - before.at) / 1000;
+  for (const group of document.querySelectorAll('#graph .segment')) {
+    const name = group.dataset.segment;
+    const total = after.seconds.get(name) || 0;
+    const share = Math.max(0, total - (before.seconds.get(name) || 0)) / elapsed;
+    group.dataset.cpuShare = share.toFixed(4);
+    group.dataset.cpuSeconds = total.toFixed(6);
+    const text = group.querySelector('text.cpu');
+    if (text) {
+      const since = total < 1 ? `${(total * 1000).toFixed(1)} ms` : `${total.toFixed(2)} s`;
+      text.textContent = `CPU ${(share * 100).toFixed(share < 0.1 ? 1 : 0)}% of a core · ${since}`;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reloads.
 
 function showReload(attempt) {
@@ -542,5 +579,7 @@ document.addEventListener('DOMContentLoaded', () => {
     follow();
     pollReload();
     setInterval(pollReload, 3000);
+    pollCpu();
+    setInterval(pollCpu, CPU_EVERY);
   });
 });
