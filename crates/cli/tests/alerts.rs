@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Septa, encode, prometheus, repo};
+use common::{Septa, encode, prometheus};
 use serde_json::Value;
 
 const TOKEN: &str = "test-admin-token-0123456789abcdef";
@@ -103,9 +103,7 @@ fn read_hook(stream: &TcpStream) -> Hook {
 }
 
 fn component(name: &str) -> String {
-    let path = repo().join(format!(
-        "tests/components/target/wasm32-wasip2/release/{name}.wasm"
-    ));
+    let path = common::test_component(name);
     format!("{:?}", path.to_str().unwrap())
 }
 

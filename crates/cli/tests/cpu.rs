@@ -9,15 +9,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Septa, prometheus, repo};
+use common::{Septa, prometheus};
 
 const TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 fn looper() -> String {
-    repo()
-        .join("tests/components/target/wasm32-wasip2/release/looper.wasm")
-        .display()
-        .to_string()
+    common::test_component("looper").display().to_string()
 }
 
 fn start(manifest: &str) -> (Septa, tempfile::TempDir) {

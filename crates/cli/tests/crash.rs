@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Septa, encode, repo};
+use common::{Septa, encode};
 
 const ROUNDS: usize = 4;
 
 fn app() -> tempfile::TempDir {
     common::build_components();
-    let caller = repo().join("tests/components/target/wasm32-wasip2/release/caller.wasm");
+    let caller = common::test_component("caller");
     let dir = tempfile::tempdir().unwrap();
     let manifest = format!(
         "septa_manifest_version = 1\n[application]\nname = \"crash\"\n\

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Septa, encode, repo};
+use common::{Septa, encode};
 
 /// How long any request here may take before the test calls it hung: far past every timeout
 /// in the manifest, far short of the hour the guests sleep.
@@ -23,11 +23,7 @@ const HUNG: Duration = Duration::from_secs(20);
 /// `writer` (a relay) uses the same endpoint.
 fn app() -> tempfile::TempDir {
     common::build_components();
-    let wasm = |name: &str| {
-        repo().join(format!(
-            "tests/components/target/wasm32-wasip2/release/{name}.wasm"
-        ))
-    };
+    let wasm = common::test_component;
     let (sleeper, caller) = (wasm("sleeper"), wasm("caller"));
     let dir = tempfile::tempdir().unwrap();
     let mut manifest = String::from(

@@ -7,7 +7,7 @@
 mod common;
 
 use common::cluster::{Cluster, TRUST_DOMAIN};
-use common::{Response, Septa, encode, repo};
+use common::{Response, Septa, encode};
 use septa_audit::{Answer, Graph, query};
 use septa_manifest::Selector;
 use septa_policy::Policy;
@@ -16,7 +16,7 @@ use septa_testkit::NatsServer;
 use septa_testkit::random::{FUNCTIONS, METHODS, PATHS, Rng, random_manifest};
 
 fn caller_component() -> std::path::PathBuf {
-    repo().join("tests/components/target/wasm32-wasip2/release/caller.wasm")
+    common::test_component("caller")
 }
 
 #[test]

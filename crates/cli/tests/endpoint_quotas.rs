@@ -9,14 +9,14 @@ mod common;
 #[path = "../../endpoints/tests/common/mod.rs"]
 mod stores;
 
-use common::{Septa, encode, repo};
+use common::{Septa, encode};
 use serde_json::Value;
 use stores::{Harness, Kind};
 
 /// A writer allowed everything on an endpoint holding at most 2 keys and 40 bytes.
 fn app(backend_lines: &str) -> tempfile::TempDir {
     common::build_components();
-    let caller = repo().join("tests/components/target/wasm32-wasip2/release/caller.wasm");
+    let caller = common::test_component("caller");
     let dir = tempfile::tempdir().unwrap();
     let manifest = format!(
         "septa_manifest_version = 1\n[application]\nname = \"quotas\"\n\

@@ -9,7 +9,7 @@ mod common;
 #[path = "../../endpoints/tests/common/mod.rs"]
 mod stores;
 
-use common::{Septa, encode, repo};
+use common::{Septa, encode};
 use serde_json::Value;
 use stores::{Harness, Kind};
 
@@ -18,7 +18,7 @@ use stores::{Harness, Kind};
 /// same segment with no rule, and an outsider in another segment.
 fn app(backend_lines: &str) -> tempfile::TempDir {
     common::build_components();
-    let caller = repo().join("tests/components/target/wasm32-wasip2/release/caller.wasm");
+    let caller = common::test_component("caller");
     let dir = tempfile::tempdir().unwrap();
     let mut manifest = String::from(
         "septa_manifest_version = 1\n[application]\nname = \"endpoints\"\n\

@@ -9,18 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Response, Septa, encode, repo};
+use common::{Response, Septa, encode};
 use serde_json::Value;
 
 /// `trapper`, `memhog` (16 MiB) and `spinner` (a looper, 1 s, one at a time) behind routes,
 /// and `relay`, which may call `trapper` through the mesh.
 fn app() -> tempfile::TempDir {
     common::build_components();
-    let wasm = |name: &str| {
-        repo().join(format!(
-            "tests/components/target/wasm32-wasip2/release/{name}.wasm"
-        ))
-    };
+    let wasm = common::test_component;
     let dir = tempfile::tempdir().unwrap();
     let mut manifest = String::from(
         "septa_manifest_version = 1\n[application]\nname = \"errors\"\n\

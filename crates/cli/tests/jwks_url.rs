@@ -148,7 +148,7 @@ impl Issuer {
 /// trusting `ca`; `relax` carves 127.0.0.1 out of the ceiling. `caller` (a function that makes
 /// egress calls on request) has no egress rule.
 fn start(issuer: &Issuer, ca: &Path, relax: bool) -> (Septa, tempfile::TempDir) {
-    let caller = common::repo().join("tests/components/target/wasm32-wasip2/release/caller.wasm");
+    let caller = common::test_component("caller");
     let ceiling = if relax {
         "[ceiling]\nrelax = [\"127.0.0.1/32\"]\n"
     } else {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Connection, Septa, repo};
+use common::{Connection, Septa};
 
 /// Requests refused by the bulkhead.
 const FLOOD: usize = 10_000;
@@ -43,7 +43,7 @@ fn log_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn ten_thousand_refused_requests_write_a_few_log_lines_and_count_the_rest() {
-    let sleeper = repo().join("tests/components/target/wasm32-wasip2/release/sleeper.wasm");
+    let sleeper = common::test_component("sleeper");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("septa.toml"),

@@ -683,11 +683,7 @@ fn a_renewed_certificate_is_taken_while_the_node_runs() {
 #[test]
 fn a_callee_on_another_node_stops_at_its_callers_deadline() {
     let mut cluster = Cluster::new(vec![NatsServer::start()]);
-    let wasm = |name: &str| {
-        common::repo().join(format!(
-            "tests/components/target/wasm32-wasip2/release/{name}.wasm"
-        ))
-    };
+    let wasm = common::test_component;
     let app = cluster.scratch("deadline-app");
     std::fs::create_dir_all(&app).unwrap();
     for name in ["caller", "sleeper"] {

@@ -9,16 +9,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Response, Septa, repo, septa};
+use common::{Response, Septa, septa};
 
 /// `sleeper` in segment `lab`, up to `concurrency` at once, and `echo` in segment `other`.
 fn app(concurrency: u32) -> tempfile::TempDir {
     common::build_components();
-    let wasm = |name: &str| {
-        repo().join(format!(
-            "tests/components/target/wasm32-wasip2/release/{name}.wasm"
-        ))
-    };
+    let wasm = common::test_component;
     let dir = tempfile::tempdir().unwrap();
     let manifest = format!(
         "septa_manifest_version = 1\n[application]\nname = \"pool\"\n\

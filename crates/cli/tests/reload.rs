@@ -13,15 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Connection, Septa, build_components, repo};
+use common::{Connection, Septa, build_components};
 use serde_json::Value;
 
 const TOKEN: &str = "test-admin-token-reload-0123456789";
 
 fn component(name: &str) -> String {
-    let path = repo().join(format!(
-        "tests/components/target/wasm32-wasip2/release/{name}.wasm"
-    ));
+    let path = common::test_component(name);
     path.display().to_string()
 }
 

@@ -26,6 +26,14 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// The test component `name` (from `tests/components/NAME`), where `scripts/build-components`
+/// puts it; [`build_components`] builds it first.
+pub fn test_component(name: &str) -> PathBuf {
+    repo().join(format!(
+        "tests/components/target/wasm32-wasip2/release/{name}.wasm"
+    ))
+}
+
 /// Builds the example's and the tests' components (once per test binary; cargo serializes
 /// concurrent builds of the same target directory).
 pub fn build_components() {
@@ -49,7 +57,7 @@ pub fn case(name: &str) -> PathBuf {
 pub fn echo_app(name: &str, rest: &str) -> tempfile::TempDir {
     build_components();
     let dir = tempfile::tempdir().unwrap();
-    let echo = repo().join("tests/components/target/wasm32-wasip2/release/echo.wasm");
+    let echo = test_component("echo");
     let manifest = format!(
         "septa_manifest_version = 1\n[application]\nname = \"{name}\"\n[segment.edge]\nsubnets = {{ web = \"public\" }}\n[function.echo]\nsource = {echo:?}\nplacement = \"edge/web\"\n{rest}"
     );
