@@ -1,8 +1,9 @@
 // The septa dashboard: draws the model (`GET /model`), lights the allowed flows as records
 // arrive on `GET /flows/stream`, lists denials with their reasons, shows the last reload
 // (`GET /reload`), each segment's share of a core over the last few seconds (`GET /cpu`), and,
-// when the application spans several nodes, what each node runs and which flows go between nodes. Plain JS, no libraries; every text from the server goes in as text, never
-// as markup (a flow's path is whatever a client sent).
+// when the application spans several nodes, what each node runs and which flows go between
+// nodes. Plain JS, no libraries; every text from the server goes in as text, never as markup (a
+// flow's path is whatever a client sent).
 'use strict';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
