@@ -878,13 +878,20 @@ fn an_allowed_call_to_another_function_goes_to_its_lattice_service_signed() {
         request.header("host"),
         Some(lattice.addr.to_string().as_str())
     );
-    assert!(
-        request
-            .headers
-            .iter()
-            .all(|(name, _)| !name.starts_with("septa-")),
+    // Only the chain septa carries on: the guest's own `septa-caller` stayed behind.
+    let sent: Vec<&str> = request
+        .headers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with("septa-"))
+        .collect();
+    assert_eq!(
+        sent,
+        ["septa-trace", "septa-depth", "septa-deadline-ms"],
         "{request:#?}"
     );
+    assert_eq!(request.header("septa-trace"), Some(TRACE));
+    assert_eq!(request.header("septa-depth"), Some("1"));
 
     // A method the rule does not admit: refused here, never sent.
     let denied = caller.invoke(&http_api_v2(
@@ -945,4 +952,136 @@ fn without_an_endpoint_or_credentials_an_allowed_call_answers_503_saying_what_is
         );
     }
     assert_eq!(lattice.connections.load(Ordering::SeqCst), 0);
+}
+
+/// `event` with `headers` added, in its shape (a list of values for Lattice v2, one for API
+/// Gateway).
+fn with_headers(mut event: Value, headers: &[(&str, &str)]) -> Value {
+    let lists = event["version"] == "2.0" && event.get("method").is_some();
+    for (name, value) in headers {
+        event["headers"][*name] = if lists { json!([value]) } else { json!(value) };
+    }
+    event
+}
+
+/// A Lattice v2 event from function `neighbour` to `caller`, asking it to relay POST
+/// `/echo/chained`.
+fn relay_through_lattice(chain: &[(&str, &str)]) -> Value {
+    let mut event = lattice_v2("GET", "/caller/", Some("neighbour"), None);
+    event["queryStringParameters"] = json!({
+        "to": ["http://echo.internal/echo/chained"],
+        "method": ["POST"]
+    });
+    with_headers(event, chain)
+}
+
+#[test]
+fn a_lattice_event_goes_on_in_its_callers_chain_and_a_loop_through_lattice_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "lattice");
+    let lattice = FakeLattice::start(&pki);
+    let mut caller = Lambda::start_with(&case("lambda"), "caller", &lattice_env(&lattice, &pki.ca));
+    let chain = "feedc0de12345678";
+
+    // Three calls deep, with 20 s left: the next call leaves one deeper, in the same trace,
+    // with less time left.
+    let three = caller.invoke(&relay_through_lattice(&[
+        ("septa-trace", chain),
+        ("septa-depth", "3"),
+        ("septa-deadline-ms", "20000"),
+    ]));
+    let relayed = body_json(three.response());
+    assert_eq!(relayed["status"], 200, "{relayed}");
+    let arrived = lattice.arrived();
+    assert_eq!(arrived.len(), 1, "{arrived:#?}");
+    assert_eq!(arrived[0].header("septa-trace"), Some(chain));
+    assert_eq!(arrived[0].header("septa-depth"), Some("4"));
+    let left: u64 = arrived[0]
+        .header("septa-deadline-ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left > 0 && left <= 20_000, "{left}");
+
+    // At the deepest a chain may be, or without a depth (as a call between nodes without one),
+    // the function runs but its call is refused here: a loop of functions calling each other
+    // through Lattice (`caller` and `neighbour` may) ends.
+    let deepest = caller.invoke(&relay_through_lattice(&[("septa-depth", "8")]));
+    let relayed = body_json(deepest.response());
+    assert!(
+        relayed["status"].is_null() && relayed["error"].is_string(),
+        "{relayed}"
+    );
+    let unknown = caller.invoke(&relay_through_lattice(&[]));
+    assert!(body_json(unknown.response())["error"].is_string());
+    assert_eq!(lattice.arrived().len(), 1);
+
+    // An API Gateway client's chain headers are not believed: its request starts a chain.
+    let event = http_api_v2(
+        "GET",
+        "/caller/",
+        &call_echo("POST", "/echo/from-client", ""),
+        None,
+    );
+    let client = caller.invoke(&with_headers(
+        event,
+        &[
+            ("septa-depth", "8"),
+            ("septa-trace", chain),
+            ("septa-deadline-ms", "1"),
+        ],
+    ));
+    assert_eq!(body_json(client.response())["status"], 200);
+    let arrived = lattice.arrived();
+    assert_eq!(arrived.len(), 2);
+    assert_eq!(arrived[1].header("septa-depth"), Some("1"));
+    assert_eq!(arrived[1].header("septa-trace"), Some(TRACE));
+
+    let flows = caller.flows();
+    let calls: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["kind"] == "mesh" && f["dst"] == "function:echo")
+        .collect();
+    assert_eq!(calls.len(), 4, "{flows:#?}");
+    assert_eq!(calls[0]["trace"], chain);
+    assert_eq!(calls[0]["verdict"], "allow");
+    for refused in &calls[1..3] {
+        assert_eq!(refused["verdict"], "deny", "{refused}");
+        assert_eq!(
+            refused["reason"], "call chain deeper than 8 hops (a loop?)",
+            "{refused}"
+        );
+    }
+    assert_eq!(calls[3]["verdict"], "allow");
+    // The invocation itself is recorded in the caller's trace too.
+    let invoked = flows
+        .iter()
+        .find(|f| f["kind"] == "mesh" && f["dst"] == "function:caller")
+        .unwrap();
+    assert_eq!(invoked["trace"], chain, "{invoked}");
+    assert_eq!(invoked["rule"], "neighbour-to-caller");
+}
+
+#[test]
+fn a_lattice_event_ends_by_its_callers_deadline() {
+    let mut sleeper = Lambda::start("sleeper");
+    let event = with_headers(
+        lattice_v2("GET", "/sleep/sleep", Some("caller"), None),
+        &[("septa-depth", "1"), ("septa-deadline-ms", "100")],
+    );
+    let mut event = event;
+    event["queryStringParameters"] = json!({ "ms": ["60000"] });
+    let started = Instant::now();
+    let stopped = sleeper.invoke(&event);
+    let (error_type, body) = stopped.error();
+    assert_eq!(error_type, "Function.Timeout");
+    let message = body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("its caller's deadline passed"),
+        "{message}"
+    );
+    // Its own timeout is 400 ms; the caller's 100 ms came first.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let flows = sleeper.flows();
+    assert_eq!(flows[0]["status"], 504, "{flows:#?}");
 }

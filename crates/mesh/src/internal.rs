@@ -216,7 +216,10 @@ pub(crate) async fn deliver(
         // header, so septa's identity headers stay behind.
         strip_identity_headers(&mut parts.headers);
         let request = http::Request::from_parts(parts, body);
-        return match external.call(admitted.callee, request).await {
+        return match external
+            .call(admitted.callee, caller.chain.next(), request)
+            .await
+        {
             Ok(response) => {
                 flow.set_status(response.status().as_u16());
                 let (parts, body) = response.into_parts();

@@ -32,8 +32,8 @@ use septa_flows::FlowLog;
 use septa_policy::{FunctionId, Policy};
 pub use septa_runtime::{CALLER_HEADER, header_text, strip_identity_headers};
 use septa_runtime::{
-    Caller, Forward, ForwardFuture, Host, Outbound, RequestOptions, ResponseFuture, SocketAddrUse,
-    WasiBody,
+    Caller, Chain, Forward, ForwardFuture, Host, Outbound, RequestOptions, ResponseFuture,
+    SocketAddrUse, WasiBody,
 };
 
 pub use dial::DialTimeouts;
@@ -95,8 +95,14 @@ pub type ExternalFuture =
 /// behind its VPC Lattice service, which decides the call again.
 pub trait ExternalFunctions: Send + Sync + 'static {
     /// Sends `request` (its path normalized, the guest's `septa-*` headers removed) to
-    /// `callee`, as the function this process runs.
-    fn call(&self, callee: FunctionId, request: http::Request<WasiBody>) -> ExternalFuture;
+    /// `callee`, as the function this process runs, one hop along the caller's `chain` (the
+    /// callee's chain: its depth, trace and deadline, for the callee's septa to bound it by).
+    fn call(
+        &self,
+        callee: FunctionId,
+        chain: Chain,
+        request: http::Request<WasiBody>,
+    ) -> ExternalFuture;
 }
 
 /// A response to an endpoint call, boxed the way guests read responses.

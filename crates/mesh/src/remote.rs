@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -22,7 +22,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use septa_identity::tls::NodeTls;
-use septa_runtime::WasiBody;
+use septa_runtime::{Chain, WasiBody, header_text};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -45,6 +45,24 @@ pub const PRINCIPAL_FORWARD_HEADER: &str = "septa-forwarded-principal";
 /// The header carrying how many milliseconds a call between nodes has left before its chain's
 /// deadline: a duration, as gRPC's `grpc-timeout`, so the nodes' clocks need not agree.
 pub const DEADLINE_HEADER: &str = "septa-deadline-ms";
+
+/// Sets the headers that carry `chain` (the callee's: one hop deeper than the caller's) to the
+/// septa that runs the callee: its trace, its depth, whether it is a probe and how many
+/// milliseconds it has left. The receiving septa bounds the call by them (`inbound`, and
+/// `septa lambda` for a call that came through VPC Lattice).
+pub fn set_chain_headers(headers: &mut http::HeaderMap, chain: Chain) {
+    headers.insert(TRACE_HEADER, header_text(&format!("{:016x}", chain.trace)));
+    headers.insert(DEPTH_HEADER, header_text(&chain.depth.to_string()));
+    if chain.probe {
+        headers.insert(PROBE_HEADER, header_text("1"));
+    }
+    if let Some(deadline) = chain.deadline {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis();
+        headers.insert(DEADLINE_HEADER, header_text(&left.to_string()));
+    }
+}
 
 /// Where the other nodes accept calls, as the registry has it.
 pub trait PeerDirectory: Send + Sync + 'static {

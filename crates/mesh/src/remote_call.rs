@@ -2,7 +2,6 @@
 //! or a gateway request admitted here, handed to one of the callee's nodes, which decides again.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use http::header::HOST;
 use http::{Response, StatusCode, Uri};
@@ -12,10 +11,7 @@ use septa_policy::{FunctionId, Principal};
 use septa_runtime::{Caller, Chain, Forward, Forwarded, RecordedBody, WasiBody};
 
 use crate::internal::Admitted;
-use crate::remote::{
-    CLIENT_HEADER, DEADLINE_HEADER, DEPTH_HEADER, PRINCIPAL_FORWARD_HEADER, PROBE_HEADER,
-    TRACE_HEADER, Unavailable,
-};
+use crate::remote::{CLIENT_HEADER, PRINCIPAL_FORWARD_HEADER, Unavailable, set_chain_headers};
 use crate::{CALLER_HEADER, Inner, LocalNode, header_text, strip_identity_headers};
 
 /// Sends an admitted call to a node that hosts the callee, with the headers only a node sets;
@@ -121,25 +117,7 @@ async fn send(
     let (mut parts, body) = request.into_parts();
     strip_identity_headers(&mut parts.headers);
     parts.headers.insert(CALLER_HEADER, header_text(hop.caller));
-    parts.headers.insert(
-        TRACE_HEADER,
-        header_text(&format!("{:016x}", hop.chain.trace)),
-    );
-    parts.headers.insert(
-        DEPTH_HEADER,
-        header_text(&hop.chain.next().depth.to_string()),
-    );
-    if hop.chain.probe {
-        parts.headers.insert(PROBE_HEADER, header_text("1"));
-    }
-    if let Some(deadline) = hop.chain.deadline {
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis();
-        parts
-            .headers
-            .insert(DEADLINE_HEADER, header_text(&left.to_string()));
-    }
+    set_chain_headers(&mut parts.headers, hop.chain.next());
     if let Some(client) = hop.client {
         parts
             .headers

@@ -11,6 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use septa_flows::FlowLog;
 use septa_gateway::auth::Credentials;
+use septa_mesh::MAX_DEPTH;
+use septa_mesh::remote::{DEADLINE_HEADER, DEPTH_HEADER, TRACE_HEADER};
 use septa_policy::{FunctionId, Policy};
 use septa_runtime::{Chain, Host, HttpError, InvokeError, strip_identity_headers};
 
@@ -47,7 +49,6 @@ pub(crate) enum Outcome {
 impl Function {
     /// Serves one invocation.
     pub(crate) async fn invoke(&self, invocation: &Invocation) -> Outcome {
-        let trace = trace_of(&invocation.request_id);
         let event = invocation
             .event
             .as_ref()
@@ -58,6 +59,8 @@ impl Function {
             Err(e) => return fail("Runtime.InvalidEvent", e.to_string()),
         };
         let source = event.source;
+        let chain = chain_of(&event, invocation);
+        let trace = chain.trace;
         let headers = match header_map(&event) {
             Ok(headers) => headers,
             Err(e) => return Outcome::Fail(e),
@@ -65,12 +68,8 @@ impl Function {
         let reply = match self.decide(&event, &headers, trace) {
             Decided::Refused(reply) => reply,
             Decided::Admitted(admitted) => {
-                let deadline = deadline_of(invocation.deadline_ms);
                 let xray = invocation.xray_trace.as_deref();
-                match self
-                    .run(event, headers, *admitted, trace, deadline, xray)
-                    .await
-                {
+                match self.run(event, headers, *admitted, chain, xray).await {
                     Ok(reply) => reply,
                     Err(error) => return Outcome::Fail(error),
                 }
@@ -88,8 +87,7 @@ impl Function {
         event: HttpEvent,
         headers: HeaderMap,
         admitted: Admitted,
-        trace: u64,
-        deadline: Option<Instant>,
+        chain: Chain,
         xray: Option<&str>,
     ) -> Result<Reply, ReportedError> {
         let mut request = Request::builder()
@@ -115,10 +113,6 @@ impl Function {
         let body = Full::new(Bytes::from(event.body))
             .map_err(|never: Infallible| -> HttpError { match never {} });
         let request = request.map(|()| body);
-        let chain = match deadline {
-            Some(deadline) => Chain::start(trace).within(deadline),
-            None => Chain::start(trace),
-        };
         let response = self
             .host
             .handle_flow(self.id, chain, request, None, admitted.flow)
@@ -211,6 +205,50 @@ fn invoke_error_type(error: &InvokeError) -> &'static str {
         | InvokeError::SegmentOverloaded { .. }
         | InvokeError::PoolExhausted { .. } => "Function.Overloaded",
         InvokeError::BodyTimeout { .. } | InvokeError::Host { .. } => "Runtime.HostError",
+    }
+}
+
+/// The chain an invocation runs in: its trace, how many calls deep it is and when it must be
+/// done (Lambda's deadline, less the time to report).
+///
+/// A VPC Lattice event continues its caller's chain, as the calling function's septa sent it
+/// (`septa-trace`, `septa-depth`, `septa-deadline-ms`; the calling guest cannot set them, its
+/// `septa-*` headers are removed before a call leaves, and Lattice admits only the roles septa
+/// signs with). So a loop of functions calling each other through Lattice ends at `MAX_DEPTH`
+/// and by the first caller's deadline, as it does within a node. A Lattice event without a
+/// depth counts as at the chain's end, as a call between nodes does: the function runs, and every
+/// call it makes is refused. An API Gateway event starts a chain; a client's headers of these
+/// names are dropped with every identity header.
+fn chain_of(event: &HttpEvent, invocation: &Invocation) -> Chain {
+    let lambda = deadline_of(invocation.deadline_ms);
+    let mut chain = Chain::start(trace_of(&invocation.request_id));
+    if !event.source.is_gateway() {
+        let header = |name: &str| {
+            event
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.trim())
+        };
+        if let Some(trace) = header(TRACE_HEADER)
+            .filter(|t| t.len() == 16)
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+        {
+            chain.trace = trace;
+        }
+        chain.depth = header(DEPTH_HEADER)
+            .and_then(|d| d.parse::<u8>().ok())
+            .map_or(MAX_DEPTH, |d| d.min(MAX_DEPTH));
+        let left = header(DEADLINE_HEADER).and_then(|ms| ms.parse::<u64>().ok());
+        if let Some(deadline) =
+            left.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)))
+        {
+            chain = chain.within(deadline);
+        }
+    }
+    match lambda {
+        Some(deadline) => chain.within(deadline),
+        None => chain,
     }
 }
 

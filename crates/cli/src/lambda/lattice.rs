@@ -17,9 +17,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 use septa_mesh::dial::{self, DialTimeouts};
+use septa_mesh::remote::set_chain_headers;
 use septa_mesh::{ExternalFunctions, ExternalFuture};
 use septa_policy::{FunctionId, Policy};
-use septa_runtime::{HttpError, WasiBody};
+use septa_runtime::{Chain, HttpError, WasiBody};
 
 use super::sigv4::{self, Credentials, Scope, UNSIGNED_PAYLOAD};
 
@@ -65,6 +66,7 @@ impl Lattice {
     async fn send(
         &self,
         callee: FunctionId,
+        chain: Chain,
         request: http::Request<WasiBody>,
     ) -> Result<Response<WasiBody>, String> {
         let name = self.policy.function(callee).spec.name.as_str();
@@ -93,6 +95,10 @@ impl Lattice {
             .build()
             .map_err(|e| format!("`{variable}` is `{authority}`: {e}"))?;
         sign(&mut parts, &authority, &credentials, &region)?;
+        // Lattice hands the callee's septa these as the event's headers: a chain that calls
+        // back into itself ends at `MAX_DEPTH` and by the first caller's deadline, across
+        // functions as within a node.
+        set_chain_headers(&mut parts.headers, chain);
         let addrs = dial::resolve(host, port).await.map_err(|e| e.to_string())?;
         let addr = addrs
             .first()
@@ -111,13 +117,18 @@ impl Lattice {
 }
 
 impl ExternalFunctions for Lattice {
-    fn call(&self, callee: FunctionId, request: http::Request<WasiBody>) -> ExternalFuture {
+    fn call(
+        &self,
+        callee: FunctionId,
+        chain: Chain,
+        request: http::Request<WasiBody>,
+    ) -> ExternalFuture {
         let lattice = Self {
             policy: self.policy.clone(),
             tls: self.tls.clone(),
             timeouts: self.timeouts,
         };
-        Box::pin(async move { lattice.send(callee, request).await })
+        Box::pin(async move { lattice.send(callee, chain, request).await })
     }
 }
 
