@@ -15,14 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pki::{Pki, make_pki};
+use common::pki::{HttpsServer, Pki, make_pki};
 use common::{Septa, b64, encode, unix_now};
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An Ed25519 signing key with its `kid`.
 struct SigningKey {
@@ -77,62 +74,14 @@ struct Issuer {
 
 impl Issuer {
     fn start(pki: &Pki, document: String) -> Self {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.leaf)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(&pki.leaf_key).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let served: Served = Arc::new(Mutex::new((200, document)));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (state, count) = (served.clone(), hits.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (acceptor, state, count) = (acceptor.clone(), state.clone(), count.clone());
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        count.fetch_add(1, Ordering::SeqCst);
-                        let mut head = Vec::new();
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let mut buf = [0u8; 1024];
-                            match tls.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let (status, body) = state.lock().unwrap().clone();
-                        let response = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = tls.write_all(response.as_bytes()).await;
-                        let _ = tls.shutdown().await;
-                    });
-                }
-            });
-        });
-        Self { addr, served, hits }
+        let state = served.clone();
+        let server = HttpsServer::start(pki, move |_| state.lock().unwrap().clone());
+        Self {
+            addr: server.addr,
+            served,
+            hits: server.connections,
+        }
     }
 
     fn url(&self) -> String {

@@ -1,8 +1,15 @@
 //! A certificate authority and a leaf for `127.0.0.1` made by the `openssl` CLI, for tests
 //! that stand up HTTPS servers on loopback.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -92,4 +99,76 @@ pub struct Pki {
     pub ca: PathBuf,
     pub leaf: PathBuf,
     pub leaf_key: PathBuf,
+}
+
+/// A loopback HTTPS server presenting `pki`'s leaf, started on its own thread: for each request
+/// it reads the head and answers with what `answer` makes of it, a status and a JSON body, then
+/// closes the connection.
+pub struct HttpsServer {
+    pub addr: SocketAddr,
+    /// TLS handshakes completed.
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl HttpsServer {
+    pub fn start(
+        pki: &Pki,
+        answer: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.leaf)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&pki.leaf_key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (count, answer) = (connections.clone(), Arc::new(answer));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (acceptor, count, answer) = (acceptor.clone(), count.clone(), answer.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let mut head = Vec::new();
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut buf = [0u8; 4096];
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let (status, body) = answer(&String::from_utf8_lossy(&head));
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = tls.write_all(response.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+        });
+        Self { addr, connections }
+    }
 }

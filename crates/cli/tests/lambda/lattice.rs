@@ -6,16 +6,13 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use ring::{digest, hmac};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::pki::Pki;
+use crate::common::pki::{HttpsServer, Pki};
 
 pub const ACCESS_KEY_ID: &str = "ASIATESTLATTICECALLER";
 pub const SECRET_ACCESS_KEY: &str = "lattice/test/secret+key";
@@ -50,78 +47,28 @@ pub struct FakeLattice {
 
 impl FakeLattice {
     pub fn start(pki: &Pki) -> Self {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.leaf)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(&pki.leaf_key).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let arrived: Arc<Mutex<Vec<Arrived>>> = Arc::default();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let (log, count) = (arrived.clone(), connections.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (acceptor, log, count) = (acceptor.clone(), log.clone(), count.clone());
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        count.fetch_add(1, Ordering::SeqCst);
-                        let mut head = Vec::new();
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let mut buf = [0u8; 4096];
-                            match tls.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let arrived = check(&String::from_utf8_lossy(&head));
-                        let (status, body) = match &arrived.refused {
-                            None => (
-                                200,
-                                json!({
-                                    "lattice": "signed",
-                                    "method": arrived.method,
-                                    "target": arrived.target,
-                                }),
-                            ),
-                            Some(why) => (403, json!({ "refused": why })),
-                        };
-                        log.lock().unwrap().push(arrived);
-                        let body = body.to_string();
-                        let response = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = tls.write_all(response.as_bytes()).await;
-                        let _ = tls.shutdown().await;
-                    });
-                }
-            });
+        let log = arrived.clone();
+        let server = HttpsServer::start(pki, move |head| {
+            let arrived = check(head);
+            let answer = match &arrived.refused {
+                None => (
+                    200,
+                    json!({
+                        "lattice": "signed",
+                        "method": arrived.method,
+                        "target": arrived.target,
+                    }),
+                ),
+                Some(why) => (403, json!({ "refused": why })),
+            };
+            log.lock().unwrap().push(arrived);
+            (answer.0, answer.1.to_string())
         });
         Self {
-            addr,
+            addr: server.addr,
             arrived,
-            connections,
+            connections: server.connections,
         }
     }
 
