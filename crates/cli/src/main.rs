@@ -155,7 +155,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEPTA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Warnings, and what guests write to stdout and stderr (`septa::guest`).
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,septa::guest=info")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -10,36 +10,13 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Connection, Septa};
+use common::{Connection, Septa, log_lines};
 
 /// Requests refused by the bulkhead.
 const FLOOD: usize = 10_000;
 const CLIENTS: usize = 4;
 /// How long the throttle's window is (`LogThrottle::per_request`).
 const WINDOW: Duration = Duration::from_secs(10);
-
-/// Lines in septa's log without the terminal colours.
-fn log_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|line| {
-            let mut plain = String::with_capacity(line.len());
-            let mut chars = line.chars();
-            while let Some(c) = chars.next() {
-                if c == '\u{1b}' {
-                    // An escape sequence: ESC [ ... m.
-                    for c in chars.by_ref() {
-                        if c == 'm' {
-                            break;
-                        }
-                    }
-                } else {
-                    plain.push(c);
-                }
-            }
-            plain
-        })
-        .collect()
-}
 
 #[test]
 fn ten_thousand_refused_requests_write_a_few_log_lines_and_count_the_rest() {

@@ -252,6 +252,7 @@ impl Host {
                     function: id,
                     chain,
                 },
+                &function.name,
                 self.outbound.get().cloned(),
                 function.memory_limit,
             ),

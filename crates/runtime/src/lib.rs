@@ -10,6 +10,7 @@ mod bulkhead;
 mod cache;
 mod engine;
 mod error_response;
+mod guest_output;
 mod host;
 mod identity;
 mod invoke_error;

@@ -1,6 +1,6 @@
-//! What one request's store holds: a fresh WASI context with nothing inherited, the wasi:http
-//! context, the hooks that send every guest egress through [`crate::Outbound`], and the memory
-//! limiter.
+//! What one request's store holds: a fresh WASI context with nothing inherited (what the guest
+//! writes to stdout and stderr goes to septa's log, bounded), the wasi:http context, the hooks
+//! that send every guest egress through [`crate::Outbound`], and the memory limiter.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
+use crate::guest_output::{self, GuestOutput};
 use crate::{Caller, Outbound};
 
 /// The data of one request's `Store`.
@@ -26,17 +27,25 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The store of one request of `caller.function`, named `name`.
     pub(crate) fn new(
         caller: Caller,
+        name: &Arc<str>,
         outbound: Option<Arc<dyn Outbound>>,
         memory_limit: usize,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
-        // No stdio, no environment, no arguments, no preopened directories, no DNS: a guest
+        // No stdin, no environment, no arguments, no preopened directories, no DNS: a guest
         // reaches nothing the host does not hand it. Sockets go through the outbound check.
+        // What it writes to stdout and stderr goes to septa's log, bounded (`guest_output`).
         wasi.allow_ip_name_lookup(false)
             .allow_tcp(true)
             .allow_udp(false);
+        if guest_output::wanted() {
+            let (function, trace) = (caller.function, caller.chain.trace);
+            wasi.stdout(GuestOutput::new(function, name.clone(), trace, "stdout"))
+                .stderr(GuestOutput::new(function, name.clone(), trace, "stderr"));
+        }
         let check = outbound.clone();
         wasi.socket_addr_check(move |addr: SocketAddr, use_: SocketAddrUse| match &check {
             Some(outbound) => outbound.check_socket(caller, addr, use_),

@@ -563,3 +563,26 @@ pub fn unix_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// Lines in septa's log without the terminal colours.
+pub fn log_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| {
+            let mut plain = String::with_capacity(line.len());
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    // An escape sequence: ESC [ ... m.
+                    for c in chars.by_ref() {
+                        if c == 'm' {
+                            break;
+                        }
+                    }
+                } else {
+                    plain.push(c);
+                }
+            }
+            plain
+        })
+        .collect()
+}

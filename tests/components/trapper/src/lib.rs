@@ -1,5 +1,8 @@
 //! `trapper`: `GET /trap` traps, to test that the host turns a guest trap into an
-//! error response and keeps serving. Any other request answers `{"ok": true}`.
+//! error response and keeps serving. `GET /print?lines=N&bytes=B` writes N lines of B
+//! bytes to stdout, then one with a terminal escape and a carriage return, and answers
+//! `{"printed": N}`: a guest that floods and tampers with the host's log. Any other
+//! request answers `{"ok": true}`.
 //!
 //! Endpoints match on the last path segment, so `/lab/trap` traps too: tests can mount
 //! the component under any route prefix.
@@ -20,10 +23,25 @@ impl Guest for Trapper {
 }
 
 fn route(request: &Request) -> Reply {
-    if request.method == "GET" && request.endpoint() == "trap" {
-        trap()
-    } else {
-        Reply::json(200, &json!({ "ok": true }))
+    let number = |name: &str| {
+        request
+            .query_value(name)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1)
+    };
+    match (request.method.as_str(), request.endpoint()) {
+        ("GET", "trap") => trap(),
+        ("GET", "print") => {
+            let (lines, bytes) = (number("lines"), number("bytes"));
+            let line = "p".repeat(bytes);
+            for n in 0..lines {
+                println!("{n} {line}");
+            }
+            // Sets the terminal's title and rings its bell, where a log is read raw.
+            println!("title \x1b]0;pwned\x07 and \r return");
+            Reply::json(200, &json!({ "printed": lines }))
+        }
+        _ => Reply::json(200, &json!({ "ok": true })),
     }
 }
 
