@@ -61,7 +61,7 @@ pub(crate) fn compile(manifest: Manifest) -> Result<Policy, Diagnostics> {
 }
 
 pub(crate) fn run(dir: &Path, instances: u32) -> anyhow::Result<ExitCode> {
-    match load_checked_policy(dir) {
+    match load_checked_policy(dir).and_then(components_checked) {
         Ok(policy) => {
             if let Some(warning) = crate::pool::overcommit_warning(&policy, instances) {
                 eprintln!("{}: warning: {warning}", policy.manifest().file.display());
@@ -86,6 +86,52 @@ pub(crate) fn run(dir: &Path, instances: u32) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `policy` if every function's component that exists can run, as far as its bytes say
+/// ([`septa_runtime::check_component`]), or each one that cannot. A component not built yet is
+/// only warned about: `septa up --build` builds it.
+fn components_checked(policy: Policy) -> Result<Policy, Diagnostics> {
+    let manifest = policy.manifest();
+    let mut items = Vec::new();
+    for function in manifest.components() {
+        let Some(component) = function.component() else {
+            continue;
+        };
+        let path = component.source.display();
+        let problem = match std::fs::read(&component.source) {
+            Ok(bytes) => match septa_runtime::check_component(&bytes) {
+                Ok(()) => continue,
+                Err(problem) => problem.to_string(),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let how = if component.build.is_some() {
+                    "`septa up --build` builds it"
+                } else {
+                    "`septa up` needs it"
+                };
+                eprintln!(
+                    "{}: warning: function `{}`: `{path}` does not exist yet; {how}",
+                    manifest.file.display(),
+                    function.name
+                );
+                continue;
+            }
+            Err(e) => format!("it cannot be read: {e}"),
+        };
+        items.push(Diagnostic {
+            location: Some(function.location),
+            message: format!("function `{}`: `{path}`: {problem}", function.name),
+            help: None,
+        });
+    }
+    if items.is_empty() {
+        return Ok(policy);
+    }
+    Err(Diagnostics {
+        file: manifest.file.clone(),
+        items,
+    })
 }
 
 /// Prints every problem and their count to stderr, as `septa check` does.

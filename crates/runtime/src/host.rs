@@ -20,6 +20,7 @@ use septa_flows::FlowGuard;
 use crate::body::{CountedBody, DeadlineBody, GuestBody, RecordedBody};
 use crate::bulkhead::Bulkheads;
 use crate::cache::{CacheOutcome, ComponentCache};
+use crate::component_check::check_component;
 use crate::invoke_error::InvokeError;
 use crate::pool::{InstanceNeeds, PoolSize};
 use crate::run::{self, GuestEnd, WaitingFlow};
@@ -141,6 +142,11 @@ impl Host {
                 function: name.to_owned(),
                 path: path.clone(),
                 source,
+            })?;
+            check_component(&bytes).map_err(|e| LoadError::Component {
+                function: name.to_owned(),
+                path: path.clone(),
+                message: e.to_string(),
             })?;
             let needs = InstanceNeeds::of_component(&bytes).map_err(|e| LoadError::Component {
                 function: name.to_owned(),

@@ -8,6 +8,7 @@
 mod body;
 mod bulkhead;
 mod cache;
+mod component_check;
 mod engine;
 mod error_response;
 mod guest_output;
@@ -27,6 +28,7 @@ use std::time::Instant;
 pub use body::{CountedBody, DeadlineBody, GuestBody, RecordedBody};
 pub use bulkhead::{Admitted, Bulkheads};
 pub use cache::{CacheOutcome, ComponentCache};
+pub use component_check::{ComponentProblem, check_component};
 pub use engine::{EPOCH_TICK, EpochTicker, build_engine};
 pub use error_response::{json_error, json_response, trace_id};
 pub use host::{Host, LoadError, LoadReport};
