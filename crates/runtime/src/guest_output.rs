@@ -12,9 +12,10 @@
 //!   pieces of that size;
 //! - one request writes at most [`MAX_PER_REQUEST`] bytes to each stream; the rest is counted,
 //!   and one line at the end says how much was left out;
-//! - one function writes at most [`LINES_PER_SECOND`] lines a second, whatever the number of its
-//!   requests; the rest are counted, and the next line written says how many were left out
-//!   (`suppressed=N`).
+//! - one function writes at most [`LINES_PER_WINDOW`] lines every [`WINDOW`], whatever the number
+//!   of its requests; the rest are counted, and the next line written says how many were left
+//!   out (`suppressed=N`). As with septa's own warnings, a flood of requests to a function that
+//!   prints or panics costs the log a few lines, not one per request.
 //!
 //! Writing never fails and never waits: output past a bound is dropped, so a guest that writes
 //! without end neither traps nor holds its request up, and cannot fill septa's log.
@@ -36,14 +37,15 @@ use crate::trace_id;
 pub const MAX_LINE: usize = 2048;
 /// What one request may write to each of stdout and stderr.
 pub const MAX_PER_REQUEST: usize = 64 * 1024;
-/// The lines one function may write a second, over all its requests.
-pub const LINES_PER_SECOND: u32 = 100;
+/// The lines one function may write every [`WINDOW`], over all its requests.
+pub const LINES_PER_WINDOW: u32 = 100;
+/// The window of [`LINES_PER_WINDOW`].
+pub const WINDOW: Duration = Duration::from_secs(10);
 
 /// How much a guest may write in one call: any amount is taken at once.
 const WRITE_PERMIT: usize = 64 * 1024;
 
-static THROTTLE: LogThrottle<FunctionId> =
-    LogThrottle::new(LINES_PER_SECOND, Duration::from_secs(1));
+static THROTTLE: LogThrottle<FunctionId> = LogThrottle::new(LINES_PER_WINDOW, WINDOW);
 
 /// Whether septa's log takes guest output at all: when it does not, a guest's stdout and stderr
 /// stay the empty sinks of a fresh WASI context, and cost nothing.
