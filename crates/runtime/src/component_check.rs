@@ -78,6 +78,12 @@ pub enum ComponentProblem {
     },
 }
 
+impl From<wasmparser::BinaryReaderError> for ComponentProblem {
+    fn from(e: wasmparser::BinaryReaderError) -> Self {
+        Self::Malformed(e.message().to_owned())
+    }
+}
+
 /// Checks that `bytes` are a component septa can run, as far as its top-level imports and
 /// exports say.
 ///
@@ -100,7 +106,7 @@ pub fn check_component(bytes: &[u8]) -> Result<(), ComponentProblem> {
     let mut depth = 0usize;
     let (mut imports, mut exports) = (Vec::new(), Vec::new());
     for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| ComponentProblem::Malformed(e.message().to_owned()))?;
+        let payload = payload?;
         match payload {
             Payload::Version { encoding, .. } => {
                 if depth == 0 && encoding != Encoding::Component {
@@ -111,16 +117,12 @@ pub fn check_component(bytes: &[u8]) -> Result<(), ComponentProblem> {
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(section) if depth == 1 => {
                 for import in section {
-                    let import =
-                        import.map_err(|e| ComponentProblem::Malformed(e.message().to_owned()))?;
-                    imports.push(import.name.name.to_owned());
+                    imports.push(import?.name.name.to_owned());
                 }
             }
             Payload::ComponentExportSection(section) if depth == 1 => {
                 for export in section {
-                    let export =
-                        export.map_err(|e| ComponentProblem::Malformed(e.message().to_owned()))?;
-                    exports.push(export.name.name.to_owned());
+                    exports.push(export?.name.name.to_owned());
                 }
             }
             _ => {}

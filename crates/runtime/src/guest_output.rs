@@ -64,10 +64,12 @@ impl GuestOutput {
         stream: &'static str,
     ) -> Self {
         Self(Arc::new(Mutex::new(Lines {
-            function,
-            name,
-            trace,
-            stream,
+            source: Source {
+                function,
+                name,
+                trace,
+                stream,
+            },
             cut: Cutter::default(),
         })))
     }
@@ -124,55 +126,54 @@ impl Pollable for Writer {
 
 /// What one request wrote to one stream and has not written out yet.
 struct Lines {
-    function: FunctionId,
-    name: Arc<str>,
-    trace: u64,
-    stream: &'static str,
+    source: Source,
     cut: Cutter,
 }
 
 impl Lines {
     fn take(&mut self, bytes: &[u8]) {
-        let Self {
-            function,
-            name,
-            trace,
-            stream,
-            cut,
-        } = self;
-        cut.take(bytes, |line| say(*function, name, *trace, stream, line));
+        let source = &self.source;
+        self.cut.take(bytes, |line| source.say(line));
     }
 }
 
 impl Drop for Lines {
     /// The request is over: its last line, even without a newline, and what was left out.
     fn drop(&mut self) {
-        let (function, trace, stream) = (self.function, self.trace, self.stream);
-        let name = &self.name;
-        let dropped = self
-            .cut
-            .finish(|line| say(function, name, trace, stream, line));
+        let source = &self.source;
+        let dropped = self.cut.finish(|line| source.say(line));
         if dropped > 0 {
             let note = format!(
-                "[septa: {dropped} more bytes left out; a request writes at most {MAX_PER_REQUEST} bytes to {stream}]"
+                "[septa: {dropped} more bytes left out; a request writes at most {MAX_PER_REQUEST} bytes to {}]",
+                source.stream
             );
-            say(function, name, trace, stream, note.as_bytes());
+            source.say(note.as_bytes());
         }
     }
 }
 
-/// Writes one line of `function`'s output (less a final `\r`) to septa's log, unless the function
-/// is past its lines for this second.
-fn say(function: FunctionId, name: &str, trace: u64, stream: &'static str, line: &[u8]) {
-    let Some(suppressed) = THROTTLE.admit(function) else {
-        return;
-    };
-    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
-    let trace = trace_id(trace);
-    if suppressed == 0 {
-        tracing::info!(target: "septa::guest", function = %name, stream, %trace, "{line:?}");
-    } else {
-        tracing::info!(target: "septa::guest", function = %name, stream, %trace, suppressed, "{line:?}");
+/// Whose output a stream is: a function's, in one request, on stdout or stderr.
+struct Source {
+    function: FunctionId,
+    name: Arc<str>,
+    trace: u64,
+    stream: &'static str,
+}
+
+impl Source {
+    /// Writes one line (less a final `\r`) to septa's log, unless the function is past its lines
+    /// for this window.
+    fn say(&self, line: &[u8]) {
+        let Some(suppressed) = THROTTLE.admit(self.function) else {
+            return;
+        };
+        let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+        let (name, stream, trace) = (&self.name, self.stream, trace_id(self.trace));
+        if suppressed == 0 {
+            tracing::info!(target: "septa::guest", function = %name, stream, %trace, "{line:?}");
+        } else {
+            tracing::info!(target: "septa::guest", function = %name, stream, %trace, suppressed, "{line:?}");
+        }
     }
 }
 
